@@ -179,9 +179,9 @@ kafka_wait() {
 opensearch_dir() {
   if [ -s "$OPENSEARCH_LOCATION" ]; then
     cat "$OPENSEARCH_LOCATION"
-  elif [ "$(id -u)" -eq 0 ] && [ -z "${TRACESTREAM_STACK_DIR:-}" ] && id -u "$OPENSEARCH_USER" >/dev/null 2>&1 \
+  elif [ "$(id -u)" -eq 0 ] && id -u "$OPENSEARCH_USER" >/dev/null 2>&1 \
      && ! setpriv --reuid="$OPENSEARCH_USER" --regid="$OPENSEARCH_USER" --init-groups -- test -x "$STACK_DIR" 2>/dev/null; then
-    echo "/var/tmp/tracestream-stack-$(printf '%s' "$REPO_DIR" | sha1sum | cut -c1-12)/opensearch"
+    echo "/var/tmp/tracestream-stack-$(printf '%s' "$STACK_DIR" | sha1sum | cut -c1-12)/opensearch"
   else
     echo "$STACK_DIR/opensearch"
   fi

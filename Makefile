@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`. Everything they need is
+# installed here, into .venv and infra/.stack, so a fresh clone works.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test lint stack-up stack-down stack-status clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+## run: install, start the local stack, run the main job (the stack keeps running; infra/down stops it)
+run: $(VENV)/.installed
+	infra/up
+	$(BIN)/tracestream run
+
+## test: install, lint, start the stack, run the whole suite, stop the stack (also when tests fail)
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	infra/with-stack bash -c '$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc'
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+stack-up:
+	infra/up
+stack-down:
+	infra/down
+stack-status:
+	infra/status
+
+clean:
+	infra/down --purge || true
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

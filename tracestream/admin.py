@@ -1,0 +1,168 @@
+"""Creates the pipeline's Kafka topics, idempotently, with confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tracestream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# One LLM span can carry megabytes of prompt and completion; the broker's 1 MB default
+# would reject them, so the event and trace topics accept up to 8 MiB per record.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class TopicOutcome(StrEnum):
+    CREATED = "created"
+    EXISTS = "exists"
+    # Exists, but with another partition count than configured. Never changed automatically:
+    # adding partitions moves trace ids to other partitions and breaks per-trace ordering.
+    PARTITIONS_DIFFER = "exists, partitions differ"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    spec: TopicSpec
+    outcome: TopicOutcome
+    partitions: int
+
+
+class AdminError(RuntimeError):
+    """A topic could not be created or inspected."""
+
+
+def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    """The topics the pipeline needs, as configured."""
+    topics = settings.topics
+    rf = topics.replication_factor
+    return [
+        # Span and trace events, keyed by trace id: an append-only log, kept for a replay window.
+        TopicSpec(
+            topics.events,
+            topics.events_partitions,
+            rf,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(topics.events_retention_ms),
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            },
+        ),
+        # Completed traces keyed by trace id, each record a newer revision of the same trace:
+        # a changelog of state, so compaction keeps the latest revision per trace; deletion
+        # after the retention window bounds it (OpenSearch is the store of record).
+        TopicSpec(
+            topics.completed,
+            topics.completed_partitions,
+            rf,
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(topics.events_retention_ms),
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            },
+        ),
+        TopicSpec(
+            topics.alerts,
+            topics.alerts_partitions,
+            rf,
+            {"cleanup.policy": "delete", "retention.ms": str(topics.events_retention_ms)},
+        ),
+        # Dead letters keep the original bytes and the reason; kept longer so that a person
+        # can look at them and replay them.
+        TopicSpec(
+            topics.dead_letters,
+            topics.dead_letters_partitions,
+            rf,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(topics.dead_letters_retention_ms),
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            },
+        ),
+    ]
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka.confluent_config())
+
+
+def ensure_topics(
+    settings: Settings,
+    specs: Iterable[TopicSpec] | None = None,
+    admin: AdminClient | None = None,
+) -> list[TopicReport]:
+    """Create every topic in ``specs`` (default: the pipeline's) that does not exist yet.
+
+    Safe to run any number of times and from several processes at once.
+    """
+    specs = list(pipeline_topics(settings) if specs is None else specs)
+    admin = admin or admin_client(settings)
+    timeout = settings.kafka.request_timeout_s
+    futures = admin.create_topics(
+        [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in specs],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created: set[str] = set()
+    for spec in specs:
+        try:
+            futures[spec.name].result()
+            created.add(spec.name)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise AdminError(f"could not create topic {spec.name!r}: {error.str()}") from exc
+
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise AdminError(f"could not list topics: {exc}") from exc
+    reports = []
+    for spec in specs:
+        topic = metadata.topics.get(spec.name)
+        partitions = len(topic.partitions) if topic is not None else 0
+        if spec.name in created:
+            outcome = TopicOutcome.CREATED
+        elif partitions == spec.partitions:
+            outcome = TopicOutcome.EXISTS
+        else:
+            outcome = TopicOutcome.PARTITIONS_DIFFER
+            logger.warning(
+                "topic %s has %d partitions, settings ask for %d; left unchanged",
+                spec.name,
+                partitions,
+                spec.partitions,
+            )
+        reports.append(TopicReport(spec, outcome, partitions))
+    return reports
+
+
+def delete_topics(settings: Settings, names: Iterable[str], admin: AdminClient | None = None) -> None:
+    """Delete topics, ignoring those that do not exist."""
+    admin = admin or admin_client(settings)
+    names = list(names)
+    if not names:
+        return
+    timeout = settings.kafka.request_timeout_s
+    futures = admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise AdminError(f"could not delete topic {name!r}: {error.str()}") from exc

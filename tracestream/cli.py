@@ -1,0 +1,102 @@
+"""The `tracestream` command."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tracestream.admin import AdminError, TopicReport, ensure_topics
+from tracestream.health import ServerHealth, check_all
+from tracestream.settings import get_settings
+
+app = typer.Typer(help="tracestream: MLflow-style tracing for production fleets, on Kafka and OpenSearch.")
+admin_app = typer.Typer(help="Create and inspect the pipeline's topics.")
+app.add_typer(admin_app, name="admin")
+
+console = Console()
+
+
+def _health_table(reports: list[ServerHealth]) -> Table:
+    table = Table(title="Servers")
+    for column in ("server", "address", "healthy", "details"):
+        table.add_column(column)
+    for report in reports:
+        details = report.error or ", ".join(f"{k}={v}" for k, v in report.details.items())
+        healthy = "[green]yes[/green]" if report.healthy else "[red]no[/red]"
+        table.add_row(report.server, report.address, healthy, details)
+    return table
+
+
+def _topics_table(reports: list[TopicReport]) -> Table:
+    table = Table(title="Topics")
+    for column in ("topic", "outcome", "partitions", "cleanup.policy"):
+        table.add_column(column)
+    for report in reports:
+        table.add_row(
+            report.spec.name,
+            report.outcome.value,
+            str(report.partitions),
+            report.spec.config.get("cleanup.policy", ""),
+        )
+    return table
+
+
+def _wait_healthy(timeout_s: float) -> list[ServerHealth]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reports = check_all(get_settings())
+        if all(r.healthy for r in reports) or time.monotonic() >= deadline:
+            return reports
+        time.sleep(1.0)
+
+
+@app.command()
+def health(
+    wait: float = typer.Option(0.0, help="Seconds to wait for the servers to become healthy."),
+) -> None:
+    """Report whether Kafka and OpenSearch are reachable and healthy; exit 1 if not."""
+    reports = _wait_healthy(wait)
+    console.print(_health_table(reports))
+    if not all(r.healthy for r in reports):
+        raise typer.Exit(1)
+
+
+@admin_app.command("init")
+def admin_init() -> None:
+    """Create the pipeline topics (idempotent)."""
+    try:
+        reports = ensure_topics(get_settings())
+    except AdminError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(_topics_table(reports))
+
+
+@app.command()
+def run(
+    wait: float = typer.Option(60.0, help="Seconds to wait for the servers to become healthy."),
+) -> None:
+    """The main job: check the servers, create the pipeline topics, report."""
+    reports = _wait_healthy(wait)
+    console.print(_health_table(reports))
+    if not all(r.healthy for r in reports):
+        console.print("[red]The servers are not healthy: start them with infra/up, or point "
+                      "TRACESTREAM_KAFKA__BOOTSTRAP_SERVERS / TRACESTREAM_OPENSEARCH__URL at yours.[/red]")
+        raise typer.Exit(1)
+    admin_init()
+    console.print("[green]tracestream is ready.[/green]")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # opensearch-py logs every request at INFO.
+    logging.getLogger("opensearch").setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    main()

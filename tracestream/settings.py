@@ -1,0 +1,188 @@
+"""The one place tracestream reads its configuration from.
+
+Every package takes a :class:`Settings`; values come from environment variables with the
+``TRACESTREAM_`` prefix, nested groups separated by ``__``::
+
+    TRACESTREAM_KAFKA__BOOTSTRAP_SERVERS=broker-1:9092,broker-2:9092
+    TRACESTREAM_KAFKA__SECURITY_PROTOCOL=SASL_SSL
+    TRACESTREAM_OPENSEARCH__URL=https://search.internal:9200
+    TRACESTREAM_TOPICS__EVENTS_PARTITIONS=24
+
+Defaults point at the local stack that ``infra/up`` starts on 127.0.0.1 (never ``localhost``:
+the servers bind IPv4 only and ``localhost`` may resolve to ``::1`` first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "TRACESTREAM_"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "tracestream"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    # Optional Confluent-compatible schema registry; without one, events use Avro
+    # single-object encoding with the schemas shipped in schemas/.
+    schema_registry_url: str | None = None
+    request_timeout_s: float = 10.0
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ValueError(
+                    f"security_protocol={self.security_protocol} needs sasl_mechanism, sasl_username "
+                    "and sasl_password (TRACESTREAM_KAFKA__SASL_*)"
+                )
+        return self
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def confluent_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """librdkafka configuration for confluent-kafka's Producer, Consumer and AdminClient,
+        with ``overrides`` (librdkafka property names, e.g. ``{"linger.ms": 5}``) applied last."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        optional = {
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+        }
+        config.update({key: value for key, value in optional.items() if value is not None})
+        config.update(overrides or {})
+        return config
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (the client Faust runs on)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.uses_ssl:
+            from aiokafka.helpers import create_ssl_context
+
+            config["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_ca_location,
+                certfile=self.ssl_certificate_location,
+                keyfile=self.ssl_key_location,
+                password=self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+            )
+        return config
+
+
+class OpenSearchSettings(BaseModel):
+    url: str = "http://127.0.0.1:9200"
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    ca_certs: str | None = None
+    timeout_s: float = 30.0
+    # Every index and template tracestream creates starts with this, so several
+    # deployments (or test runs) can share one cluster.
+    index_prefix: str = "tracestream"
+    # 0 suits a single node; production clusters raise it.
+    number_of_replicas: int = 0
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _valid_index_prefix(cls, value: str) -> str:
+        if not value or value != value.lower() or value[0] in "-_+" or any(c in value for c in ' ,"*\\/<>|?#:'):
+            raise ValueError(f"index_prefix {value!r} is not a valid lowercase OpenSearch index name prefix")
+        return value
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``opensearchpy.OpenSearch``."""
+        kwargs: dict[str, Any] = {
+            "hosts": [self.url],
+            "timeout": self.timeout_s,
+            "verify_certs": self.verify_certs,
+            "ssl_show_warn": self.verify_certs,
+        }
+        if self.username is not None:
+            password = self.password.get_secret_value() if self.password else ""
+            kwargs["http_auth"] = (self.username, password)
+        if self.ca_certs:
+            kwargs["ca_certs"] = self.ca_certs
+        return kwargs
+
+
+class TopicSettings(BaseModel):
+    events: str = "tracestream.events"
+    completed: str = "tracestream.traces.completed"
+    alerts: str = "tracestream.alerts"
+    dead_letters: str = "tracestream.deadletters"
+    events_partitions: int = Field(default=6, ge=1)
+    completed_partitions: int = Field(default=6, ge=1)
+    alerts_partitions: int = Field(default=1, ge=1)
+    dead_letters_partitions: int = Field(default=1, ge=1)
+    # 1 for the single local broker; production clusters use 3.
+    replication_factor: int = Field(default=1, ge=1)
+    events_retention_ms: int = 7 * 24 * 3600 * 1000
+    dead_letters_retention_ms: int = 30 * 24 * 3600 * 1000
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # Accepted values of the X-API-Key header, comma-separated in the environment;
+    # empty means no authentication (local use).
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()
