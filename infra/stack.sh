@@ -321,6 +321,7 @@ cmd_down() {
   stop_pid opensearch "$OPENSEARCH_PID" org.opensearch.bootstrap.OpenSearch
   if [ $purge -eq 1 ]; then
     rm -rf "$KAFKA_DIR" "$os_dir" "$STACK_DIR/kafka.pid" "$OPENSEARCH_PID" "$OPENSEARCH_LOCATION"
+    case "$os_dir" in /var/tmp/tracestream-stack-*) rmdir "$(dirname "$os_dir")" 2>/dev/null || true ;; esac
     log "purged data and logs ($KAFKA_DIR, $os_dir); downloads kept in $DIST_DIR"
   fi
 }

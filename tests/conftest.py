@@ -48,8 +48,10 @@ def require_server(server: str) -> None:
     if reason is None:
         return
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: tests that need {server} fail instead of skipping; "
-                    "start it with infra/up)", pytrace=False)
+        pytest.fail(
+            f"{reason} (CI=true: tests that need {server} fail instead of skipping; start it with infra/up)",
+            pytrace=False,
+        )
     pytest.skip(f"{reason}; start it with infra/up")
 
 

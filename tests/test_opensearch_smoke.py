@@ -6,12 +6,27 @@ import pytest
 from opensearchpy import OpenSearch, helpers
 
 TRACES = [
-    {"trace_id": "tr-8f1c0e2a9b3d4c5e6f708192a3b4c5d6", "name": "chat_completion", "state": "OK",
-     "request_preview": "What is the capital of France?", "execution_time_ms": 812},
-    {"trace_id": "tr-0a1b2c3d4e5f60718293a4b5c6d7e8f9", "name": "retrieve_docs", "state": "ERROR",
-     "request_preview": "Summarise the Q3 revenue report", "execution_time_ms": 1530},
-    {"trace_id": "tr-f0e1d2c3b4a5968778695a4b3c2d1e0f", "name": "ChatAgent.invoke", "state": "OK",
-     "request_preview": "Book a table for two in Paris", "execution_time_ms": 245},
+    {
+        "trace_id": "tr-8f1c0e2a9b3d4c5e6f708192a3b4c5d6",
+        "name": "chat_completion",
+        "state": "OK",
+        "request_preview": "What is the capital of France?",
+        "execution_time_ms": 812,
+    },
+    {
+        "trace_id": "tr-0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        "name": "retrieve_docs",
+        "state": "ERROR",
+        "request_preview": "Summarise the Q3 revenue report",
+        "execution_time_ms": 1530,
+    },
+    {
+        "trace_id": "tr-f0e1d2c3b4a5968778695a4b3c2d1e0f",
+        "name": "ChatAgent.invoke",
+        "state": "OK",
+        "request_preview": "Book a table for two in Paris",
+        "execution_time_ms": 245,
+    },
 ]
 
 MAPPING = {
@@ -46,8 +61,11 @@ def test_bulk_indexed_traces_are_searchable(opensearch: OpenSearch, index_name: 
 
     response = opensearch.search(
         index=index_name,
-        body={"query": {"bool": {"filter": [{"term": {"state": "OK"}},
-                                            {"range": {"execution_time_ms": {"gt": 500}}}]}}},
+        body={
+            "query": {
+                "bool": {"filter": [{"term": {"state": "OK"}}, {"range": {"execution_time_ms": {"gt": 500}}}]}
+            }
+        },
     )
 
     assert _ids(response) == {TRACES[0]["trace_id"]}
@@ -59,7 +77,9 @@ def test_wildcard_field_answers_infix_like_queries(opensearch: OpenSearch, index
     assert mapping[index_name]["mappings"]["properties"]["request_preview"]["type"] == "wildcard"
 
     # LIKE '%revenue%' and ILIKE '%PARIS%' as MLflow's search would send them.
-    infix = opensearch.search(index=index_name, body={"query": {"wildcard": {"request_preview": "*revenue*"}}})
+    infix = opensearch.search(
+        index=index_name, body={"query": {"wildcard": {"request_preview": "*revenue*"}}}
+    )
     insensitive = opensearch.search(
         index=index_name,
         body={"query": {"wildcard": {"request_preview": {"value": "*PARIS*", "case_insensitive": True}}}},
@@ -93,8 +113,13 @@ def test_point_in_time_with_search_after_pages_through_every_trace_once(
     opensearch: OpenSearch, index_name: str
 ) -> None:
     docs = [
-        {"trace_id": f"tr-{n:032x}", "name": f"agent_step_{n % 7}", "state": "OK",
-         "request_preview": f"question number {n}", "execution_time_ms": 1000 - n}
+        {
+            "trace_id": f"tr-{n:032x}",
+            "name": f"agent_step_{n % 7}",
+            "state": "OK",
+            "request_preview": f"question number {n}",
+            "execution_time_ms": 1000 - n,
+        }
         for n in range(53)
     ]
     _index_traces(opensearch, index_name, docs)
@@ -102,7 +127,9 @@ def test_point_in_time_with_search_after_pages_through_every_trace_once(
     pit_id = opensearch.create_pit(index=index_name, params={"keep_alive": "1m"})["pit_id"]
     try:
         # A write after the PIT opened must not show up in its pages.
-        opensearch.index(index=index_name, id="tr-late", body={**docs[0], "trace_id": "tr-late"}, refresh=True)
+        opensearch.index(
+            index=index_name, id="tr-late", body={**docs[0], "trace_id": "tr-late"}, refresh=True
+        )
         seen: list[str] = []
         search_after = None
         while True:

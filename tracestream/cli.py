@@ -84,8 +84,10 @@ def run(
     reports = _wait_healthy(wait)
     console.print(_health_table(reports))
     if not all(r.healthy for r in reports):
-        console.print("[red]The servers are not healthy: start them with infra/up, or point "
-                      "TRACESTREAM_KAFKA__BOOTSTRAP_SERVERS / TRACESTREAM_OPENSEARCH__URL at yours.[/red]")
+        console.print(
+            "[red]The servers are not healthy: start them with infra/up, or point "
+            "TRACESTREAM_KAFKA__BOOTSTRAP_SERVERS / TRACESTREAM_OPENSEARCH__URL at yours.[/red]"
+        )
         raise typer.Exit(1)
     admin_init()
     console.print("[green]tracestream is ready.[/green]")

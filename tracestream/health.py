@@ -33,7 +33,11 @@ def kafka_health(settings: Settings, timeout_s: float = 5.0) -> ServerHealth:
         "kafka",
         address,
         healthy=bool(metadata.brokers),
-        details={"cluster_id": str(metadata.cluster_id), "brokers": brokers, "topics": str(len(metadata.topics))},
+        details={
+            "cluster_id": str(metadata.cluster_id),
+            "brokers": brokers,
+            "topics": str(len(metadata.topics)),
+        },
     )
 
 

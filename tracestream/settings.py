@@ -42,12 +42,12 @@ class KafkaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL_"):
-            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-                raise ValueError(
-                    f"security_protocol={self.security_protocol} needs sasl_mechanism, sasl_username "
-                    "and sasl_password (TRACESTREAM_KAFKA__SASL_*)"
-                )
+        has_credentials = self.sasl_mechanism and self.sasl_username and self.sasl_password
+        if self.security_protocol.startswith("SASL_") and not has_credentials:
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs sasl_mechanism, sasl_username "
+                "and sasl_password (TRACESTREAM_KAFKA__SASL_*)"
+            )
         return self
 
     @property
@@ -117,7 +117,8 @@ class OpenSearchSettings(BaseModel):
     @field_validator("index_prefix")
     @classmethod
     def _valid_index_prefix(cls, value: str) -> str:
-        if not value or value != value.lower() or value[0] in "-_+" or any(c in value for c in ' ,"*\\/<>|?#:'):
+        forbidden = ' ,"*\\/<>|?#:'
+        if not value or value != value.lower() or value[0] in "-_+" or any(c in value for c in forbidden):
             raise ValueError(f"index_prefix {value!r} is not a valid lowercase OpenSearch index name prefix")
         return value
 
