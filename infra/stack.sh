@@ -80,7 +80,7 @@ fetch() {
   fi
   command -v mvn >/dev/null || die "mvn not found: Maven fetches the servers from Maven Central"
   log "fetching Kafka $KAFKA_VERSION and OpenSearch $OPENSEARCH_VERSION with Maven (cached in ~/.m2)"
-  mvn -B -q -f "$INFRA_DIR/pom.xml" package || die "mvn -f infra/pom.xml package failed"
+  mvn -B -q -Dstyle.color=never -f "$INFRA_DIR/pom.xml" package || die "mvn -f infra/pom.xml package failed"
 }
 
 # ---------------------------------------------------------------- Kafka
