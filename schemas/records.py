@@ -1,0 +1,122 @@
+"""The records of the data contract as Python types.
+
+Records are plain dicts on the hot path (no per-record object construction); these
+TypedDicts mirror the Avro schemas in avro/ for type checkers and readers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+SpanStatusCode = Literal["UNSET", "OK", "ERROR"]
+TraceState = Literal["STATE_UNSPECIFIED", "OK", "ERROR", "IN_PROGRESS"]
+AssessmentKind = Literal["FEEDBACK", "EXPECTATION"]
+AssessmentSourceType = Literal["SOURCE_TYPE_UNSPECIFIED", "HUMAN", "LLM_JUDGE", "CODE"]
+EventAttributeValue = str | bool | int | float | list[str | bool | int | float]
+
+# Full names of the union branches of TraceEvent.event.
+SPAN_ENDED = "io.tracestream.SpanEnded"
+TRACE_ENDED = "io.tracestream.TraceEnded"
+TRACE_TAGS_CHANGED = "io.tracestream.TraceTagsChanged"
+ASSESSMENT_LOGGED = "io.tracestream.AssessmentLogged"
+
+
+class TraceLocation(TypedDict):
+    type: str
+    experiment_id: str | None
+
+
+class SpanEvent(TypedDict):
+    name: str
+    time_ns: int
+    attributes: dict[str, EventAttributeValue]
+
+
+class SpanEnded(TypedDict):
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    span_type: str
+    start_time_ns: int
+    end_time_ns: int
+    status_code: SpanStatusCode
+    status_message: str
+    attributes: dict[str, str]  # JSON-encoded values
+    events: list[SpanEvent]
+    location: TraceLocation
+
+
+class TraceEnded(TypedDict):
+    trace_id: str
+    client_request_id: str | None
+    location: TraceLocation
+    request_time_ms: int
+    execution_duration_ms: int | None
+    state: TraceState
+    tags: dict[str, str]
+    metadata: dict[str, str]
+    request_preview: str | None
+    response_preview: str | None
+    root_span_id: str | None
+    span_count: int
+
+
+class TraceTagsChanged(TypedDict):
+    trace_id: str
+    set: dict[str, str]
+    deleted: list[str]
+    time_ms: int
+
+
+class AssessmentError(TypedDict):
+    error_code: str
+    error_message: str | None
+
+
+class AssessmentLogged(TypedDict):
+    assessment_id: str
+    trace_id: str
+    name: str
+    kind: AssessmentKind
+    value_json: str | None
+    error: AssessmentError | None
+    source_type: AssessmentSourceType
+    source_id: str
+    rationale: str | None
+    metadata: dict[str, str]
+    span_id: str | None
+    create_time_ms: int
+    last_update_time_ms: int | None
+    overrides: str | None
+    valid: bool
+
+
+EventRecord = SpanEnded | TraceEnded | TraceTagsChanged | AssessmentLogged
+
+
+class TraceEvent(TypedDict):
+    # (full record name, record), e.g. (SPAN_ENDED, {...})
+    event: tuple[str, EventRecord]
+
+
+class TraceInfo(TypedDict):
+    trace_id: str
+    client_request_id: str | None
+    location: TraceLocation
+    request_time_ms: int
+    execution_duration_ms: int | None
+    state: TraceState
+    request_preview: str | None
+    response_preview: str | None
+    tags: dict[str, str]
+    metadata: dict[str, str]
+
+
+class CompletedTrace(TypedDict):
+    trace_id: str
+    revision: int
+    info: TraceInfo
+    spans: list[SpanEnded]
+    assessments: list[AssessmentLogged]
+    completed_time_ms: int
