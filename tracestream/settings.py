@@ -168,6 +168,32 @@ class ApiSettings(BaseModel):
         return value
 
 
+class SdkSettings(BaseModel):
+    """The instrumentation SDK (producers/)."""
+
+    enabled: bool = True
+    # MLflow's default experiment is "0"; traces are filed under this location.
+    experiment_id: str = "0"
+    # Events buffered in the process before the exporter thread publishes them; when full,
+    # new events are dropped and counted, never blocking the application.
+    max_queue_size: int = Field(default=100_000, ge=1)
+    max_export_batch_size: int = Field(default=2_000, ge=1)
+    schedule_delay_ms: int = Field(default=100, ge=1)
+    # Span attribute values (JSON text) longer than this are cut, with a marker.
+    max_attribute_length: int = Field(default=500_000, ge=64)
+    # How long an undeliverable event is retried by the Kafka client before it counts as failed.
+    delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
+    flush_timeout_s: float = Field(default=10.0, ge=0)
+    linger_ms: int = Field(default=20, ge=0)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+
+    @model_validator(mode="after")
+    def _batch_fits_queue(self) -> SdkSettings:
+        if self.max_export_batch_size > self.max_queue_size:
+            raise ValueError("max_export_batch_size must not exceed max_queue_size")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -181,6 +207,7 @@ class Settings(BaseSettings):
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    sdk: SdkSettings = Field(default_factory=SdkSettings)
 
 
 @lru_cache(maxsize=1)

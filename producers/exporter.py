@@ -1,0 +1,89 @@
+"""Publishes events to Kafka with confluent-kafka, Avro-encoded, keyed by trace id."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+import schemas
+from producers.processor import Event, SdkStats, RateLimitedWarning
+from tracestream.settings import Settings
+
+logger = logging.getLogger("producers")
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    sdk = settings.sdk
+    return settings.kafka.confluent_config(
+        {
+            # Exactly once per partition and in order, even across the client's retries.
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": sdk.compression,
+            "linger.ms": sdk.linger_ms,
+            "batch.size": 1_000_000,
+            # The topics accept 8 MiB records (tracestream admin init).
+            "message.max.bytes": 8 * 1024 * 1024,
+            "queue.buffering.max.messages": max(sdk.max_queue_size, 100_000),
+            "queue.buffering.max.kbytes": 512 * 1024,
+            # How long the client retries an event before reporting it failed.
+            "message.timeout.ms": sdk.delivery_timeout_ms,
+        }
+    )
+
+
+class KafkaEventExporter:
+    def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
+        self.topic = settings.topics.events
+        self._codec = schemas.events_codec(settings.kafka.schema_registry_url, topic=self.topic)
+        self._producer = producer or Producer(producer_config(settings))
+        self._stats: SdkStats | None = None
+        self._warn = RateLimitedWarning()
+        self._on_delivery: Callable[[KafkaError | None, Message], None] = self._delivered
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        stats = self._stats
+        if stats is None:
+            return
+        if error is None:
+            stats.add(delivered=1)
+        else:
+            stats.add(failed=1)
+            self._warn("tracestream: an event was not delivered to Kafka: %s", error.str())
+
+    def export(self, events: list[Event], stats: SdkStats) -> None:
+        self._stats = stats
+        encode = self._codec.encode
+        produce = self._producer.produce
+        on_delivery = self._on_delivery
+        topic = self.topic
+        for key, event in events:
+            try:
+                value = encode({"event": event})
+            except schemas.EncodeError as exc:
+                stats.add(failed=1)
+                self._warn("tracestream: an event could not be encoded and was dropped: %s", exc)
+                continue
+            try:
+                produce(topic, value, key, on_delivery=on_delivery)
+            except BufferError:
+                # The client's own queue is full (Kafka unreachable for long): drop, count.
+                self._producer.poll(0)
+                stats.add(dropped=1)
+                self._warn("tracestream: Kafka client queue full, dropping events")
+            except Exception as exc:  # e.g. a record larger than message.max.bytes
+                stats.add(failed=1)
+                self._warn("tracestream: an event could not be produced: %s", exc)
+        self._producer.poll(0)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float) -> int:
+        return self._producer.flush(timeout_s)
+
+    def shutdown(self) -> None:
+        self._producer.flush(1.0)

@@ -1,0 +1,527 @@
+"""MLflow's fluent tracing API: ``@trace``, ``start_span``, ``update_current_trace``, feedback.
+
+Every function here shields the application: a failure inside tracing is logged and the
+application's own code runs (and raises) exactly as it would untraced.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar, overload
+
+from schemas import ASSESSMENT_LOGGED, TRACE_TAGS_CHANGED, SpanType, new_assessment_id, new_trace_id
+from schemas.records import AssessmentLogged
+
+from producers.encoding import dump_json
+from producers.provider import get_provider
+from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
+
+logger = logging.getLogger("producers")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_current_span: contextvars.ContextVar[LiveSpan | None] = contextvars.ContextVar(
+    "tracestream_current_span", default=None
+)
+
+
+# ---------------------------------------------------------------- spans
+
+
+def _start(name: str, span_type: str, attributes: dict[str, Any] | None,
+           parent: LiveSpan | None = None) -> LiveSpan | NoOpSpan:
+    """A new span under ``parent`` (default: the current span), or NoOpSpan. Never raises."""
+    try:
+        provider = get_provider()
+        if provider is None:
+            return NoOpSpan()
+        parent = parent if parent is not None else _current_span.get()
+        if parent is None or parent._trace.ended:
+            trace = provider.new_trace(new_trace_id())
+            span = LiveSpan(trace, name, span_type, None, provider.max_attribute_length)
+            trace.root = span
+        else:
+            span = LiveSpan(parent._trace, name, span_type, parent.span_id, provider.max_attribute_length)
+        if attributes:
+            span.set_attributes(attributes)
+        return span
+    except Exception:
+        logger.exception("tracestream: could not start span %r", name)
+        return NoOpSpan()
+
+
+def _end_ok(span: LiveSpan | NoOpSpan, outputs: Any = None, set_outputs: bool = True) -> None:
+    if not isinstance(span, LiveSpan):
+        return
+    try:
+        if set_outputs:
+            span.set_outputs(outputs)
+        if span._status_code is SpanStatusCode.UNSET:
+            span._status_code = SpanStatusCode.OK
+        span.end()
+    except Exception:
+        logger.exception("tracestream: could not end span")
+
+
+def _end_error(span: LiveSpan | NoOpSpan, exception: BaseException) -> None:
+    try:
+        span.record_exception(exception)
+        span.end()
+    except Exception:
+        logger.exception("tracestream: could not end span")
+
+
+def _detach(token: contextvars.Token | None) -> None:
+    if token is None:
+        return
+    try:
+        _current_span.reset(token)
+    except ValueError:
+        # Ended in another context than it started in (e.g. a generator closed elsewhere).
+        logger.debug("tracestream: span context reset from another context")
+
+
+def _attach(span: LiveSpan | NoOpSpan) -> contextvars.Token | None:
+    return _current_span.set(span) if isinstance(span, LiveSpan) else None
+
+
+@contextmanager
+def start_span(name: str = "span", span_type: str = SpanType.UNKNOWN,
+               attributes: dict[str, Any] | None = None) -> Iterator[LiveSpan | NoOpSpan]:
+    """A span around a block of code, child of the current span (or the root of a new trace).
+
+    An exception leaving the block is recorded on the span (status ERROR) and re-raised.
+    """
+    span = _start(name, span_type, attributes)
+    token = _attach(span)
+    try:
+        yield span
+    except BaseException as exception:
+        _detach(token)
+        token = None
+        if isinstance(exception, Exception):
+            _end_error(span, exception)
+        else:
+            _end_ok(span, set_outputs=False)
+        raise
+    finally:
+        _detach(token)
+    if not getattr(span, "_ended", True):
+        _end_ok(span, set_outputs=False)
+
+
+def start_span_no_context(name: str, span_type: str = SpanType.UNKNOWN,
+                          parent_span: LiveSpan | None = None,
+                          attributes: dict[str, Any] | None = None,
+                          inputs: Any = None) -> LiveSpan | NoOpSpan:
+    """A span that is not made current; end it with ``span.end()``."""
+    span = _start(name, span_type, attributes, parent_span)
+    if inputs is not None:
+        span.set_inputs(inputs)
+    return span
+
+
+def get_current_active_span() -> LiveSpan | None:
+    return _current_span.get()
+
+
+def get_active_trace_id() -> str | None:
+    span = _current_span.get()
+    return None if span is None else span.trace_id
+
+
+# ---------------------------------------------------------------- @trace
+
+
+_SELF_NAMES = ("self", "cls")
+
+
+def _input_binder(function: Callable[..., Any]) -> Callable[[tuple, dict], dict[str, Any]]:
+    """A fast ``inspect.signature(...).bind`` for the common signature shapes."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return lambda args, kwargs: {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+    params = list(signature.parameters.values())
+    kinds = {p.kind for p in params}
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
+    skip_first = bool(positional) and positional[0] in _SELF_NAMES
+
+    if kinds <= {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                 inspect.Parameter.KEYWORD_ONLY}:
+        def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
+            inputs = dict(zip(positional, args, strict=False))
+            if kwargs:
+                inputs.update(kwargs)
+            for name, default in defaults.items():
+                if name not in inputs:
+                    inputs[name] = default
+            if skip_first:
+                inputs.pop(positional[0], None)
+            return inputs
+
+        return bind
+
+    def bind_general(args: tuple, kwargs: dict) -> dict[str, Any]:
+        bound = signature.bind_partial(*args, **kwargs)
+        bound.apply_defaults()
+        inputs = dict(bound.arguments)
+        if skip_first:
+            inputs.pop(positional[0], None)
+        return inputs
+
+    return bind_general
+
+
+@overload
+def trace(func: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def trace(func: None = None, name: str | None = None, span_type: str = SpanType.UNKNOWN,
+          attributes: dict[str, Any] | None = None,
+          output_reducer: Callable[[list[Any]], Any] | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def trace(func: Callable[..., Any] | None = None, name: str | None = None, span_type: str = SpanType.UNKNOWN,
+          attributes: dict[str, Any] | None = None,
+          output_reducer: Callable[[list[Any]], Any] | None = None) -> Any:
+    """Trace every call of a function (sync, async, generator or async generator).
+
+    The span is named after the function unless ``name`` is given; its inputs are the bound
+    arguments (without ``self``/``cls``), its outputs the return value, or for generators the
+    list of yielded items (or ``output_reducer`` of that list).
+    """
+
+    def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
+        span_name = name or function.__name__
+        bind = _input_binder(function)
+        static_attributes = dict(attributes or {})
+
+        def begin(args: tuple, kwargs: dict) -> LiveSpan | NoOpSpan:
+            span = _start(span_name, span_type, static_attributes)
+            try:
+                span.set_inputs(bind(args, kwargs))
+            except Exception:
+                logger.exception("tracestream: could not record the inputs of %s", span_name)
+            return span
+
+        if inspect.isasyncgenfunction(function):
+            @functools.wraps(function)
+            async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+                span = begin(args, kwargs)
+                items: list[Any] = []
+                generator = function(*args, **kwargs)
+                try:
+                    while True:
+                        token = _attach(span)
+                        try:
+                            item = await generator.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            _detach(token)
+                        _record_chunk(span, items, item)
+                        yield item
+                except BaseException as exception:
+                    _finish_exception(span, exception, items, output_reducer)
+                    raise
+                _end_ok(span, _reduce(items, output_reducer))
+
+            return async_generator_wrapper
+
+        if inspect.isgeneratorfunction(function):
+            @functools.wraps(function)
+            def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+                span = begin(args, kwargs)
+                items: list[Any] = []
+                generator = function(*args, **kwargs)
+                try:
+                    while True:
+                        token = _attach(span)
+                        try:
+                            item = next(generator)
+                        except StopIteration as stop:
+                            result = stop.value
+                            break
+                        finally:
+                            _detach(token)
+                        _record_chunk(span, items, item)
+                        yield item
+                except BaseException as exception:
+                    _finish_exception(span, exception, items, output_reducer)
+                    raise
+                _end_ok(span, _reduce(items, output_reducer))
+                return result
+
+            return generator_wrapper
+
+        if inspect.iscoroutinefunction(function):
+            @functools.wraps(function)
+            async def coroutine_wrapper(*args: Any, **kwargs: Any) -> Any:
+                span = begin(args, kwargs)
+                token = _attach(span)
+                try:
+                    result = await function(*args, **kwargs)
+                except BaseException as exception:
+                    _detach(token)
+                    _finish_exception(span, exception)
+                    raise
+                _detach(token)
+                _end_ok(span, result)
+                return result
+
+            return coroutine_wrapper
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = begin(args, kwargs)
+            token = _attach(span)
+            try:
+                result = function(*args, **kwargs)
+            except BaseException as exception:
+                _detach(token)
+                _finish_exception(span, exception)
+                raise
+            _detach(token)
+            _end_ok(span, result)
+            return result
+
+        return wrapper
+
+    return decorator(func) if func is not None else decorator
+
+
+def _record_chunk(span: LiveSpan | NoOpSpan, items: list[Any], item: Any) -> None:
+    try:
+        span.add_event(SpanEvent(f"mlflow.chunk.item.{len(items)}",
+                                 attributes={"mlflow.chunk.value": dump_json(item)}))
+    except Exception:
+        logger.exception("tracestream: could not record a generator item")
+    items.append(item)
+
+
+def _reduce(items: list[Any], output_reducer: Callable[[list[Any]], Any] | None) -> Any:
+    if output_reducer is None:
+        return items
+    try:
+        return output_reducer(items)
+    except Exception:
+        logger.exception("tracestream: output_reducer failed; recording the raw items")
+        return items
+
+
+def _finish_exception(span: LiveSpan | NoOpSpan, exception: BaseException, items: list[Any] | None = None,
+                      output_reducer: Callable[[list[Any]], Any] | None = None) -> None:
+    if items:
+        try:
+            span.set_outputs(_reduce(items, output_reducer))
+        except Exception:
+            logger.exception("tracestream: could not record generator outputs")
+    if isinstance(exception, Exception):
+        _end_error(span, exception)
+    else:  # GeneratorExit, KeyboardInterrupt, CancelledError: the call stopped, not failed
+        _end_ok(span, set_outputs=False)
+
+
+# ---------------------------------------------------------------- traces
+
+
+def _live_trace(trace_id: str | None):  # -> TraceState | None
+    provider = get_provider()
+    if provider is None:
+        return None
+    if trace_id is None:
+        span = _current_span.get()
+        return None if span is None or span._trace.ended else span._trace
+    return provider.live_traces.get(trace_id)
+
+
+def update_current_trace(tags: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+                         client_request_id: str | None = None, request_preview: str | None = None,
+                         response_preview: str | None = None, state: str | None = None) -> None:
+    """Update the trace of the current span; applied when its root span ends."""
+    try:
+        trace = _live_trace(None)
+        if trace is None:
+            logger.warning("tracestream: update_current_trace called with no active trace; ignored")
+            return
+        if tags:
+            trace.tags.update({str(k): str(v) for k, v in tags.items()})
+        if metadata:
+            trace.metadata.update({str(k): str(v) for k, v in metadata.items()})
+        if client_request_id is not None:
+            trace.client_request_id = str(client_request_id)
+        if request_preview is not None:
+            trace.request_preview = str(request_preview)
+        if response_preview is not None:
+            trace.response_preview = str(response_preview)
+        if state is not None:
+            normalized = str(getattr(state, "value", state)).upper()
+            if normalized not in ("OK", "ERROR", "IN_PROGRESS", "STATE_UNSPECIFIED"):
+                logger.warning("tracestream: unknown trace state %r ignored", state)
+            else:
+                trace.state = normalized
+    except Exception:
+        logger.exception("tracestream: update_current_trace failed")
+
+
+def _tags_changed(trace_id: str, set_tags: dict[str, str], deleted: list[str]) -> None:
+    try:
+        trace = _live_trace(trace_id)
+        if trace is not None:
+            trace.tags.update(set_tags)
+            for key in deleted:
+                trace.tags.pop(key, None)
+            return
+        provider = get_provider()
+        if provider is not None:
+            provider.processor.emit(trace_id, TRACE_TAGS_CHANGED, {
+                "trace_id": trace_id, "set": set_tags, "deleted": deleted, "time_ms": time.time_ns() // 1_000_000,
+            })
+    except Exception:
+        logger.exception("tracestream: could not change tags of %s", trace_id)
+
+
+def set_trace_tag(trace_id: str, key: str, value: Any) -> None:
+    """Set a tag on a trace, running or already ended."""
+    _tags_changed(trace_id, {str(key): str(value)}, [])
+
+
+def delete_trace_tag(trace_id: str, key: str) -> None:
+    _tags_changed(trace_id, {}, [str(key)])
+
+
+# ---------------------------------------------------------------- assessments
+
+
+class AssessmentSourceType:
+    SOURCE_TYPE_UNSPECIFIED = "SOURCE_TYPE_UNSPECIFIED"
+    HUMAN = "HUMAN"
+    LLM_JUDGE = "LLM_JUDGE"
+    CODE = "CODE"
+
+
+@dataclass
+class AssessmentSource:
+    source_type: str = AssessmentSourceType.CODE
+    source_id: str = "default"
+
+
+@dataclass
+class AssessmentError:
+    error_code: str
+    error_message: str | None = None
+
+
+@dataclass
+class Assessment:
+    assessment_id: str
+    trace_id: str
+    name: str
+    value: Any
+    source: AssessmentSource
+    rationale: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    span_id: str | None = None
+    create_time_ms: int = 0
+    overrides: str | None = None
+    valid: bool = True
+    error: AssessmentError | None = None
+
+
+class Feedback(Assessment):
+    kind = "FEEDBACK"
+
+
+class Expectation(Assessment):
+    kind = "EXPECTATION"
+
+
+def _log_assessment(kind: type[Assessment], trace_id: str, name: str, value: Any,
+                    source: AssessmentSource | None, rationale: str | None, metadata: dict[str, Any] | None,
+                    span_id: str | None, error: AssessmentError | Exception | None = None,
+                    overrides: str | None = None) -> Assessment | None:
+    try:
+        source = source or AssessmentSource()
+        if isinstance(error, Exception):
+            error = AssessmentError(type(error).__name__, str(error))
+        assessment = kind(
+            assessment_id=new_assessment_id(), trace_id=trace_id, name=name, value=value, source=source,
+            rationale=rationale, metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+            span_id=span_id, create_time_ms=time.time_ns() // 1_000_000, overrides=overrides, error=error,
+        )
+        record: AssessmentLogged = {
+            "assessment_id": assessment.assessment_id,
+            "trace_id": trace_id,
+            "name": name,
+            "kind": kind.kind,  # type: ignore[attr-defined]
+            "value_json": None if value is None else dump_json(value),
+            "error": None if error is None else {"error_code": error.error_code,
+                                                 "error_message": error.error_message},
+            "source_type": str(getattr(source.source_type, "value", source.source_type)).upper(),  # type: ignore[typeddict-item]
+            "source_id": source.source_id,
+            "rationale": rationale,
+            "metadata": assessment.metadata,
+            "span_id": span_id,
+            "create_time_ms": assessment.create_time_ms,
+            "last_update_time_ms": None,
+            "overrides": overrides,
+            "valid": True,
+        }
+        provider = get_provider()
+        if provider is not None:
+            provider.processor.emit(trace_id, ASSESSMENT_LOGGED, record)  # type: ignore[arg-type]
+        return assessment
+    except Exception:
+        logger.exception("tracestream: could not log assessment %r on %s", name, trace_id)
+        return None
+
+
+def log_feedback(trace_id: str, name: str = "feedback", value: Any = None,
+                 source: AssessmentSource | None = None, error: AssessmentError | Exception | None = None,
+                 rationale: str | None = None, metadata: dict[str, Any] | None = None,
+                 span_id: str | None = None) -> Feedback | None:
+    """Log feedback (a score, a label, a judge's verdict) on a trace or one of its spans."""
+    return _log_assessment(Feedback, trace_id, name, value, source, rationale, metadata, span_id, error)  # type: ignore[return-value]
+
+
+def log_expectation(trace_id: str, name: str, value: Any, source: AssessmentSource | None = None,
+                    metadata: dict[str, Any] | None = None, span_id: str | None = None) -> Expectation | None:
+    """Log the expected output (ground truth) for a trace."""
+    return _log_assessment(Expectation, trace_id, name, value, source, None, metadata, span_id)  # type: ignore[return-value]
+
+
+def override_feedback(trace_id: str, assessment_id: str, value: Any, rationale: str | None = None,
+                      source: AssessmentSource | None = None, metadata: dict[str, Any] | None = None,
+                      name: str = "feedback") -> Feedback | None:
+    """Replace a feedback: the new one records ``overrides``, and the old one becomes invalid."""
+    return _log_assessment(Feedback, trace_id, name, value, source, rationale, metadata, None,  # type: ignore[return-value]
+                           overrides=assessment_id)
+
+
+# ---------------------------------------------------------------- threads
+
+
+def with_trace_context(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` bound to the caller's tracing context, for thread pools::
+
+        pool.submit(with_trace_context(retrieve), query)
+
+    Spans started in ``function`` become children of the span current at this call.
+    """
+    context = contextvars.copy_context()
+
+    @functools.wraps(function)
+    def run_in_context(*args: P.args, **kwargs: P.kwargs) -> R:
+        # A copy per call: one Context cannot be entered by two threads at once.
+        return context.copy().run(function, *args, **kwargs)
+
+    return run_in_context

@@ -1,0 +1,209 @@
+"""The batching processor between the tracing API and an exporter.
+
+The application thread only appends to a bounded deque; a daemon thread takes batches off it
+and hands them to the exporter, which encodes and publishes them. When the deque is full the
+event is dropped and counted: the application never waits for Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+logger = logging.getLogger("producers")
+
+# (trace id used as the Kafka key, (union branch full name, record))
+Event = tuple[str, tuple[str, dict[str, Any]]]
+
+
+class RecordSource(Protocol):
+    """An object that builds its record on the exporter thread (a span, a finished trace):
+    the application thread only enqueues it. It must not change once emitted."""
+
+    def to_record(self) -> dict[str, Any]: ...
+
+
+# What the application thread enqueues: (key, union branch full name, record or source).
+QueuedEvent = tuple[str, str, "dict[str, Any] | RecordSource"]
+
+
+class EventExporter(Protocol):
+    """Publishes batches of events. Must not raise; failures are counted through ``stats``."""
+
+    def export(self, events: list[Event], stats: SdkStats) -> None: ...
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for published events to be acknowledged; return how many are still pending."""
+        ...
+
+    def poll(self) -> None:
+        """Serve delivery reports, if the exporter has any."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+
+class SdkStats:
+    """Counters of what became of the events the SDK produced, updated off the hot path:
+    the application thread counts only drops; the exporter thread counts what it takes
+    from the buffer (``exported``) and what Kafka acknowledged or refused."""
+
+    __slots__ = ("_lock", "delivered", "dropped", "exported", "failed", "refused")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.refused = 0  # the buffer was full
+        self.exported = 0  # taken from the buffer by the exporter thread
+        self.delivered = 0
+        self.dropped = 0  # refused + the Kafka client's own queue was full
+        self.failed = 0
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, count in counts.items():
+                setattr(self, name, getattr(self, name) + count)
+
+
+@dataclass(frozen=True)
+class SdkStatsSnapshot:
+    """Once flushed, ``emitted == delivered + dropped + failed``: ``dropped`` never reached the
+    Kafka client (a full buffer), ``failed`` reached it but was not delivered (or could not
+    be encoded)."""
+
+    emitted: int
+    enqueued: int
+    delivered: int
+    dropped: int
+    failed: int
+
+    @property
+    def undelivered(self) -> int:
+        return self.dropped + self.failed
+
+    @property
+    def pending(self) -> int:
+        return self.emitted - self.delivered - self.dropped - self.failed
+
+
+class RateLimitedWarning:
+    """Logs at most once per interval, with the number of occurrences since the last log."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        self._interval_s = interval_s
+        self._last = -interval_s
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self._interval_s:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed, self._last = self._suppressed, 0, now
+        logger.warning(message + " (%d more since the last warning)", *args, suppressed)
+
+
+class BatchEventProcessor:
+    def __init__(
+        self,
+        exporter: EventExporter,
+        max_queue_size: int = 100_000,
+        max_export_batch_size: int = 2_000,
+        schedule_delay_ms: int = 100,
+    ) -> None:
+        if max_export_batch_size > max_queue_size:
+            raise ValueError("max_export_batch_size must not exceed max_queue_size")
+        self.exporter = exporter
+        self.stats = SdkStats()
+        self._max_queue_size = max_queue_size
+        self._max_batch = max_export_batch_size
+        self._delay_s = schedule_delay_ms / 1000
+        self._warn_full = RateLimitedWarning()
+        self._init_worker()
+        # A forked child inherits the deque but not the thread: start over there.
+        os.register_at_fork(after_in_child=self._init_worker)
+
+    def _init_worker(self) -> None:
+        self._queue: deque[Event] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._flush_requested = threading.Event()
+        self._shutdown = False
+        self._worker = threading.Thread(target=self._run, name="tracestream-exporter", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------ application thread
+
+    def emit(self, key: str, kind: str, record: dict[str, Any] | RecordSource) -> None:
+        queue = self._queue
+        if len(queue) >= self._max_queue_size or self._shutdown:
+            self.stats.add(refused=1, dropped=1)
+            self._warn_full("tracestream: event buffer full (%d events), dropping events", self._max_queue_size)
+            return
+        queue.append((key, kind, record))
+        if len(queue) >= self._max_batch and not self._wake.is_set():
+            self._wake.set()
+
+    def stats_snapshot(self) -> SdkStatsSnapshot:
+        stats = self.stats
+        with stats._lock:
+            buffered = len(self._queue)
+            enqueued = stats.exported + buffered
+            return SdkStatsSnapshot(enqueued + stats.refused, enqueued, stats.delivered, stats.dropped,
+                                    stats.failed)
+
+    # ------------------------------------------------------------ worker thread
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            self._wake.wait(self._delay_s)
+            self._wake.clear()
+            self._idle.clear()
+            try:
+                while queue:
+                    batch = []
+                    for _ in range(min(self._max_batch, len(queue))):
+                        key, kind, record = queue.popleft()
+                        batch.append((key, (kind, record if type(record) is dict else record.to_record())))
+                    self.stats.add(exported=len(batch))
+                    self.exporter.export(batch, self.stats)
+                self.exporter.poll()
+            except Exception:  # the exporter must not raise; if it does, keep the thread alive
+                logger.exception("tracestream: exporter failed")
+            finally:
+                self._idle.set()
+            if self._shutdown and not queue:
+                return
+
+    # ------------------------------------------------------------ control
+
+    def force_flush(self, timeout_s: float) -> bool:
+        """Export everything buffered and wait for Kafka's acknowledgements, up to ``timeout_s``.
+
+        Returns True when nothing is left pending.
+        """
+        deadline = time.monotonic() + timeout_s
+        while self._queue or not self._idle.is_set():
+            self._wake.set()
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        remaining = max(0.0, deadline - time.monotonic())
+        return self.exporter.flush(remaining) == 0 and not self._queue
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        if self._shutdown:
+            return
+        self.force_flush(timeout_s)
+        self._shutdown = True
+        self._wake.set()
+        self._worker.join(timeout=1.0)
+        self.exporter.shutdown()

@@ -1,0 +1,383 @@
+"""Spans and the in-process state of a trace while its spans run.
+
+A span keeps its attributes JSON-encoded from the moment they are set, as MLflow does, so
+later mutation of the caller's objects cannot change what was recorded and ending a span
+only has to assemble a record. Spans never raise into the caller: misuse is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from schemas import SPAN_ENDED, TRACE_ENDED, SpanAttributeKey, SpanType, TraceMetadataKey, TraceTagKey, new_span_id
+from schemas.records import SpanEnded, TraceEnded, TraceLocation
+
+from producers.encoding import dump_json, truncate_json
+
+if TYPE_CHECKING:
+    from producers.processor import BatchEventProcessor
+
+logger = logging.getLogger("producers")
+
+REQUEST_PREVIEW_LENGTH = 1000
+TRACE_IO_METADATA_LENGTH = 250
+
+
+class SpanStatusCode(StrEnum):
+    UNSET = "UNSET"
+    OK = "OK"
+    ERROR = "ERROR"
+
+
+@dataclass
+class SpanStatus:
+    status_code: SpanStatusCode | str
+    description: str = ""
+
+
+@dataclass
+class SpanEvent:
+    name: str
+    timestamp: int = field(default_factory=time.time_ns)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_exception(cls, exception: BaseException) -> SpanEvent:
+        """The OpenTelemetry ``exception`` event, as MLflow records it."""
+        return cls(
+            name="exception",
+            attributes={
+                "exception.type": type(exception).__name__,
+                "exception.message": str(exception),
+                "exception.stacktrace": "".join(
+                    traceback.format_exception(type(exception), exception, exception.__traceback__)
+                ),
+                "exception.escaped": "False",
+            },
+        )
+
+
+_SCALARS = (str, bool, int, float)
+_INT64 = 2**63
+
+
+def _event_value(value: Any) -> Any:
+    """An event attribute value the Avro schema accepts: OTel scalars and lists of them."""
+    if isinstance(value, _SCALARS):
+        if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+            return str(value)
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(item, _SCALARS) for item in value):
+        return [_event_value(item) for item in value]
+    return dump_json(value)
+
+
+def _truncate_preview(text: str, limit: int) -> str:
+    # MLflow's truncation: keep limit-3 characters and add "...".
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SPAN_TYPE_JSON: dict[str, str] = {}
+
+
+def _span_type_json(span_type: str) -> str:
+    encoded = _SPAN_TYPE_JSON.get(span_type)
+    if encoded is None:
+        encoded = _SPAN_TYPE_JSON[span_type] = dump_json(span_type)
+    return encoded
+
+
+class TraceState:
+    """What the SDK tracks of one trace until its root span ends."""
+
+    __slots__ = (
+        "client_request_id",
+        "ended",
+        "location",
+        "lock",
+        "metadata",
+        "open_spans",
+        "processor",
+        "registry",
+        "request_preview",
+        "response_preview",
+        "root",
+        "span_count",
+        "state",
+        "tags",
+        "trace_id",
+        "trace_id_json",
+    )
+
+    def __init__(self, trace_id: str, location: TraceLocation, metadata: dict[str, str],
+                 processor: BatchEventProcessor, registry: dict[str, TraceState]) -> None:
+        self.trace_id = trace_id
+        self.trace_id_json = dump_json(trace_id)
+        self.location = location
+        self.processor = processor
+        self.registry = registry
+        self.root: LiveSpan | None = None
+        self.open_spans: set[LiveSpan] = set()
+        self.span_count = 0
+        self.tags: dict[str, str] = {}
+        self.metadata = metadata
+        self.client_request_id: str | None = None
+        self.request_preview: str | None = None
+        self.response_preview: str | None = None
+        self.state: str | None = None
+        self.ended = False
+        self.lock = threading.Lock()
+
+    def span_ended(self, span: LiveSpan) -> None:
+        with self.lock:
+            self.open_spans.discard(span)
+            self.span_count += 1
+        # The record is built on the exporter thread (the span no longer changes).
+        self.processor.emit(self.trace_id, SPAN_ENDED, span)
+        if span is self.root:
+            self._root_ended(span)
+
+    def _root_ended(self, root: LiveSpan) -> None:
+        with self.lock:
+            self.ended = True
+            still_open = list(self.open_spans)
+        self.registry.pop(self.trace_id, None)
+        # A child still open when its root ends would never be emitted: close it, flagged.
+        for child in still_open:
+            child.set_attribute(SpanAttributeKey.AUTO_CLOSED, True)
+            child.end(end_time_ns=root.end_time_ns)
+        # Built on the exporter thread: after its root ended, a trace's state no longer changes
+        # (later tag changes become TraceTagsChanged events).
+        self.processor.emit(self.trace_id, TRACE_ENDED, self)
+
+    def to_record(self) -> TraceEnded:
+        root = self.root
+        assert root is not None
+        attributes = root._attributes
+        inputs = attributes.get(SpanAttributeKey.INPUTS, "")
+        outputs = attributes.get(SpanAttributeKey.OUTPUTS, "")
+        metadata = dict(self.metadata)
+        metadata.setdefault(TraceMetadataKey.INPUTS, _truncate_preview(inputs, TRACE_IO_METADATA_LENGTH))
+        metadata.setdefault(TraceMetadataKey.OUTPUTS, _truncate_preview(outputs, TRACE_IO_METADATA_LENGTH))
+        tags = {TraceTagKey.TRACE_NAME: root.name, **self.tags}
+        state = self.state or ("ERROR" if root._status_code == SpanStatusCode.ERROR else "OK")
+        assert root.end_time_ns is not None
+        return {
+            "trace_id": self.trace_id,
+            "client_request_id": self.client_request_id,
+            "location": self.location,
+            "request_time_ms": root.start_time_ns // 1_000_000,
+            "execution_duration_ms": (root.end_time_ns - root.start_time_ns) // 1_000_000,
+            "state": state,  # type: ignore[typeddict-item]
+            "tags": tags,
+            "metadata": metadata,
+            "request_preview": self.request_preview
+            if self.request_preview is not None
+            else _truncate_preview(inputs, REQUEST_PREVIEW_LENGTH),
+            "response_preview": self.response_preview
+            if self.response_preview is not None
+            else _truncate_preview(outputs, REQUEST_PREVIEW_LENGTH),
+            "root_span_id": root.span_id,
+            "span_count": self.span_count,
+        }
+
+
+class LiveSpan:
+    """A running span, with MLflow's LiveSpan methods."""
+
+    __slots__ = (
+        "__weakref__",
+        "_attributes",
+        "_ended",
+        "_events",
+        "_max_attribute_length",
+        "_status_code",
+        "_status_message",
+        "_trace",
+        "end_time_ns",
+        "name",
+        "parent_id",
+        "span_id",
+        "span_type",
+        "start_time_ns",
+    )
+
+    def __init__(self, trace: TraceState, name: str, span_type: str, parent_id: str | None,
+                 max_attribute_length: int, start_time_ns: int | None = None) -> None:
+        self._trace = trace
+        self.span_id = new_span_id()
+        self.parent_id = parent_id
+        self.name = name
+        self.span_type = span_type
+        self.start_time_ns = start_time_ns or time.time_ns()
+        self.end_time_ns: int | None = None
+        self._status_code = SpanStatusCode.UNSET
+        self._status_message = ""
+        self._attributes: dict[str, str] = {
+            SpanAttributeKey.TRACE_ID: trace.trace_id_json,
+            SpanAttributeKey.SPAN_TYPE: _span_type_json(span_type),
+        }
+        self._events: list[SpanEvent] = []
+        self._ended = False
+        self._max_attribute_length = max_attribute_length
+        trace.open_spans.add(self)  # a single set operation: atomic under the GIL
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def trace_id(self) -> str:
+        return self._trace.trace_id
+
+    @property
+    def request_id(self) -> str:
+        """MLflow 2.x's name for the trace id."""
+        return self._trace.trace_id
+
+    @property
+    def status(self) -> SpanStatus:
+        return SpanStatus(self._status_code, self._status_message)
+
+    @property
+    def inputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.INPUTS)
+
+    @property
+    def outputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.OUTPUTS)
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return {key: json.loads(value) for key, value in self._attributes.items()}
+
+    @property
+    def events(self) -> list[SpanEvent]:
+        return list(self._events)
+
+    def get_attribute(self, key: str) -> Any:
+        value = self._attributes.get(key)
+        return None if value is None else json.loads(value)
+
+    # ------------------------------------------------------------ mutation
+
+    def _set_json(self, key: str, encoded: str) -> None:
+        if len(encoded) > self._max_attribute_length:
+            encoded, _ = truncate_json(encoded, self._max_attribute_length)
+            cut = self._attributes.get(SpanAttributeKey.TRUNCATED)
+            keys = sorted({*(json.loads(cut) if cut else []), key})
+            self._attributes[SpanAttributeKey.TRUNCATED] = dump_json(keys)
+        self._attributes[key] = encoded
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self._ended:
+            logger.debug("set_attribute(%r) on ended span %s ignored", key, self.name)
+            return
+        self._set_json(str(key), dump_json(value))
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_inputs(self, inputs: Any) -> None:
+        self.set_attribute(SpanAttributeKey.INPUTS, inputs)
+
+    def set_outputs(self, outputs: Any) -> None:
+        self.set_attribute(SpanAttributeKey.OUTPUTS, outputs)
+
+    def set_span_type(self, span_type: str) -> None:
+        self.span_type = str(span_type)
+        self._attributes[SpanAttributeKey.SPAN_TYPE] = _span_type_json(self.span_type)
+
+    def set_status(self, status: SpanStatus | SpanStatusCode | str, description: str | None = None) -> None:
+        if isinstance(status, SpanStatus):
+            code, description = status.status_code, status.description if description is None else description
+        else:
+            code = status
+        try:
+            self._status_code = SpanStatusCode(str(code).upper().removeprefix("STATUS_CODE_"))
+        except ValueError:
+            logger.warning("unknown span status %r ignored; use OK, ERROR or UNSET", code)
+            return
+        self._status_message = description or ""
+
+    def add_event(self, event: SpanEvent | str, attributes: dict[str, Any] | None = None,
+                  timestamp: int | None = None) -> None:
+        if isinstance(event, str):
+            event = SpanEvent(event, timestamp or time.time_ns(), attributes or {})
+        self._events.append(event)
+
+    def record_exception(self, exception: BaseException | str) -> None:
+        """Add an ``exception`` event and set the status to ERROR."""
+        if isinstance(exception, BaseException):
+            self.add_event(SpanEvent.from_exception(exception))
+            self.set_status(SpanStatusCode.ERROR, f"{type(exception).__name__}: {exception}")
+        else:
+            self.add_event(SpanEvent("exception", attributes={"exception.message": str(exception)}))
+            self.set_status(SpanStatusCode.ERROR, str(exception))
+
+    def end(self, outputs: Any = None, attributes: dict[str, Any] | None = None,
+            status: SpanStatus | str | None = None, end_time_ns: int | None = None) -> None:
+        if self._ended:
+            logger.debug("span %s already ended", self.name)
+            return
+        try:
+            if outputs is not None:
+                self.set_outputs(outputs)
+            if attributes:
+                self.set_attributes(attributes)
+            if status is not None:
+                self.set_status(status)
+        finally:
+            self.end_time_ns = end_time_ns or time.time_ns()
+            self._ended = True
+            self._trace.span_ended(self)
+
+    # ------------------------------------------------------------ export
+
+    def to_record(self) -> SpanEnded:
+        assert self.end_time_ns is not None
+        return {
+            "trace_id": self._trace.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_id,
+            "name": self.name,
+            "span_type": self.span_type,
+            "start_time_ns": self.start_time_ns,
+            "end_time_ns": self.end_time_ns,
+            "status_code": self._status_code.value,  # type: ignore[typeddict-item]
+            "status_message": self._status_message,
+            "attributes": self._attributes,
+            "events": [
+                {"name": e.name, "time_ns": e.timestamp,
+                 "attributes": {str(k): _event_value(v) for k, v in e.attributes.items()}}
+                for e in self._events
+            ],
+            "location": self._trace.location,
+        }
+
+    def __repr__(self) -> str:
+        return f"LiveSpan(name={self.name!r}, span_id={self.span_id!r}, trace_id={self.trace_id!r})"
+
+
+class NoOpSpan:
+    """Returned when tracing is disabled or a span could not be started: accepts every call."""
+
+    trace_id = request_id = span_id = parent_id = name = None
+    span_type = SpanType.UNKNOWN
+    start_time_ns = end_time_ns = None
+    inputs = outputs = None
+    attributes: dict[str, Any] = {}  # noqa: RUF012 - read-only by convention
+    events: list[SpanEvent] = []  # noqa: RUF012
+    status = SpanStatus(SpanStatusCode.UNSET)
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    get_attribute = set_attribute = set_attributes = set_inputs = set_outputs = _ignore
+    set_span_type = set_status = add_event = record_exception = end = _ignore

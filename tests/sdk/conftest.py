@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import producers
+from producers.testing import InMemoryEventExporter
+from tracestream.settings import SdkSettings, Settings
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemoryEventExporter]:
+    """Tracing configured with an in-memory exporter (events still go through Avro)."""
+    memory = InMemoryEventExporter()
+    producers.configure(Settings(sdk=SdkSettings(experiment_id="42", schedule_delay_ms=5)), exporter=memory)
+    yield memory
+    producers.shutdown()
+
+
+@pytest.fixture
+def flushed(exporter: InMemoryEventExporter):
+    """Call to flush and get the exporter's events."""
+
+    def flush() -> InMemoryEventExporter:
+        assert producers.flush(5)
+        return exporter
+
+    return flush
