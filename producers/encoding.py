@@ -12,7 +12,18 @@ TRUNCATION_MARKER = "...[truncated by tracestream: {dropped} of {total} characte
 
 
 def _to_jsonable(value: Any) -> Any:
-    """``json.dumps``'s fallback for objects it does not know, as MLflow's encoder does."""
+    """``json.dumps``'s fallback for objects it does not know; a conversion that fails
+    falls back to the object's text, so one odd value does not lose its neighbours."""
+    try:
+        return _convert(value)
+    except Exception:
+        try:
+            return str(value)
+        except Exception:
+            return f"<unserializable {type(value).__name__}>"
+
+
+def _convert(value: Any) -> Any:
     model_dump = getattr(value, "model_dump", None)  # pydantic v2
     if callable(model_dump):
         return model_dump()

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
-from producers.processor import Event, SdkStats, RateLimitedWarning
+from producers.processor import Event, RateLimitedWarning, SdkStats
 from tracestream.settings import Settings
 
 logger = logging.getLogger("producers")
@@ -31,6 +31,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             "queue.buffering.max.kbytes": 512 * 1024,
             # How long the client retries an event before reporting it failed.
             "message.timeout.ms": sdk.delivery_timeout_ms,
+            # librdkafka's own log lines go to Python logging, not to the application's stderr.
+            "logger": logging.getLogger("producers.kafka"),
         }
     )
 
@@ -86,4 +88,8 @@ class KafkaEventExporter:
         return self._producer.flush(timeout_s)
 
     def shutdown(self) -> None:
-        self._producer.flush(1.0)
+        # What could not be sent by now never will be: purge it, so that its delivery
+        # reports count it as failed rather than leaving it pending forever.
+        if self._producer.flush(0.5):
+            self._producer.purge()
+            self._producer.flush(1.0)

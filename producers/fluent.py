@@ -16,12 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
-from schemas import ASSESSMENT_LOGGED, TRACE_TAGS_CHANGED, SpanType, new_assessment_id, new_trace_id
-from schemas.records import AssessmentLogged
-
 from producers.encoding import dump_json
 from producers.provider import get_provider
 from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
+from schemas import ASSESSMENT_LOGGED, TRACE_TAGS_CHANGED, SpanType, new_assessment_id, new_trace_id
+from schemas.records import AssessmentLogged
 
 logger = logging.getLogger("producers")
 
@@ -36,8 +35,9 @@ _current_span: contextvars.ContextVar[LiveSpan | None] = contextvars.ContextVar(
 # ---------------------------------------------------------------- spans
 
 
-def _start(name: str, span_type: str, attributes: dict[str, Any] | None,
-           parent: LiveSpan | None = None) -> LiveSpan | NoOpSpan:
+def _start(
+    name: str, span_type: str, attributes: dict[str, Any] | None, parent: LiveSpan | None = None
+) -> LiveSpan | NoOpSpan:
     """A new span under ``parent`` (default: the current span), or NoOpSpan. Never raises."""
     try:
         provider = get_provider()
@@ -94,8 +94,9 @@ def _attach(span: LiveSpan | NoOpSpan) -> contextvars.Token | None:
 
 
 @contextmanager
-def start_span(name: str = "span", span_type: str = SpanType.UNKNOWN,
-               attributes: dict[str, Any] | None = None) -> Iterator[LiveSpan | NoOpSpan]:
+def start_span(
+    name: str = "span", span_type: str = SpanType.UNKNOWN, attributes: dict[str, Any] | None = None
+) -> Iterator[LiveSpan | NoOpSpan]:
     """A span around a block of code, child of the current span (or the root of a new trace).
 
     An exception leaving the block is recorded on the span (status ERROR) and re-raised.
@@ -118,10 +119,13 @@ def start_span(name: str = "span", span_type: str = SpanType.UNKNOWN,
         _end_ok(span, set_outputs=False)
 
 
-def start_span_no_context(name: str, span_type: str = SpanType.UNKNOWN,
-                          parent_span: LiveSpan | None = None,
-                          attributes: dict[str, Any] | None = None,
-                          inputs: Any = None) -> LiveSpan | NoOpSpan:
+def start_span_no_context(
+    name: str,
+    span_type: str = SpanType.UNKNOWN,
+    parent_span: LiveSpan | None = None,
+    attributes: dict[str, Any] | None = None,
+    inputs: Any = None,
+) -> LiveSpan | NoOpSpan:
     """A span that is not made current; end it with ``span.end()``."""
     span = _start(name, span_type, attributes, parent_span)
     if inputs is not None:
@@ -156,8 +160,12 @@ def _input_binder(function: Callable[..., Any]) -> Callable[[tuple, dict], dict[
     defaults = {p.name: p.default for p in params if p.default is not p.empty}
     skip_first = bool(positional) and positional[0] in _SELF_NAMES
 
-    if kinds <= {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                 inspect.Parameter.KEYWORD_ONLY}:
+    if kinds <= {
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    }:
+
         def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
             inputs = dict(zip(positional, args, strict=False))
             if kwargs:
@@ -185,14 +193,22 @@ def _input_binder(function: Callable[..., Any]) -> Callable[[tuple, dict], dict[
 @overload
 def trace(func: Callable[P, R]) -> Callable[P, R]: ...
 @overload
-def trace(func: None = None, name: str | None = None, span_type: str = SpanType.UNKNOWN,
-          attributes: dict[str, Any] | None = None,
-          output_reducer: Callable[[list[Any]], Any] | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def trace(
+    func: None = None,
+    name: str | None = None,
+    span_type: str = SpanType.UNKNOWN,
+    attributes: dict[str, Any] | None = None,
+    output_reducer: Callable[[list[Any]], Any] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
-def trace(func: Callable[..., Any] | None = None, name: str | None = None, span_type: str = SpanType.UNKNOWN,
-          attributes: dict[str, Any] | None = None,
-          output_reducer: Callable[[list[Any]], Any] | None = None) -> Any:
+def trace(
+    func: Callable[..., Any] | None = None,
+    name: str | None = None,
+    span_type: str = SpanType.UNKNOWN,
+    attributes: dict[str, Any] | None = None,
+    output_reducer: Callable[[list[Any]], Any] | None = None,
+) -> Any:
     """Trace every call of a function (sync, async, generator or async generator).
 
     The span is named after the function unless ``name`` is given; its inputs are the bound
@@ -214,6 +230,7 @@ def trace(func: Callable[..., Any] | None = None, name: str | None = None, span_
             return span
 
         if inspect.isasyncgenfunction(function):
+
             @functools.wraps(function)
             async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
                 span = begin(args, kwargs)
@@ -238,6 +255,7 @@ def trace(func: Callable[..., Any] | None = None, name: str | None = None, span_
             return async_generator_wrapper
 
         if inspect.isgeneratorfunction(function):
+
             @functools.wraps(function)
             def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
                 span = begin(args, kwargs)
@@ -264,6 +282,7 @@ def trace(func: Callable[..., Any] | None = None, name: str | None = None, span_
             return generator_wrapper
 
         if inspect.iscoroutinefunction(function):
+
             @functools.wraps(function)
             async def coroutine_wrapper(*args: Any, **kwargs: Any) -> Any:
                 span = begin(args, kwargs)
@@ -301,8 +320,9 @@ def trace(func: Callable[..., Any] | None = None, name: str | None = None, span_
 
 def _record_chunk(span: LiveSpan | NoOpSpan, items: list[Any], item: Any) -> None:
     try:
-        span.add_event(SpanEvent(f"mlflow.chunk.item.{len(items)}",
-                                 attributes={"mlflow.chunk.value": dump_json(item)}))
+        span.add_event(
+            SpanEvent(f"mlflow.chunk.item.{len(items)}", attributes={"mlflow.chunk.value": dump_json(item)})
+        )
     except Exception:
         logger.exception("tracestream: could not record a generator item")
     items.append(item)
@@ -318,8 +338,12 @@ def _reduce(items: list[Any], output_reducer: Callable[[list[Any]], Any] | None)
         return items
 
 
-def _finish_exception(span: LiveSpan | NoOpSpan, exception: BaseException, items: list[Any] | None = None,
-                      output_reducer: Callable[[list[Any]], Any] | None = None) -> None:
+def _finish_exception(
+    span: LiveSpan | NoOpSpan,
+    exception: BaseException,
+    items: list[Any] | None = None,
+    output_reducer: Callable[[list[Any]], Any] | None = None,
+) -> None:
     if items:
         try:
             span.set_outputs(_reduce(items, output_reducer))
@@ -344,9 +368,14 @@ def _live_trace(trace_id: str | None):  # -> TraceState | None
     return provider.live_traces.get(trace_id)
 
 
-def update_current_trace(tags: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                         client_request_id: str | None = None, request_preview: str | None = None,
-                         response_preview: str | None = None, state: str | None = None) -> None:
+def update_current_trace(
+    tags: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    client_request_id: str | None = None,
+    request_preview: str | None = None,
+    response_preview: str | None = None,
+    state: str | None = None,
+) -> None:
     """Update the trace of the current span; applied when its root span ends."""
     try:
         trace = _live_trace(None)
@@ -383,9 +412,16 @@ def _tags_changed(trace_id: str, set_tags: dict[str, str], deleted: list[str]) -
             return
         provider = get_provider()
         if provider is not None:
-            provider.processor.emit(trace_id, TRACE_TAGS_CHANGED, {
-                "trace_id": trace_id, "set": set_tags, "deleted": deleted, "time_ms": time.time_ns() // 1_000_000,
-            })
+            provider.processor.emit(
+                trace_id,
+                TRACE_TAGS_CHANGED,
+                {
+                    "trace_id": trace_id,
+                    "set": set_tags,
+                    "deleted": deleted,
+                    "time_ms": time.time_ns() // 1_000_000,
+                },
+            )
     except Exception:
         logger.exception("tracestream: could not change tags of %s", trace_id)
 
@@ -445,18 +481,34 @@ class Expectation(Assessment):
     kind = "EXPECTATION"
 
 
-def _log_assessment(kind: type[Assessment], trace_id: str, name: str, value: Any,
-                    source: AssessmentSource | None, rationale: str | None, metadata: dict[str, Any] | None,
-                    span_id: str | None, error: AssessmentError | Exception | None = None,
-                    overrides: str | None = None) -> Assessment | None:
+def _log_assessment(
+    kind: type[Assessment],
+    trace_id: str,
+    name: str,
+    value: Any,
+    source: AssessmentSource | None,
+    rationale: str | None,
+    metadata: dict[str, Any] | None,
+    span_id: str | None,
+    error: AssessmentError | Exception | None = None,
+    overrides: str | None = None,
+) -> Assessment | None:
     try:
         source = source or AssessmentSource()
         if isinstance(error, Exception):
             error = AssessmentError(type(error).__name__, str(error))
         assessment = kind(
-            assessment_id=new_assessment_id(), trace_id=trace_id, name=name, value=value, source=source,
-            rationale=rationale, metadata={str(k): str(v) for k, v in (metadata or {}).items()},
-            span_id=span_id, create_time_ms=time.time_ns() // 1_000_000, overrides=overrides, error=error,
+            assessment_id=new_assessment_id(),
+            trace_id=trace_id,
+            name=name,
+            value=value,
+            source=source,
+            rationale=rationale,
+            metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+            span_id=span_id,
+            create_time_ms=time.time_ns() // 1_000_000,
+            overrides=overrides,
+            error=error,
         )
         record: AssessmentLogged = {
             "assessment_id": assessment.assessment_id,
@@ -464,8 +516,9 @@ def _log_assessment(kind: type[Assessment], trace_id: str, name: str, value: Any
             "name": name,
             "kind": kind.kind,  # type: ignore[attr-defined]
             "value_json": None if value is None else dump_json(value),
-            "error": None if error is None else {"error_code": error.error_code,
-                                                 "error_message": error.error_message},
+            "error": None
+            if error is None
+            else {"error_code": error.error_code, "error_message": error.error_message},
             "source_type": str(getattr(source.source_type, "value", source.source_type)).upper(),  # type: ignore[typeddict-item]
             "source_id": source.source_id,
             "rationale": rationale,
@@ -485,26 +538,53 @@ def _log_assessment(kind: type[Assessment], trace_id: str, name: str, value: Any
         return None
 
 
-def log_feedback(trace_id: str, name: str = "feedback", value: Any = None,
-                 source: AssessmentSource | None = None, error: AssessmentError | Exception | None = None,
-                 rationale: str | None = None, metadata: dict[str, Any] | None = None,
-                 span_id: str | None = None) -> Feedback | None:
+def log_feedback(
+    trace_id: str,
+    name: str = "feedback",
+    value: Any = None,
+    source: AssessmentSource | None = None,
+    error: AssessmentError | Exception | None = None,
+    rationale: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    span_id: str | None = None,
+) -> Feedback | None:
     """Log feedback (a score, a label, a judge's verdict) on a trace or one of its spans."""
     return _log_assessment(Feedback, trace_id, name, value, source, rationale, metadata, span_id, error)  # type: ignore[return-value]
 
 
-def log_expectation(trace_id: str, name: str, value: Any, source: AssessmentSource | None = None,
-                    metadata: dict[str, Any] | None = None, span_id: str | None = None) -> Expectation | None:
+def log_expectation(
+    trace_id: str,
+    name: str,
+    value: Any,
+    source: AssessmentSource | None = None,
+    metadata: dict[str, Any] | None = None,
+    span_id: str | None = None,
+) -> Expectation | None:
     """Log the expected output (ground truth) for a trace."""
     return _log_assessment(Expectation, trace_id, name, value, source, None, metadata, span_id)  # type: ignore[return-value]
 
 
-def override_feedback(trace_id: str, assessment_id: str, value: Any, rationale: str | None = None,
-                      source: AssessmentSource | None = None, metadata: dict[str, Any] | None = None,
-                      name: str = "feedback") -> Feedback | None:
+def override_feedback(
+    trace_id: str,
+    assessment_id: str,
+    value: Any,
+    rationale: str | None = None,
+    source: AssessmentSource | None = None,
+    metadata: dict[str, Any] | None = None,
+    name: str = "feedback",
+) -> Feedback | None:
     """Replace a feedback: the new one records ``overrides``, and the old one becomes invalid."""
-    return _log_assessment(Feedback, trace_id, name, value, source, rationale, metadata, None,  # type: ignore[return-value]
-                           overrides=assessment_id)
+    return _log_assessment(
+        Feedback,
+        trace_id,
+        name,
+        value,
+        source,
+        rationale,
+        metadata,
+        None,  # type: ignore[return-value]
+        overrides=assessment_id,
+    )
 
 
 # ---------------------------------------------------------------- threads

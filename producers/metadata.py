@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import sys
@@ -52,10 +53,8 @@ def automatic_metadata() -> dict[str, str]:
     source = sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
     metadata[TraceMetadataKey.SOURCE_NAME] = source
     metadata[TraceMetadataKey.SOURCE_TYPE] = "LOCAL"
-    try:
+    with contextlib.suppress(Exception):  # no user name in some containers
         metadata[TraceMetadataKey.USER] = getpass.getuser()
-    except Exception:  # no user name in some containers
-        pass
     source_dir = Path(os.path.abspath(source)).parent if source != "<console>" else Path.cwd()
     metadata.update(_git_info(source_dir))
     return metadata

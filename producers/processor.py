@@ -145,7 +145,9 @@ class BatchEventProcessor:
         queue = self._queue
         if len(queue) >= self._max_queue_size or self._shutdown:
             self.stats.add(refused=1, dropped=1)
-            self._warn_full("tracestream: event buffer full (%d events), dropping events", self._max_queue_size)
+            self._warn_full(
+                "tracestream: event buffer full (%d events), dropping events", self._max_queue_size
+            )
             return
         queue.append((key, kind, record))
         if len(queue) >= self._max_batch and not self._wake.is_set():
@@ -156,8 +158,9 @@ class BatchEventProcessor:
         with stats._lock:
             buffered = len(self._queue)
             enqueued = stats.exported + buffered
-            return SdkStatsSnapshot(enqueued + stats.refused, enqueued, stats.delivered, stats.dropped,
-                                    stats.failed)
+            return SdkStatsSnapshot(
+                enqueued + stats.refused, enqueued, stats.delivered, stats.dropped, stats.failed
+            )
 
     # ------------------------------------------------------------ worker thread
 

@@ -16,10 +16,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from schemas import SPAN_ENDED, TRACE_ENDED, SpanAttributeKey, SpanType, TraceMetadataKey, TraceTagKey, new_span_id
-from schemas.records import SpanEnded, TraceEnded, TraceLocation
-
 from producers.encoding import dump_json, truncate_json
+from schemas import (
+    SPAN_ENDED,
+    TRACE_ENDED,
+    SpanAttributeKey,
+    SpanType,
+    TraceMetadataKey,
+    TraceTagKey,
+    new_span_id,
+)
+from schemas.records import SpanEnded, TraceEnded, TraceLocation
 
 if TYPE_CHECKING:
     from producers.processor import BatchEventProcessor
@@ -116,8 +123,14 @@ class TraceState:
         "trace_id_json",
     )
 
-    def __init__(self, trace_id: str, location: TraceLocation, metadata: dict[str, str],
-                 processor: BatchEventProcessor, registry: dict[str, TraceState]) -> None:
+    def __init__(
+        self,
+        trace_id: str,
+        location: TraceLocation,
+        metadata: dict[str, str],
+        processor: BatchEventProcessor,
+        registry: dict[str, TraceState],
+    ) -> None:
         self.trace_id = trace_id
         self.trace_id_json = dump_json(trace_id)
         self.location = location
@@ -209,8 +222,15 @@ class LiveSpan:
         "start_time_ns",
     )
 
-    def __init__(self, trace: TraceState, name: str, span_type: str, parent_id: str | None,
-                 max_attribute_length: int, start_time_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        trace: TraceState,
+        name: str,
+        span_type: str,
+        parent_id: str | None,
+        max_attribute_length: int,
+        start_time_ns: int | None = None,
+    ) -> None:
         self._trace = trace
         self.span_id = new_span_id()
         self.parent_id = parent_id
@@ -306,8 +326,9 @@ class LiveSpan:
             return
         self._status_message = description or ""
 
-    def add_event(self, event: SpanEvent | str, attributes: dict[str, Any] | None = None,
-                  timestamp: int | None = None) -> None:
+    def add_event(
+        self, event: SpanEvent | str, attributes: dict[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
         if isinstance(event, str):
             event = SpanEvent(event, timestamp or time.time_ns(), attributes or {})
         self._events.append(event)
@@ -321,8 +342,13 @@ class LiveSpan:
             self.add_event(SpanEvent("exception", attributes={"exception.message": str(exception)}))
             self.set_status(SpanStatusCode.ERROR, str(exception))
 
-    def end(self, outputs: Any = None, attributes: dict[str, Any] | None = None,
-            status: SpanStatus | str | None = None, end_time_ns: int | None = None) -> None:
+    def end(
+        self,
+        outputs: Any = None,
+        attributes: dict[str, Any] | None = None,
+        status: SpanStatus | str | None = None,
+        end_time_ns: int | None = None,
+    ) -> None:
         if self._ended:
             logger.debug("span %s already ended", self.name)
             return
@@ -354,8 +380,11 @@ class LiveSpan:
             "status_message": self._status_message,
             "attributes": self._attributes,
             "events": [
-                {"name": e.name, "time_ns": e.timestamp,
-                 "attributes": {str(k): _event_value(v) for k, v in e.attributes.items()}}
+                {
+                    "name": e.name,
+                    "time_ns": e.timestamp,
+                    "attributes": {str(k): _event_value(v) for k, v in e.attributes.items()},
+                }
                 for e in self._events
             ],
             "location": self._trace.location,

@@ -117,7 +117,10 @@ def test_token_usage_is_recorded_in_mlflows_attribute(flushed) -> None:
 
     span = only_span(flushed(), "chat")
     assert json.loads(span["attributes"]["mlflow.chat.tokenUsage"]) == {
-        "input_tokens": 120, "output_tokens": 35, "total_tokens": 155}
+        "input_tokens": 120,
+        "output_tokens": 35,
+        "total_tokens": 155,
+    }
 
 
 def test_a_tag_set_while_the_trace_runs_goes_into_its_trace_ended_event(flushed) -> None:
@@ -171,15 +174,22 @@ def test_feedback_and_expectation_are_logged_as_assessments(flushed) -> None:
         metadata={"judge_version": 3},
     )
     mlflow.log_expectation(trace_id=trace_id, name="expected_answer", value={"answer": "42"})
-    correction = mlflow.override_feedback(trace_id, feedback.assessment_id, value=False, rationale="Off by one.")
+    correction = mlflow.override_feedback(
+        trace_id, feedback.assessment_id, value=False, rationale="Off by one."
+    )
 
-    assessments = {a["name"] + ("/override" if a["overrides"] else ""): a
-                   for a in flushed().records(ASSESSMENT_LOGGED)}
+    assessments = {
+        a["name"] + ("/override" if a["overrides"] else ""): a for a in flushed().records(ASSESSMENT_LOGGED)
+    }
     logged = assessments["correctness"]
     assert logged["assessment_id"] == feedback.assessment_id
     assert logged["assessment_id"].startswith("a-")
     assert (logged["kind"], logged["value_json"], logged["source_type"], logged["source_id"]) == (
-        "FEEDBACK", "true", "LLM_JUDGE", "judge-gpt-4o")
+        "FEEDBACK",
+        "true",
+        "LLM_JUDGE",
+        "judge-gpt-4o",
+    )
     assert logged["metadata"] == {"judge_version": "3"}
     expectation = assessments["expected_answer"]
     assert (expectation["kind"], json.loads(expectation["value_json"])) == ("EXPECTATION", {"answer": "42"})

@@ -192,8 +192,11 @@ def test_a_generator_span_covers_the_iteration_and_records_the_items(flushed) ->
     spans = spans_by_name(flushed())
     stream = spans["stream_tokens"]
     assert json.loads(stream["attributes"]["mlflow.spanOutputs"]) == ["Hel", "lo", "!"]
-    assert [e["name"] for e in stream["events"]] == ["mlflow.chunk.item.0", "mlflow.chunk.item.1",
-                                                     "mlflow.chunk.item.2"]
+    assert [e["name"] for e in stream["events"]] == [
+        "mlflow.chunk.item.0",
+        "mlflow.chunk.item.1",
+        "mlflow.chunk.item.2",
+    ]
     assert spans["tokenize"]["parent_span_id"] == stream["span_id"]
     assert stream["parent_span_id"] == spans["chat"]["span_id"]
 
