@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime
 import json
 from typing import Any
 
@@ -12,36 +10,21 @@ TRUNCATION_MARKER = "...[truncated by tracestream: {dropped} of {total} characte
 
 
 def _to_jsonable(value: Any) -> Any:
-    """``json.dumps``'s fallback for objects it does not know; a conversion that fails
-    falls back to the object's text, so one odd value does not lose its neighbours."""
+    """``json.dumps``'s fallback for objects it does not know, as MLflow's TraceJSONEncoder:
+    pydantic models and dataclasses become objects, anything else its ``str()``."""
     try:
-        return _convert(value)
+        model_dump = getattr(value, "model_dump", None)
+        if callable(model_dump) and not isinstance(value, type):
+            return model_dump()
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            # Shallow, like MLflow: nested values come back through this function.
+            return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    except Exception:  # a failing model_dump: fall through to the text
+        pass
+    try:
+        return str(value)
     except Exception:
-        try:
-            return str(value)
-        except Exception:
-            return f"<unserializable {type(value).__name__}>"
-
-
-def _convert(value: Any) -> Any:
-    model_dump = getattr(value, "model_dump", None)  # pydantic v2
-    if callable(model_dump):
-        return model_dump()
-    legacy_dict = getattr(value, "dict", None)  # pydantic v1
-    if callable(legacy_dict) and hasattr(value, "__fields__"):
-        return legacy_dict()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode()
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
-    if callable(tolist):
-        return tolist()
-    return str(value)
+        return f"<unserializable {type(value).__name__}>"
 
 
 # One encoder for the process: json.dumps with options builds a new one on every call.
@@ -60,9 +43,9 @@ def dump_json(value: Any) -> str:
         return "null"
     try:
         return _encode(value)
-    except Exception:  # circular references, a failing model_dump, a broken __str__, ...
+    except Exception:  # circular references, keys JSON cannot have, ...
         try:
-            return json.dumps(str(value), ensure_ascii=False)
+            return _encode_str(repr(value))
         except Exception:
             return json.dumps(f"<unserializable {type(value).__name__}>")
 

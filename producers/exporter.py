@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -33,6 +32,9 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             "message.timeout.ms": sdk.delivery_timeout_ms,
             # librdkafka's own log lines go to Python logging, not to the application's stderr.
             "logger": logging.getLogger("producers.kafka"),
+            # Report failures only: a Python callback per delivered event would cost more than
+            # producing it. Delivered = handed over - failed - still queued.
+            "delivery.report.only.error": True,
         }
     )
 
@@ -41,27 +43,23 @@ class KafkaEventExporter:
     def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
         self.topic = settings.topics.events
         self._codec = schemas.events_codec(settings.kafka.schema_registry_url, topic=self.topic)
-        self._producer = producer or Producer(producer_config(settings))
         self._stats: SdkStats | None = None
         self._warn = RateLimitedWarning()
-        self._on_delivery: Callable[[KafkaError | None, Message], None] = self._delivered
+        config = {**producer_config(settings), "on_delivery": self._delivery_failed}
+        self._producer = producer or Producer(config)
 
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        stats = self._stats
-        if stats is None:
+    def _delivery_failed(self, error: KafkaError | None, message: Message) -> None:
+        if error is None or self._stats is None:
             return
-        if error is None:
-            stats.add(delivered=1)
-        else:
-            stats.add(failed=1)
-            self._warn("tracestream: an event was not delivered to Kafka: %s", error.str())
+        self._stats.add(lost_in_delivery=1)
+        self._warn("tracestream: an event was not delivered to Kafka: %s", error.str())
 
     def export(self, events: list[Event], stats: SdkStats) -> None:
         self._stats = stats
         encode = self._codec.encode
         produce = self._producer.produce
-        on_delivery = self._on_delivery
         topic = self.topic
+        handed = 0
         for key, event in events:
             try:
                 value = encode({"event": event})
@@ -70,7 +68,8 @@ class KafkaEventExporter:
                 self._warn("tracestream: an event could not be encoded and was dropped: %s", exc)
                 continue
             try:
-                produce(topic, value, key, on_delivery=on_delivery)
+                produce(topic, value, key)
+                handed += 1
             except BufferError:
                 # The client's own queue is full (Kafka unreachable for long): drop, count.
                 self._producer.poll(0)
@@ -79,10 +78,14 @@ class KafkaEventExporter:
             except Exception as exc:  # e.g. a record larger than message.max.bytes
                 stats.add(failed=1)
                 self._warn("tracestream: an event could not be produced: %s", exc)
+        stats.add(handed=handed)
         self._producer.poll(0)
 
     def poll(self) -> None:
         self._producer.poll(0)
+
+    def outstanding(self) -> int:
+        return len(self._producer)
 
     def flush(self, timeout_s: float) -> int:
         return self._producer.flush(timeout_s)

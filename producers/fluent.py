@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,15 @@ from typing import Any, ParamSpec, TypeVar, overload
 from producers.encoding import dump_json
 from producers.provider import get_provider
 from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
-from schemas import ASSESSMENT_LOGGED, TRACE_TAGS_CHANGED, SpanType, new_assessment_id, new_trace_id
+from schemas import (
+    ASSESSMENT_LOGGED,
+    TRACE_TAGS_CHANGED,
+    SpanAttributeKey,
+    SpanType,
+    TraceMetadataKey,
+    new_assessment_id,
+    new_trace_id,
+)
 from schemas.records import AssessmentLogged
 
 logger = logging.getLogger("producers")
@@ -220,6 +229,9 @@ def trace(
         span_name = name or function.__name__
         bind = _input_binder(function)
         static_attributes = dict(attributes or {})
+        is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+        if not is_generator:  # MLflow names the function on function spans only
+            static_attributes.setdefault(SpanAttributeKey.FUNCTION_NAME, function.__name__)
 
         def begin(args: tuple, kwargs: dict) -> LiveSpan | NoOpSpan:
             span = _start(span_name, span_type, static_attributes)
@@ -375,6 +387,9 @@ def update_current_trace(
     request_preview: str | None = None,
     response_preview: str | None = None,
     state: str | None = None,
+    model_id: str | None = None,
+    session_id: str | None = None,
+    user: str | None = None,
 ) -> None:
     """Update the trace of the current span; applied when its root span ends."""
     try:
@@ -386,6 +401,13 @@ def update_current_trace(
             trace.tags.update({str(k): str(v) for k, v in tags.items()})
         if metadata:
             trace.metadata.update({str(k): str(v) for k, v in metadata.items()})
+        for key, value in (
+            (TraceMetadataKey.MODEL_ID, model_id),
+            (TraceMetadataKey.TRACE_SESSION, session_id),
+            (TraceMetadataKey.TRACE_USER, user),
+        ):
+            if value is not None:
+                trace.metadata[key] = str(value)
         if client_request_id is not None:
             trace.client_request_id = str(client_request_id)
         if request_preview is not None:
@@ -473,6 +495,11 @@ class Assessment:
     error: AssessmentError | None = None
 
 
+# Names of recent feedback logged by this process, for override_feedback.
+_FEEDBACK_NAMES_KEPT = 10_000
+_feedback_names: OrderedDict[str, str] = OrderedDict()
+
+
 class Feedback(Assessment):
     kind = "FEEDBACK"
 
@@ -532,6 +559,10 @@ def _log_assessment(
         provider = get_provider()
         if provider is not None:
             provider.processor.emit(trace_id, ASSESSMENT_LOGGED, record)  # type: ignore[arg-type]
+        if kind is Feedback:
+            _feedback_names[assessment.assessment_id] = name
+            if len(_feedback_names) > _FEEDBACK_NAMES_KEPT:
+                _feedback_names.popitem(last=False)
         return assessment
     except Exception:
         logger.exception("tracestream: could not log assessment %r on %s", name, trace_id)
@@ -539,6 +570,7 @@ def _log_assessment(
 
 
 def log_feedback(
+    *,
     trace_id: str,
     name: str = "feedback",
     value: Any = None,
@@ -548,11 +580,13 @@ def log_feedback(
     metadata: dict[str, Any] | None = None,
     span_id: str | None = None,
 ) -> Feedback | None:
-    """Log feedback (a score, a label, a judge's verdict) on a trace or one of its spans."""
+    """Log feedback (a score, a label, a judge's verdict) on a trace or one of its spans.
+    Without a source, the source is CODE/"default", as in MLflow."""
     return _log_assessment(Feedback, trace_id, name, value, source, rationale, metadata, span_id, error)  # type: ignore[return-value]
 
 
 def log_expectation(
+    *,
     trace_id: str,
     name: str,
     value: Any,
@@ -560,20 +594,25 @@ def log_expectation(
     metadata: dict[str, Any] | None = None,
     span_id: str | None = None,
 ) -> Expectation | None:
-    """Log the expected output (ground truth) for a trace."""
+    """Log the expected output (ground truth) for a trace. Without a source, the source is
+    HUMAN/"default", as in MLflow."""
+    source = source or AssessmentSource(AssessmentSourceType.HUMAN)
     return _log_assessment(Expectation, trace_id, name, value, source, None, metadata, span_id)  # type: ignore[return-value]
 
 
 def override_feedback(
+    *,
     trace_id: str,
     assessment_id: str,
     value: Any,
     rationale: str | None = None,
     source: AssessmentSource | None = None,
     metadata: dict[str, Any] | None = None,
-    name: str = "feedback",
 ) -> Feedback | None:
-    """Replace a feedback: the new one records ``overrides``, and the old one becomes invalid."""
+    """Replace a feedback: the new one records ``overrides`` and keeps the old one's name; the
+    stream marks the old one invalid. The name is known for feedback logged by this process;
+    otherwise it is left empty for the stream to take from the overridden assessment."""
+    name = _feedback_names.get(assessment_id, "")
     return _log_assessment(
         Feedback,
         trace_id,

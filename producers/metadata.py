@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import os
 import sys
 from configparser import ConfigParser
 from functools import cache
@@ -55,6 +54,16 @@ def automatic_metadata() -> dict[str, str]:
     metadata[TraceMetadataKey.SOURCE_TYPE] = "LOCAL"
     with contextlib.suppress(Exception):  # no user name in some containers
         metadata[TraceMetadataKey.USER] = getpass.getuser()
-    source_dir = Path(os.path.abspath(source)).parent if source != "<console>" else Path.cwd()
-    metadata.update(_git_info(source_dir))
+    # As MLflow: git facts of the working directory, "" when there are none.
+    metadata.update(
+        dict.fromkeys(
+            (
+                TraceMetadataKey.SOURCE_GIT_BRANCH,
+                TraceMetadataKey.SOURCE_GIT_COMMIT,
+                TraceMetadataKey.SOURCE_GIT_REPO_URL,
+            ),
+            "",
+        )
+    )
+    metadata.update(_git_info(Path.cwd()))
     return metadata

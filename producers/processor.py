@@ -45,23 +45,29 @@ class EventExporter(Protocol):
         """Serve delivery reports, if the exporter has any."""
         ...
 
+    def outstanding(self) -> int:
+        """Events handed to the transport and neither acknowledged nor failed yet."""
+        ...
+
     def shutdown(self) -> None: ...
 
 
 class SdkStats:
     """Counters of what became of the events the SDK produced, updated off the hot path:
-    the application thread counts only drops; the exporter thread counts what it takes
-    from the buffer (``exported``) and what Kafka acknowledged or refused."""
+    the application thread counts only drops; the exporter thread counts what it takes from
+    the buffer and hands to the transport, per batch; the transport reports only failures
+    (delivered = handed - failed in delivery - still outstanding)."""
 
-    __slots__ = ("_lock", "delivered", "dropped", "exported", "failed", "refused")
+    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "lost_in_delivery", "refused")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.refused = 0  # the buffer was full
         self.exported = 0  # taken from the buffer by the exporter thread
-        self.delivered = 0
+        self.handed = 0  # accepted by the transport (the Kafka client's queue)
+        self.lost_in_delivery = 0  # handed, then reported failed by the transport
         self.dropped = 0  # refused + the Kafka client's own queue was full
-        self.failed = 0
+        self.failed = 0  # could not be encoded or produced
 
     def add(self, **counts: int) -> None:
         with self._lock:
@@ -155,11 +161,16 @@ class BatchEventProcessor:
 
     def stats_snapshot(self) -> SdkStatsSnapshot:
         stats = self.stats
+        outstanding = self.exporter.outstanding()
         with stats._lock:
-            buffered = len(self._queue)
-            enqueued = stats.exported + buffered
+            enqueued = stats.exported + len(self._queue)
+            delivered = max(0, stats.handed - stats.lost_in_delivery - outstanding)
             return SdkStatsSnapshot(
-                enqueued + stats.refused, enqueued, stats.delivered, stats.dropped, stats.failed
+                enqueued + stats.refused,
+                enqueued,
+                delivered,
+                stats.dropped,
+                stats.failed + stats.lost_in_delivery,
             )
 
     # ------------------------------------------------------------ worker thread

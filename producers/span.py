@@ -65,8 +65,7 @@ class SpanEvent:
                 "exception.message": str(exception),
                 "exception.stacktrace": "".join(
                     traceback.format_exception(type(exception), exception, exception.__traceback__)
-                ),
-                "exception.escaped": "False",
+                ).strip(),
             },
         )
 
@@ -89,6 +88,57 @@ def _event_value(value: Any) -> Any:
 def _truncate_preview(text: str, limit: int) -> str:
     # MLflow's truncation: keep limit-3 characters and add "...".
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message_text(message: Any) -> str | None:
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, str):
+                return part
+            if isinstance(part, dict) and part.get("type") in ("text", "output_text", "input_text"):
+                text = part.get("text")
+                if isinstance(text, str):
+                    return text
+    return None
+
+
+def _chat_messages(payload: Any) -> list[Any] | None:
+    """The chat messages in MLflow's usual shapes: messages, choices[0].message, input, output,
+    or any of those under "request"."""
+    if not isinstance(payload, dict):
+        return None
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        return messages
+    choices = payload.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict) and "message" in choices[0]:
+        return [choices[0]["message"]]
+    for key in ("input", "output"):
+        if isinstance(payload.get(key), list):
+            return payload[key]
+    return _chat_messages(payload.get("request"))
+
+
+def preview(serialized: str | None, role: str) -> str | None:
+    """MLflow's request/response preview of the root span's JSON inputs or outputs: the last
+    ``role`` (user/assistant) chat message when there is one, else the JSON, cut to 1000."""
+    if serialized is None:
+        return None
+    text = None
+    if serialized.startswith("{"):
+        try:
+            messages = _chat_messages(json.loads(serialized))
+        except ValueError:
+            messages = None
+        if messages:
+            chosen = next(
+                (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == role), messages[-1]
+            )
+            text = _message_text(chosen)
+    return _truncate_preview(text or serialized, REQUEST_PREVIEW_LENGTH)
 
 
 _SPAN_TYPE_JSON: dict[str, str] = {}
@@ -174,11 +224,15 @@ class TraceState:
         root = self.root
         assert root is not None
         attributes = root._attributes
-        inputs = attributes.get(SpanAttributeKey.INPUTS, "")
-        outputs = attributes.get(SpanAttributeKey.OUTPUTS, "")
+        inputs = attributes.get(SpanAttributeKey.INPUTS)
+        outputs = attributes.get(SpanAttributeKey.OUTPUTS)
         metadata = dict(self.metadata)
-        metadata.setdefault(TraceMetadataKey.INPUTS, _truncate_preview(inputs, TRACE_IO_METADATA_LENGTH))
-        metadata.setdefault(TraceMetadataKey.OUTPUTS, _truncate_preview(outputs, TRACE_IO_METADATA_LENGTH))
+        metadata.setdefault(
+            TraceMetadataKey.INPUTS, _truncate_preview(inputs or "", TRACE_IO_METADATA_LENGTH)
+        )
+        metadata.setdefault(
+            TraceMetadataKey.OUTPUTS, _truncate_preview(outputs or "", TRACE_IO_METADATA_LENGTH)
+        )
         tags = {TraceTagKey.TRACE_NAME: root.name, **self.tags}
         state = self.state or ("ERROR" if root._status_code == SpanStatusCode.ERROR else "OK")
         assert root.end_time_ns is not None
@@ -193,10 +247,10 @@ class TraceState:
             "metadata": metadata,
             "request_preview": self.request_preview
             if self.request_preview is not None
-            else _truncate_preview(inputs, REQUEST_PREVIEW_LENGTH),
+            else preview(inputs, "user"),
             "response_preview": self.response_preview
             if self.response_preview is not None
-            else _truncate_preview(outputs, REQUEST_PREVIEW_LENGTH),
+            else preview(outputs, "assistant"),
             "root_span_id": root.span_id,
             "span_count": self.span_count,
         }

@@ -26,13 +26,16 @@ class InMemoryEventExporter:
                 stats.add(failed=1)
         with self._lock:
             self._events.extend(decoded)
-        stats.add(delivered=len(decoded))
+        stats.add(handed=len(decoded))
 
     def flush(self, timeout_s: float) -> int:
         return 0
 
     def poll(self) -> None:
         return None
+
+    def outstanding(self) -> int:
+        return 0
 
     def shutdown(self) -> None:
         return None

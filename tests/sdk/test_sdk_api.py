@@ -175,7 +175,7 @@ def test_feedback_and_expectation_are_logged_as_assessments(flushed) -> None:
     )
     mlflow.log_expectation(trace_id=trace_id, name="expected_answer", value={"answer": "42"})
     correction = mlflow.override_feedback(
-        trace_id, feedback.assessment_id, value=False, rationale="Off by one."
+        trace_id=trace_id, assessment_id=feedback.assessment_id, value=False, rationale="Off by one."
     )
 
     assessments = {
@@ -193,8 +193,8 @@ def test_feedback_and_expectation_are_logged_as_assessments(flushed) -> None:
     assert logged["metadata"] == {"judge_version": "3"}
     expectation = assessments["expected_answer"]
     assert (expectation["kind"], json.loads(expectation["value_json"])) == ("EXPECTATION", {"answer": "42"})
-    assert (expectation["source_type"], expectation["source_id"]) == ("CODE", "default")
-    override = assessments["feedback/override"]
+    assert (expectation["source_type"], expectation["source_id"]) == ("HUMAN", "default")
+    override = assessments["correctness/override"]
     assert override["overrides"] == feedback.assessment_id
     assert override["assessment_id"] == correction.assessment_id
 
@@ -218,7 +218,7 @@ class Opaque:
         return "<Opaque handle>"
 
 
-def test_inputs_json_cannot_encode_are_converted_or_stringified(flushed) -> None:
+def test_inputs_json_cannot_encode_are_converted_or_stringified_as_mlflow_does(flushed) -> None:
     @mlflow.trace
     def process(invoice: Invoice, tags: set[str], handle: Opaque, raw: bytes) -> None:
         return None
@@ -227,9 +227,9 @@ def test_inputs_json_cannot_encode_are_converted_or_stringified(flushed) -> None
 
     assert inputs_of(flushed(), "process") == {
         "invoice": {"number": "INV-7", "total": 99.5},
-        "tags": ["urgent"],
+        "tags": "{'urgent'}",
         "handle": "<Opaque handle>",
-        "raw": "AAE=",
+        "raw": "b'\\x00\\x01'",
     }
 
 
@@ -290,3 +290,47 @@ def test_update_current_trace_outside_a_trace_is_ignored(flushed, caplog: pytest
 
     assert "no active trace" in caplog.text
     assert flushed().events == []
+
+
+def test_chat_previews_show_the_last_user_and_assistant_messages(flushed) -> None:
+    @mlflow.trace(span_type=mlflow.SpanType.CHAT_MODEL)
+    def chat(messages: list[dict]) -> dict:
+        return {"choices": [{"message": {"role": "assistant", "content": "Try restarting the router."}}]}
+
+    chat(
+        [
+            {"role": "system", "content": "You are a helpful support agent."},
+            {"role": "user", "content": [{"type": "text", "text": "My wifi keeps dropping."}]},
+        ]
+    )
+
+    [trace_end] = flushed().records(TRACE_ENDED)
+    assert trace_end["request_preview"] == "My wifi keeps dropping."
+    assert trace_end["response_preview"] == "Try restarting the router."
+
+
+def test_a_root_without_inputs_has_no_request_preview(flushed) -> None:
+    with mlflow.start_span("scheduled_job"):
+        pass
+
+    [trace_end] = flushed().records(TRACE_ENDED)
+    assert trace_end["request_preview"] is None
+    assert trace_end["metadata"]["mlflow.traceInputs"] == ""
+
+
+def test_function_spans_name_their_function_and_user_and_session_become_metadata(flushed) -> None:
+    @mlflow.trace(name="Answer question")
+    def answer_question() -> str:
+        mlflow.update_current_trace(user="user-51", session_id="session-9")
+        return "done"
+
+    answer_question()
+
+    exporter = flushed()
+    span = only_span(exporter, "Answer question")
+    assert span["attributes"]["mlflow.spanFunctionName"] == '"answer_question"'
+    [trace_end] = exporter.records(TRACE_ENDED)
+    assert (trace_end["metadata"]["mlflow.trace.user"], trace_end["metadata"]["mlflow.trace.session"]) == (
+        "user-51",
+        "session-9",
+    )

@@ -1,0 +1,223 @@
+"""What tracing costs the application, and how fast events are encoded and produced.
+
+    make bench-sdk        # creates .venv-mlflow (mlflow 3.17.2) for the baseline, then runs this
+    .venv/bin/python bench/sdk.py [--calls 20000] [--mlflow-python PATH]
+
+Measures, in one run:
+  * application-thread time per span of a decorated no-op function (wall and thread CPU),
+    with events published to the local Kafka, and with Kafka unreachable;
+  * the same for MLflow's @mlflow.trace (default configuration: asynchronous export to a
+    local SQLite tracking store), run in a subprocess with the mlflow interpreter;
+  * Avro encoding + confluent-kafka produce throughput on one core.
+
+Prints a table, then one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import producers as tracing
+import schemas
+from producers.exporter import producer_config
+from tracestream.admin import TopicSpec, delete_topics, ensure_topics
+from tracestream.health import kafka_health
+from tracestream.settings import KafkaSettings, SdkSettings, Settings, TopicSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def noop() -> None:
+    return None
+
+
+def time_calls(function, calls: int) -> tuple[float, float]:
+    """(wall µs, thread CPU µs) per call, after a warm-up."""
+    for _ in range(500):
+        function()
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for _ in range(calls):
+        function()
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    return wall / calls * 1e6, cpu / calls * 1e6
+
+
+def traced_root_spans(settings: Settings, calls: int) -> dict[str, float]:
+    """Each call a one-span trace: the worst case (a SpanEnded and a TraceEnded per call)."""
+    tracing.configure(settings)
+    traced = tracing.trace(noop)
+    try:
+        wall, cpu = time_calls(traced, calls)
+        flushed_in = time.perf_counter()
+        tracing.flush(30)
+        flushed_in = time.perf_counter() - flushed_in
+        stats = tracing.get_stats()
+    finally:
+        tracing.shutdown(0)
+    return {"wall": wall, "cpu": cpu, "flush_s": flushed_in, "emitted": stats.emitted,
+            "delivered": stats.delivered, "undelivered": stats.undelivered}
+
+
+def traced_child_spans(settings: Settings, calls: int) -> dict[str, float]:
+    """Spans inside one long trace: the per-span cost without the per-trace part."""
+    tracing.configure(settings)
+    traced = tracing.trace(noop)
+    try:
+        with tracing.start_span("parent"):
+            wall, cpu = time_calls(traced, calls)
+        tracing.flush(30)
+    finally:
+        tracing.shutdown(0)
+    return {"wall": wall, "cpu": cpu}
+
+
+def mlflow_baseline(python: Path, calls: int) -> dict | None:
+    if not python.exists():
+        return None
+    with tempfile.TemporaryDirectory(prefix="tracestream-bench-mlflow-") as tracking:
+        result = subprocess.run(
+            [str(python), str(ROOT / "bench" / "_mlflow_baseline.py"), str(calls), tracking],
+            capture_output=True, text=True, timeout=900,
+        )
+    if result.returncode != 0:
+        print(result.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def realistic_span(n: int) -> dict:
+    trace_id = f"tr-{n:032x}"
+    return {
+        "trace_id": trace_id, "span_id": f"{n:016x}", "parent_span_id": f"{n + 1:016x}",
+        "name": "ChatOpenAI", "span_type": "CHAT_MODEL",
+        "start_time_ns": 1_763_784_000_000_000_000 + n, "end_time_ns": 1_763_784_000_900_000_000 + n,
+        "status_code": "OK", "status_message": "",
+        "attributes": {
+            "mlflow.traceRequestId": json.dumps(trace_id),
+            "mlflow.spanType": '"CHAT_MODEL"',
+            "mlflow.spanInputs": json.dumps({"messages": [
+                {"role": "system", "content": "You are a support assistant for an online shop."},
+                {"role": "user", "content": f"Where is my order {n}? It was due on Monday."}]}),
+            "mlflow.spanOutputs": json.dumps({"role": "assistant", "content":
+                "Your order left our warehouse yesterday and should arrive within two days."}),
+            "mlflow.chat.tokenUsage": '{"input_tokens": 58, "output_tokens": 21, "total_tokens": 79}',
+            "temperature": "0.2",
+        },
+        "events": [],
+        "location": {"type": "MLFLOW_EXPERIMENT", "experiment_id": "1"},
+    }
+
+
+def produce_throughput(settings: Settings, topic: str, spans: int) -> dict[str, float]:
+    from confluent_kafka import Producer
+
+    codec = schemas.events_codec()
+    records = [("io.tracestream.SpanEnded", realistic_span(n)) for n in range(1_000)]
+    producer = Producer(producer_config(settings))
+    encode, produce, poll = codec.encode, producer.produce, producer.poll
+    size = len(encode({"event": records[0]}))
+
+    started = time.perf_counter()
+    for n in range(spans):
+        event = records[n % 1_000]
+        produce(topic, encode({"event": event}), event[1]["trace_id"])
+        if n % 1_000 == 0:
+            poll(0)
+    accepted = time.perf_counter() - started
+    remaining = producer.flush(60)
+    delivered = time.perf_counter() - started
+
+    encode_only = time.perf_counter()
+    for n in range(spans):
+        encode({"event": records[n % 1_000]})
+    encode_only = time.perf_counter() - encode_only
+    return {"accepted_per_s": spans / accepted, "delivered_per_s": spans / delivered,
+            "encode_per_s": spans / encode_only, "bytes": size, "undelivered": remaining}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="tracestream SDK benchmark")
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--mlflow-calls", type=int, default=5_000)
+    parser.add_argument("--produce-spans", type=int, default=300_000)
+    parser.add_argument("--mlflow-python", type=Path, default=ROOT / ".venv-mlflow" / "bin" / "python")
+    args = parser.parse_args()
+
+    base = Settings()
+    if not kafka_health(base).healthy:
+        sys.exit(f"Kafka at {base.kafka.bootstrap_servers} is not reachable: start it with infra/up")
+    topic = f"tracestream.bench.sdk-{int(time.time())}"
+    ensure_topics(base, [TopicSpec(topic, 6, 1, {"max.message.bytes": str(8 * 1024 * 1024)})])
+    reachable = base.model_copy(update={"topics": TopicSettings(events=topic), "sdk": SdkSettings()})
+    unreachable = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+                           sdk=SdkSettings(delivery_timeout_ms=1_000))
+    try:
+        floor_wall, floor_cpu = time_calls(noop, args.calls)
+        root = traced_root_spans(reachable, args.calls)
+        child = traced_child_spans(reachable, args.calls)
+        down = traced_root_spans(unreachable, args.calls)
+        throughput = produce_throughput(reachable, topic, args.produce_spans)
+    finally:
+        delete_topics(base, [topic])
+    mlflow = mlflow_baseline(args.mlflow_python, args.mlflow_calls)
+
+    rows = [
+        ("undecorated no-op (floor)", floor_wall, floor_cpu, ""),
+        ("tracestream @trace, 1-span traces, Kafka up", root["wall"], root["cpu"],
+         f"{root['delivered']}/{root['emitted']} events delivered"),
+        ("tracestream @trace, child spans, Kafka up", child["wall"], child["cpu"], ""),
+        ("tracestream @trace, 1-span traces, Kafka down", down["wall"], down["cpu"],
+         f"{down['undelivered']}/{down['emitted']} counted undelivered"),
+    ]
+    if mlflow:
+        rows.append((f"mlflow {mlflow['mlflow_version']} @mlflow.trace (async export, sqlite)",
+                     mlflow["wall_us_per_span"], mlflow["thread_cpu_us_per_span"],
+                     f"{mlflow['traces_stored']}/{mlflow['calls']} traces stored"))
+    print(f"{'application thread, per decorated call':<58}{'wall µs':>10}{'cpu µs':>10}  notes")
+    for label, wall, cpu, note in rows:
+        print(f"{label:<58}{wall:>10.2f}{cpu:>10.2f}  {note}")
+    added_cpu = root["cpu"] - floor_cpu
+    added_wall = root["wall"] - floor_wall
+    print()
+    print(f"{'encode + produce on one core (realistic LLM span, ' + str(throughput['bytes']) + ' B)':<58}"
+          f"{'spans/s':>10}")
+    print(f"{'  Avro encode only':<58}{throughput['encode_per_s']:>10.0f}")
+    print(f"{'  encode + produce (accepted by the client)':<58}{throughput['accepted_per_s']:>10.0f}")
+    print(f"{'  encode + produce + flush (acknowledged by Kafka)':<58}{throughput['delivered_per_s']:>10.0f}")
+
+    figures = {
+        "added_thread_cpu_us_per_span": round(added_cpu, 2),
+        "added_wall_us_per_span": round(added_wall, 2),
+        "child_span_thread_cpu_us": round(child["cpu"] - floor_cpu, 2),
+        "kafka_down_thread_cpu_us_per_span": round(down["cpu"] - floor_cpu, 2),
+        "kafka_down_undelivered_events": down["undelivered"],
+        "kafka_down_emitted_events": down["emitted"],
+        "encode_spans_per_s": round(throughput["encode_per_s"]),
+        "encode_produce_spans_per_s": round(throughput["accepted_per_s"]),
+        "encode_produce_acked_spans_per_s": round(throughput["delivered_per_s"]),
+    }
+    if mlflow:
+        mlflow_added_cpu = mlflow["thread_cpu_us_per_span"] - floor_cpu
+        mlflow_added_wall = mlflow["wall_us_per_span"] - floor_wall
+        figures.update({
+            "mlflow_added_thread_cpu_us_per_span": round(mlflow_added_cpu, 2),
+            "mlflow_added_wall_us_per_span": round(mlflow_added_wall, 2),
+            "mlflow_traces_stored_ratio": round(mlflow["traces_stored"] / mlflow["calls"], 3),
+            "thread_cpu_ratio_vs_mlflow": round(mlflow_added_cpu / added_cpu, 1),
+            "wall_ratio_vs_mlflow": round(mlflow_added_wall / added_wall, 1),
+        })
+        print(f"\nadded application-thread CPU per span: tracestream {added_cpu:.2f} µs, "
+              f"mlflow {mlflow_added_cpu:.2f} µs ({figures['thread_cpu_ratio_vs_mlflow']}x less)")
+    else:
+        print(f"\nmlflow baseline not measured: {args.mlflow_python} not found (make bench-sdk creates it)")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
