@@ -75,7 +75,7 @@ def test_ten_thousand_traces_reach_kafka_and_decode_equal_to_what_was_sent(
             with contextlib.suppress(TimeoutError):
                 support_agent(f"where is order {n}?", n)
             if n % 1000 == 0:
-                mlflow.log_feedback(HANDLED_TRACE_IDS[-1], name="resolved", value=n % 3 == 0)
+                mlflow.log_feedback(trace_id=HANDLED_TRACE_IDS[-1], name="resolved", value=n % 3 == 0)
         assert mlflow.flush(60)
         stats = mlflow.get_stats()
     finally:
