@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from producers.encoding import dump_json
+from producers import provider as _provider_module
 from producers.provider import get_provider
 from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
 from schemas import (
@@ -45,11 +46,18 @@ _current_span: contextvars.ContextVar[LiveSpan | None] = contextvars.ContextVar(
 
 
 def _start(
-    name: str, span_type: str, attributes: dict[str, Any] | None, parent: LiveSpan | None = None
+    name: str,
+    span_type: str,
+    attributes: dict[str, Any] | None,
+    parent: LiveSpan | None = None,
+    encoded_attributes: dict[str, str] | None = None,
 ) -> LiveSpan | NoOpSpan:
-    """A new span under ``parent`` (default: the current span), or NoOpSpan. Never raises."""
+    """A new span under ``parent`` (default: the current span), or NoOpSpan. Never raises.
+
+    ``encoded_attributes`` are already JSON (a decorator's constant attributes, encoded once).
+    """
     try:
-        provider = get_provider()
+        provider = _provider_module._provider or get_provider()
         if provider is None:
             return NoOpSpan()
         parent = parent if parent is not None else _current_span.get()
@@ -59,6 +67,8 @@ def _start(
             trace.root = span
         else:
             span = LiveSpan(parent._trace, name, span_type, parent.span_id, provider.max_attribute_length)
+        if encoded_attributes:
+            span._attributes.update(encoded_attributes)
         if attributes:
             span.set_attributes(attributes)
         return span
@@ -232,9 +242,11 @@ def trace(
         is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
         if not is_generator:  # MLflow names the function on function spans only
             static_attributes.setdefault(SpanAttributeKey.FUNCTION_NAME, function.__name__)
+        # Encoded once here rather than on every call.
+        encoded_attributes = {str(k): dump_json(v) for k, v in static_attributes.items()}
 
         def begin(args: tuple, kwargs: dict) -> LiveSpan | NoOpSpan:
-            span = _start(span_name, span_type, static_attributes)
+            span = _start(span_name, span_type, None, encoded_attributes=encoded_attributes)
             try:
                 span.set_inputs(bind(args, kwargs))
             except Exception:
@@ -313,16 +325,18 @@ def trace(
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The hottest path of the SDK: calls inlined where it matters.
             span = begin(args, kwargs)
-            token = _attach(span)
+            token = _current_span.set(span) if span.__class__ is LiveSpan else None
             try:
                 result = function(*args, **kwargs)
             except BaseException as exception:
                 _detach(token)
                 _finish_exception(span, exception)
                 raise
-            _detach(token)
-            _end_ok(span, result)
+            if token is not None:
+                _detach(token)
+                _end_ok(span, result)
             return result
 
         return wrapper

@@ -55,18 +55,23 @@ _disabled = False
 _lock = threading.Lock()
 
 
-def configure(settings: Settings | None = None, exporter: EventExporter | None = None) -> TracerProvider:
+def configure(
+    settings: Settings | None = None, exporter: EventExporter | None = None
+) -> TracerProvider | None:
     """Set up tracing explicitly (optional: the first span does it from the environment).
 
-    A previous provider is flushed and shut down first.
+    A previous provider is flushed and shut down first. Returns None when the settings
+    disable tracing.
     """
     global _provider, _disabled
+    settings = settings or get_settings()
     with _lock:
         previous, _provider = _provider, None
         if previous is not None:
             previous.shutdown()
-        _provider = TracerProvider(settings or get_settings(), exporter)
-        _disabled = not _provider.settings.sdk.enabled
+        _disabled = not settings.sdk.enabled
+        if not _disabled:
+            _provider = TracerProvider(settings, exporter)
         return _provider
 
 
