@@ -42,10 +42,14 @@ cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
 mlflow.flush_trace_async_logging()
 stored = len(mlflow.search_traces(experiment_ids=[experiment_id], return_type="list", include_spans=False))
 
-print(json.dumps({
-    "mlflow_version": mlflow.__version__,
-    "calls": calls,
-    "wall_us_per_span": wall / calls * 1e6,
-    "thread_cpu_us_per_span": cpu / calls * 1e6,
-    "traces_stored": stored - 200,
-}))
+print(
+    json.dumps(
+        {
+            "mlflow_version": mlflow.__version__,
+            "calls": calls,
+            "wall_us_per_span": wall / calls * 1e6,
+            "thread_cpu_us_per_span": cpu / calls * 1e6,
+            "traces_stored": stored - 200,
+        }
+    )
+)

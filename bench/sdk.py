@@ -60,8 +60,14 @@ def traced_root_spans(settings: Settings, calls: int) -> dict[str, float]:
         stats = tracing.get_stats()
     finally:
         tracing.shutdown(0)
-    return {"wall": wall, "cpu": cpu, "flush_s": flushed_in, "emitted": stats.emitted,
-            "delivered": stats.delivered, "undelivered": stats.undelivered}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "flush_s": flushed_in,
+        "emitted": stats.emitted,
+        "delivered": stats.delivered,
+        "undelivered": stats.undelivered,
+    }
 
 
 def traced_child_spans(settings: Settings, calls: int) -> dict[str, float]:
@@ -83,7 +89,9 @@ def mlflow_baseline(python: Path, calls: int) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="tracestream-bench-mlflow-") as tracking:
         result = subprocess.run(
             [str(python), str(ROOT / "bench" / "_mlflow_baseline.py"), str(calls), tracking],
-            capture_output=True, text=True, timeout=900,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
     if result.returncode != 0:
         print(result.stderr[-2000:], file=sys.stderr)
@@ -94,18 +102,32 @@ def mlflow_baseline(python: Path, calls: int) -> dict | None:
 def realistic_span(n: int) -> dict:
     trace_id = f"tr-{n:032x}"
     return {
-        "trace_id": trace_id, "span_id": f"{n:016x}", "parent_span_id": f"{n + 1:016x}",
-        "name": "ChatOpenAI", "span_type": "CHAT_MODEL",
-        "start_time_ns": 1_763_784_000_000_000_000 + n, "end_time_ns": 1_763_784_000_900_000_000 + n,
-        "status_code": "OK", "status_message": "",
+        "trace_id": trace_id,
+        "span_id": f"{n:016x}",
+        "parent_span_id": f"{n + 1:016x}",
+        "name": "ChatOpenAI",
+        "span_type": "CHAT_MODEL",
+        "start_time_ns": 1_763_784_000_000_000_000 + n,
+        "end_time_ns": 1_763_784_000_900_000_000 + n,
+        "status_code": "OK",
+        "status_message": "",
         "attributes": {
             "mlflow.traceRequestId": json.dumps(trace_id),
             "mlflow.spanType": '"CHAT_MODEL"',
-            "mlflow.spanInputs": json.dumps({"messages": [
-                {"role": "system", "content": "You are a support assistant for an online shop."},
-                {"role": "user", "content": f"Where is my order {n}? It was due on Monday."}]}),
-            "mlflow.spanOutputs": json.dumps({"role": "assistant", "content":
-                "Your order left our warehouse yesterday and should arrive within two days."}),
+            "mlflow.spanInputs": json.dumps(
+                {
+                    "messages": [
+                        {"role": "system", "content": "You are a support assistant for an online shop."},
+                        {"role": "user", "content": f"Where is my order {n}? It was due on Monday."},
+                    ]
+                }
+            ),
+            "mlflow.spanOutputs": json.dumps(
+                {
+                    "role": "assistant",
+                    "content": "Your order left our warehouse yesterday and should arrive within two days.",
+                }
+            ),
             "mlflow.chat.tokenUsage": '{"input_tokens": 58, "output_tokens": 21, "total_tokens": 79}',
             "temperature": "0.2",
         },
@@ -120,13 +142,13 @@ def produce_throughput(settings: Settings, topic: str, spans: int) -> dict[str, 
     codec = schemas.events_codec()
     records = [("io.tracestream.SpanEnded", realistic_span(n)) for n in range(1_000)]
     producer = Producer(producer_config(settings))
-    encode, produce, poll = codec.encode, producer.produce, producer.poll
-    size = len(encode({"event": records[0]}))
+    encode, produce, poll = codec.encode_union, producer.produce, producer.poll
+    size = len(encode(*records[0]))
 
     started = time.perf_counter()
     for n in range(spans):
         event = records[n % 1_000]
-        produce(topic, encode({"event": event}), event[1]["trace_id"])
+        produce(topic, encode(*event), event[1]["trace_id"])
         if n % 1_000 == 0:
             poll(0)
     accepted = time.perf_counter() - started
@@ -135,10 +157,15 @@ def produce_throughput(settings: Settings, topic: str, spans: int) -> dict[str, 
 
     encode_only = time.perf_counter()
     for n in range(spans):
-        encode({"event": records[n % 1_000]})
+        encode(*records[n % 1_000])
     encode_only = time.perf_counter() - encode_only
-    return {"accepted_per_s": spans / accepted, "delivered_per_s": spans / delivered,
-            "encode_per_s": spans / encode_only, "bytes": size, "undelivered": remaining}
+    return {
+        "accepted_per_s": spans / accepted,
+        "delivered_per_s": spans / delivered,
+        "encode_per_s": spans / encode_only,
+        "bytes": size,
+        "undelivered": remaining,
+    }
 
 
 def main() -> None:
@@ -155,8 +182,9 @@ def main() -> None:
     topic = f"tracestream.bench.sdk-{int(time.time())}"
     ensure_topics(base, [TopicSpec(topic, 6, 1, {"max.message.bytes": str(8 * 1024 * 1024)})])
     reachable = base.model_copy(update={"topics": TopicSettings(events=topic), "sdk": SdkSettings()})
-    unreachable = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
-                           sdk=SdkSettings(delivery_timeout_ms=1_000))
+    unreachable = Settings(
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), sdk=SdkSettings(delivery_timeout_ms=1_000)
+    )
     try:
         floor_wall, floor_cpu = time_calls(noop, args.calls)
         root = traced_root_spans(reachable, args.calls)
@@ -169,24 +197,39 @@ def main() -> None:
 
     rows = [
         ("undecorated no-op (floor)", floor_wall, floor_cpu, ""),
-        ("tracestream @trace, 1-span traces, Kafka up", root["wall"], root["cpu"],
-         f"{root['delivered']}/{root['emitted']} events delivered"),
+        (
+            "tracestream @trace, 1-span traces, Kafka up",
+            root["wall"],
+            root["cpu"],
+            f"{root['delivered']}/{root['emitted']} events delivered",
+        ),
         ("tracestream @trace, child spans, Kafka up", child["wall"], child["cpu"], ""),
-        ("tracestream @trace, 1-span traces, Kafka down", down["wall"], down["cpu"],
-         f"{down['undelivered']}/{down['emitted']} counted undelivered"),
+        (
+            "tracestream @trace, 1-span traces, Kafka down",
+            down["wall"],
+            down["cpu"],
+            f"{down['undelivered']}/{down['emitted']} counted undelivered",
+        ),
     ]
     if mlflow:
-        rows.append((f"mlflow {mlflow['mlflow_version']} @mlflow.trace (async export, sqlite)",
-                     mlflow["wall_us_per_span"], mlflow["thread_cpu_us_per_span"],
-                     f"{mlflow['traces_stored']}/{mlflow['calls']} traces stored"))
+        rows.append(
+            (
+                f"mlflow {mlflow['mlflow_version']} @mlflow.trace (async export, sqlite)",
+                mlflow["wall_us_per_span"],
+                mlflow["thread_cpu_us_per_span"],
+                f"{mlflow['traces_stored']}/{mlflow['calls']} traces stored",
+            )
+        )
     print(f"{'application thread, per decorated call':<58}{'wall µs':>10}{'cpu µs':>10}  notes")
     for label, wall, cpu, note in rows:
         print(f"{label:<58}{wall:>10.2f}{cpu:>10.2f}  {note}")
     added_cpu = root["cpu"] - floor_cpu
     added_wall = root["wall"] - floor_wall
     print()
-    print(f"{'encode + produce on one core (realistic LLM span, ' + str(throughput['bytes']) + ' B)':<58}"
-          f"{'spans/s':>10}")
+    print(
+        f"{'encode + produce on one core (realistic LLM span, ' + str(throughput['bytes']) + ' B)':<58}"
+        f"{'spans/s':>10}"
+    )
     print(f"{'  Avro encode only':<58}{throughput['encode_per_s']:>10.0f}")
     print(f"{'  encode + produce (accepted by the client)':<58}{throughput['accepted_per_s']:>10.0f}")
     print(f"{'  encode + produce + flush (acknowledged by Kafka)':<58}{throughput['delivered_per_s']:>10.0f}")
@@ -205,15 +248,19 @@ def main() -> None:
     if mlflow:
         mlflow_added_cpu = mlflow["thread_cpu_us_per_span"] - floor_cpu
         mlflow_added_wall = mlflow["wall_us_per_span"] - floor_wall
-        figures.update({
-            "mlflow_added_thread_cpu_us_per_span": round(mlflow_added_cpu, 2),
-            "mlflow_added_wall_us_per_span": round(mlflow_added_wall, 2),
-            "mlflow_traces_stored_ratio": round(mlflow["traces_stored"] / mlflow["calls"], 3),
-            "thread_cpu_ratio_vs_mlflow": round(mlflow_added_cpu / added_cpu, 1),
-            "wall_ratio_vs_mlflow": round(mlflow_added_wall / added_wall, 1),
-        })
-        print(f"\nadded application-thread CPU per span: tracestream {added_cpu:.2f} µs, "
-              f"mlflow {mlflow_added_cpu:.2f} µs ({figures['thread_cpu_ratio_vs_mlflow']}x less)")
+        figures.update(
+            {
+                "mlflow_added_thread_cpu_us_per_span": round(mlflow_added_cpu, 2),
+                "mlflow_added_wall_us_per_span": round(mlflow_added_wall, 2),
+                "mlflow_traces_stored_ratio": round(mlflow["traces_stored"] / mlflow["calls"], 3),
+                "thread_cpu_ratio_vs_mlflow": round(mlflow_added_cpu / added_cpu, 1),
+                "wall_ratio_vs_mlflow": round(mlflow_added_wall / added_wall, 1),
+            }
+        )
+        print(
+            f"\nadded application-thread CPU per span: tracestream {added_cpu:.2f} µs, "
+            f"mlflow {mlflow_added_cpu:.2f} µs ({figures['thread_cpu_ratio_vs_mlflow']}x less)"
+        )
     else:
         print(f"\nmlflow baseline not measured: {args.mlflow_python} not found (make bench-sdk creates it)")
     print(json.dumps(figures))

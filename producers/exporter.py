@@ -56,13 +56,13 @@ class KafkaEventExporter:
 
     def export(self, events: list[Event], stats: SdkStats) -> None:
         self._stats = stats
-        encode = self._codec.encode
+        encode = self._codec.encode_union
         produce = self._producer.produce
         topic = self.topic
         handed = 0
         for key, event in events:
             try:
-                value = encode({"event": event})
+                value = encode(*event)
             except schemas.EncodeError as exc:
                 stats.add(failed=1)
                 self._warn("tracestream: an event could not be encoded and was dropped: %s", exc)

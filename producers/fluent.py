@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
-from producers.encoding import dump_json
 from producers import provider as _provider_module
+from producers.encoding import dump_json
 from producers.provider import get_provider
 from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
 from schemas import (

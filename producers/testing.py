@@ -21,7 +21,7 @@ class InMemoryEventExporter:
         decoded = []
         for key, event in events:
             try:
-                decoded.append((key, self._codec.decode(self._codec.encode({"event": event}))["event"]))
+                decoded.append((key, self._codec.decode(self._codec.encode_union(*event))["event"]))
             except schemas.SchemaError:
                 stats.add(failed=1)
         with self._lock:

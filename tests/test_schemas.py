@@ -139,6 +139,21 @@ def test_every_event_kind_round_trips(kind: str, record: dict) -> None:
     assert codec.decode(codec.encode({"event": (kind, record)})) == {"event": (kind, record)}
 
 
+@pytest.mark.parametrize(
+    ("kind", "record"),
+    [
+        (SPAN_ENDED, LLM_SPAN),
+        (TRACE_ENDED, TRACE_END),
+        (TRACE_TAGS_CHANGED, TAGS_CHANGED),
+        (ASSESSMENT_LOGGED, FEEDBACK),
+    ],
+)
+def test_encoding_a_union_branch_directly_gives_the_same_bytes(kind: str, record: dict) -> None:
+    codec = schemas.events_codec()
+
+    assert codec.encode_union(kind, record) == codec.encode({"event": (kind, record)})
+
+
 def test_completed_trace_round_trips() -> None:
     codec = schemas.completed_codec()
 
