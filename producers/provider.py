@@ -37,7 +37,7 @@ class TracerProvider:
         self.live_traces: dict[str, TraceState] = {}
 
     def new_trace(self, trace_id: str) -> TraceState:
-        state = TraceState(trace_id, self.location, dict(self.metadata), self.processor, self.live_traces)
+        state = TraceState(trace_id, self.location, self.metadata, self.processor, self.live_traces)
         self.live_traces[trace_id] = state
         return state
 

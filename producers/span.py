@@ -151,6 +151,11 @@ def _span_type_json(span_type: str) -> str:
     return encoded
 
 
+# Guards span counts and open spans of every trace: held for a few instructions, so one
+# lock for all traces costs less than allocating one per trace.
+_TRACE_LOCK = threading.Lock()
+
+
 class TraceState:
     """What the SDK tracks of one trace until its root span ends."""
 
@@ -158,7 +163,7 @@ class TraceState:
         "client_request_id",
         "ended",
         "location",
-        "lock",
+        "base_metadata",
         "metadata",
         "open_spans",
         "processor",
@@ -177,7 +182,7 @@ class TraceState:
         self,
         trace_id: str,
         location: TraceLocation,
-        metadata: dict[str, str],
+        base_metadata: dict[str, str],
         processor: BatchEventProcessor,
         registry: dict[str, TraceState],
     ) -> None:
@@ -190,16 +195,17 @@ class TraceState:
         self.open_spans: set[LiveSpan] = set()
         self.span_count = 0
         self.tags: dict[str, str] = {}
-        self.metadata = metadata
+        # The process's automatic metadata (shared, never mutated) and this trace's own.
+        self.base_metadata = base_metadata
+        self.metadata: dict[str, str] = {}
         self.client_request_id: str | None = None
         self.request_preview: str | None = None
         self.response_preview: str | None = None
         self.state: str | None = None
         self.ended = False
-        self.lock = threading.Lock()
 
     def span_ended(self, span: LiveSpan) -> None:
-        with self.lock:
+        with _TRACE_LOCK:
             self.open_spans.discard(span)
             self.span_count += 1
         # The record is built on the exporter thread (the span no longer changes).
@@ -208,7 +214,7 @@ class TraceState:
             self._root_ended(span)
 
     def _root_ended(self, root: LiveSpan) -> None:
-        with self.lock:
+        with _TRACE_LOCK:
             self.ended = True
             still_open = list(self.open_spans)
         self.registry.pop(self.trace_id, None)
@@ -226,7 +232,7 @@ class TraceState:
         attributes = root._attributes
         inputs = attributes.get(SpanAttributeKey.INPUTS)
         outputs = attributes.get(SpanAttributeKey.OUTPUTS)
-        metadata = dict(self.metadata)
+        metadata = {**self.base_metadata, **self.metadata}
         metadata.setdefault(
             TraceMetadataKey.INPUTS, _truncate_preview(inputs or "", TRACE_IO_METADATA_LENGTH)
         )
