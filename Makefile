@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint stack-up stack-down stack-status clean
+.PHONY: run test lint bench-sdk bench-stack stack-up stack-down stack-status clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,19 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
+# MLflow, the SDK benchmark's baseline, lives in its own environment: it is not a dependency.
+.venv-mlflow/bin/python:
+	$(PYTHON) -m venv .venv-mlflow
+	.venv-mlflow/bin/pip install -q mlflow==3.17.2
+
+## bench-sdk: application-thread cost per span against MLflow's @mlflow.trace, and produce throughput
+bench-sdk: $(VENV)/.installed .venv-mlflow/bin/python
+	infra/with-stack $(BIN)/python bench/sdk.py
+
+## bench-stack: start times of the local stack
+bench-stack: $(VENV)/.installed
+	$(BIN)/python bench/stack_start.py
+
 stack-up:
 	infra/up
 stack-down:
@@ -39,4 +52,4 @@ stack-status:
 
 clean:
 	infra/down --purge || true
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-mlflow *.egg-info .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -12,6 +13,30 @@ from producers.processor import Event, RateLimitedWarning, SdkStats
 from tracestream.settings import Settings
 
 logger = logging.getLogger("producers")
+
+
+class _RateLimitFilter(logging.Filter):
+    """Passes a given librdkafka message (e.g. "Connect to ... failed") at most once per
+    interval: an unreachable broker must not flood the application's logs."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._last_seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = record.getMessage()[:120]
+        now = time.monotonic()
+        if now - self._last_seen.get(key, -self._interval_s) < self._interval_s:
+            return False
+        if len(self._last_seen) > 1_000:
+            self._last_seen.clear()
+        self._last_seen[key] = now
+        return True
+
+
+kafka_client_logger = logging.getLogger("producers.kafka")
+kafka_client_logger.addFilter(_RateLimitFilter())
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -31,7 +56,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             # How long the client retries an event before reporting it failed.
             "message.timeout.ms": sdk.delivery_timeout_ms,
             # librdkafka's own log lines go to Python logging, not to the application's stderr.
-            "logger": logging.getLogger("producers.kafka"),
+            "logger": kafka_client_logger,
             # Report failures only: a Python callback per delivered event would cost more than
             # producing it. Delivered = handed over - failed - still queued.
             "delivery.report.only.error": True,

@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from producers import provider as _provider_module
 from producers.encoding import dump_json
+from producers.processor import RecordEvent
 from producers.provider import get_provider
 from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
 from schemas import (
@@ -448,16 +449,13 @@ def _tags_changed(trace_id: str, set_tags: dict[str, str], deleted: list[str]) -
             return
         provider = get_provider()
         if provider is not None:
-            provider.processor.emit(
-                trace_id,
-                TRACE_TAGS_CHANGED,
-                {
-                    "trace_id": trace_id,
-                    "set": set_tags,
-                    "deleted": deleted,
-                    "time_ms": time.time_ns() // 1_000_000,
-                },
-            )
+            record = {
+                "trace_id": trace_id,
+                "set": set_tags,
+                "deleted": deleted,
+                "time_ms": time.time_ns() // 1_000_000,
+            }
+            provider.processor.emit(RecordEvent(trace_id, TRACE_TAGS_CHANGED, record))
     except Exception:
         logger.exception("tracestream: could not change tags of %s", trace_id)
 
@@ -572,7 +570,7 @@ def _log_assessment(
         }
         provider = get_provider()
         if provider is not None:
-            provider.processor.emit(trace_id, ASSESSMENT_LOGGED, record)  # type: ignore[arg-type]
+            provider.processor.emit(RecordEvent(trace_id, ASSESSMENT_LOGGED, record))  # type: ignore[arg-type]
         if kind is Feedback:
             _feedback_names[assessment.assessment_id] = name
             if len(_feedback_names) > _FEEDBACK_NAMES_KEPT:

@@ -21,15 +21,24 @@ logger = logging.getLogger("producers")
 Event = tuple[str, tuple[str, dict[str, Any]]]
 
 
-class RecordSource(Protocol):
-    """An object that builds its record on the exporter thread (a span, a finished trace):
-    the application thread only enqueues it. It must not change once emitted."""
+class QueuedEvent(Protocol):
+    """What the application thread enqueues: an object that builds its event on the exporter
+    thread (a span, a finished trace). It must not change once emitted. Enqueuing the object
+    itself, not a tuple around it, keeps the garbage collector's work per span small."""
 
-    def to_record(self) -> dict[str, Any]: ...
+    def to_event(self) -> Event: ...
 
 
-# What the application thread enqueues: (key, union branch full name, record or source).
-QueuedEvent = tuple[str, str, "dict[str, Any] | RecordSource"]
+class RecordEvent:
+    """An event whose record is already built (tag changes, assessments)."""
+
+    __slots__ = ("key", "kind", "record")
+
+    def __init__(self, key: str, kind: str, record: dict[str, Any]) -> None:
+        self.key, self.kind, self.record = key, kind, record
+
+    def to_event(self) -> Event:
+        return self.key, (self.kind, self.record)
 
 
 class EventExporter(Protocol):
@@ -136,7 +145,7 @@ class BatchEventProcessor:
         os.register_at_fork(after_in_child=self._init_worker)
 
     def _init_worker(self) -> None:
-        self._queue: deque[Event] = deque()
+        self._queue: deque[QueuedEvent] = deque()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -147,7 +156,7 @@ class BatchEventProcessor:
 
     # ------------------------------------------------------------ application thread
 
-    def emit(self, key: str, kind: str, record: dict[str, Any] | RecordSource) -> None:
+    def emit(self, event: QueuedEvent) -> None:
         queue = self._queue
         if len(queue) >= self._max_queue_size or self._shutdown:
             self.stats.add(refused=1, dropped=1)
@@ -155,7 +164,7 @@ class BatchEventProcessor:
                 "tracestream: event buffer full (%d events), dropping events", self._max_queue_size
             )
             return
-        queue.append((key, kind, record))
+        queue.append(event)
         if len(queue) >= self._max_batch and not self._wake.is_set():
             self._wake.set()
 
@@ -184,10 +193,15 @@ class BatchEventProcessor:
             try:
                 while queue:
                     batch = []
-                    for _ in range(min(self._max_batch, len(queue))):
-                        key, kind, record = queue.popleft()
-                        batch.append((key, (kind, record if type(record) is dict else record.to_record())))
-                    self.stats.add(exported=len(batch))
+                    taken = min(self._max_batch, len(queue))
+                    for _ in range(taken):
+                        queued = queue.popleft()
+                        try:
+                            batch.append(queued.to_event())
+                        except Exception:
+                            self.stats.add(failed=1)
+                            logger.exception("tracestream: an event could not be built")
+                    self.stats.add(exported=taken)
                     self.exporter.export(batch, self.stats)
                 self.exporter.poll()
             except Exception:  # the exporter must not raise; if it does, keep the thread alive

@@ -29,7 +29,7 @@ from schemas import (
 from schemas.records import SpanEnded, TraceEnded, TraceLocation
 
 if TYPE_CHECKING:
-    from producers.processor import BatchEventProcessor
+    from producers.processor import BatchEventProcessor, Event
 
 logger = logging.getLogger("producers")
 
@@ -160,10 +160,10 @@ class TraceState:
     """What the SDK tracks of one trace until its root span ends."""
 
     __slots__ = (
+        "base_metadata",
         "client_request_id",
         "ended",
         "location",
-        "base_metadata",
         "metadata",
         "open_spans",
         "processor",
@@ -192,7 +192,8 @@ class TraceState:
         self.processor = processor
         self.registry = registry
         self.root: LiveSpan | None = None
-        self.open_spans: set[LiveSpan] = set()
+        # Children not ended yet; created with the first child (most traces are small).
+        self.open_spans: set[LiveSpan] | None = None
         self.span_count = 0
         self.tags: dict[str, str] = {}
         # The process's automatic metadata (shared, never mutated) and this trace's own.
@@ -206,17 +207,18 @@ class TraceState:
 
     def span_ended(self, span: LiveSpan) -> None:
         with _TRACE_LOCK:
-            self.open_spans.discard(span)
+            if self.open_spans is not None:
+                self.open_spans.discard(span)
             self.span_count += 1
         # The record is built on the exporter thread (the span no longer changes).
-        self.processor.emit(self.trace_id, SPAN_ENDED, span)
+        self.processor.emit(span)
         if span is self.root:
             self._root_ended(span)
 
     def _root_ended(self, root: LiveSpan) -> None:
         with _TRACE_LOCK:
             self.ended = True
-            still_open = list(self.open_spans)
+            still_open = list(self.open_spans or ())
         self.registry.pop(self.trace_id, None)
         # A child still open when its root ends would never be emitted: close it, flagged.
         for child in still_open:
@@ -224,7 +226,10 @@ class TraceState:
             child.end(end_time_ns=root.end_time_ns)
         # Built on the exporter thread: after its root ended, a trace's state no longer changes
         # (later tag changes become TraceTagsChanged events).
-        self.processor.emit(self.trace_id, TRACE_ENDED, self)
+        self.processor.emit(self)
+
+    def to_event(self) -> Event:
+        return self.trace_id, (TRACE_ENDED, self.to_record())
 
     def to_record(self) -> TraceEnded:
         root = self.root
@@ -308,10 +313,15 @@ class LiveSpan:
             SpanAttributeKey.TRACE_ID: trace.trace_id_json,
             SpanAttributeKey.SPAN_TYPE: _span_type_json(span_type),
         }
-        self._events: list[SpanEvent] = []
+        self._events: list[SpanEvent] | None = None
         self._ended = False
         self._max_attribute_length = max_attribute_length
-        trace.open_spans.add(self)  # a single set operation: atomic under the GIL
+        if parent_id is not None:
+            if trace.open_spans is None:
+                with _TRACE_LOCK:
+                    if trace.open_spans is None:
+                        trace.open_spans = set()
+            trace.open_spans.add(self)  # a single set operation: atomic under the GIL
 
     # ------------------------------------------------------------ identity
 
@@ -342,7 +352,7 @@ class LiveSpan:
 
     @property
     def events(self) -> list[SpanEvent]:
-        return list(self._events)
+        return list(self._events or ())
 
     def get_attribute(self, key: str) -> Any:
         value = self._attributes.get(key)
@@ -395,6 +405,8 @@ class LiveSpan:
     ) -> None:
         if isinstance(event, str):
             event = SpanEvent(event, timestamp or time.time_ns(), attributes or {})
+        if self._events is None:
+            self._events = []
         self._events.append(event)
 
     def record_exception(self, exception: BaseException | str) -> None:
@@ -430,6 +442,9 @@ class LiveSpan:
 
     # ------------------------------------------------------------ export
 
+    def to_event(self) -> Event:
+        return self._trace.trace_id, (SPAN_ENDED, self.to_record())
+
     def to_record(self) -> SpanEnded:
         assert self.end_time_ns is not None
         return {
@@ -449,7 +464,7 @@ class LiveSpan:
                     "time_ns": e.timestamp,
                     "attributes": {str(k): _event_value(v) for k, v in e.attributes.items()},
                 }
-                for e in self._events
+                for e in self._events or ()
             ],
             "location": self._trace.location,
         }
