@@ -98,6 +98,14 @@ FEEDBACK = {
 }
 
 
+EVERY_EVENT_KIND = [
+    (SPAN_ENDED, LLM_SPAN),
+    (TRACE_ENDED, TRACE_END),
+    (TRACE_TAGS_CHANGED, TAGS_CHANGED),
+    (ASSESSMENT_LOGGED, FEEDBACK),
+]
+
+
 def completed_trace() -> dict:
     info = {
         k: TRACE_END[k]
@@ -124,30 +132,14 @@ def completed_trace() -> dict:
     }
 
 
-@pytest.mark.parametrize(
-    ("kind", "record"),
-    [
-        (SPAN_ENDED, LLM_SPAN),
-        (TRACE_ENDED, TRACE_END),
-        (TRACE_TAGS_CHANGED, TAGS_CHANGED),
-        (ASSESSMENT_LOGGED, FEEDBACK),
-    ],
-)
+@pytest.mark.parametrize(("kind", "record"), EVERY_EVENT_KIND)
 def test_every_event_kind_round_trips(kind: str, record: dict) -> None:
     codec = schemas.events_codec()
 
     assert codec.decode(codec.encode({"event": (kind, record)})) == {"event": (kind, record)}
 
 
-@pytest.mark.parametrize(
-    ("kind", "record"),
-    [
-        (SPAN_ENDED, LLM_SPAN),
-        (TRACE_ENDED, TRACE_END),
-        (TRACE_TAGS_CHANGED, TAGS_CHANGED),
-        (ASSESSMENT_LOGGED, FEEDBACK),
-    ],
-)
+@pytest.mark.parametrize(("kind", "record"), EVERY_EVENT_KIND)
 def test_encoding_a_union_branch_directly_gives_the_same_bytes(kind: str, record: dict) -> None:
     codec = schemas.events_codec()
 
