@@ -80,7 +80,11 @@ fetch() {
   fi
   command -v mvn >/dev/null || die "mvn not found: Maven fetches the servers from Maven Central"
   log "fetching Kafka $KAFKA_VERSION and OpenSearch $OPENSEARCH_VERSION with Maven (cached in ~/.m2)"
-  mvn -B -q -Dstyle.color=never -f "$INFRA_DIR/pom.xml" package || die "mvn -f infra/pom.xml package failed"
+  mkdir -p "$INFRA_DIR/.stack"
+  if ! mvn -B -f "$INFRA_DIR/pom.xml" package >"$INFRA_DIR/.stack/fetch.log" 2>&1; then
+    tail_log "mvn -f infra/pom.xml package" "$INFRA_DIR/.stack/fetch.log"
+    die "fetching the servers with Maven failed"
+  fi
 }
 
 # ---------------------------------------------------------------- Kafka
