@@ -18,7 +18,7 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 NAMESPACE = "io.tracestream"
-MESSAGE_TYPES = ("TraceEvent", "CompletedTrace")
+MESSAGE_TYPES = ("TraceEvent", "CompletedTrace", "TraceAlert", "DeadLetter")
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 

@@ -194,6 +194,28 @@ class SdkSettings(BaseModel):
         return self
 
 
+class StreamSettings(BaseModel):
+    """The trace-assembly stream (stream/, a Faust app)."""
+
+    app_id: str = "tracestream-stream"
+    # A trace whose spans stop arriving is finalized after this long without activity.
+    idle_timeout_s: float = Field(default=30.0, gt=0)
+    # How long a finalized trace's spans are kept, so a late span can produce a new revision.
+    late_window_s: float = Field(default=600.0, gt=0)
+    # How long a small marker of a purged trace is kept, so that later events for it are
+    # dead-lettered instead of starting a second, partial trace.
+    marker_retention_s: float = Field(default=86_400.0, gt=0)
+    # "auto": RocksDB (rocksdict) when installed, else memory. Both are backed by changelog topics.
+    store: Literal["auto", "rocksdb", "memory"] = "auto"
+    data_dir: str = ".tracestream-stream"
+    # How fast the group notices a dead worker and moves its partitions.
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    tick_interval_s: float = Field(default=1.0, gt=0)
+    stream_buffer_maxsize: int = Field(default=16_384, ge=1)
+    # How the worker logs: "info" or "warning".
+    log_level: str = "warning"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -208,6 +230,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sdk: SdkSettings = Field(default_factory=SdkSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
 
 @lru_cache(maxsize=1)
