@@ -16,6 +16,8 @@ from tracestream.settings import get_settings
 app = typer.Typer(help="tracestream: MLflow-style tracing for production fleets, on Kafka and OpenSearch.")
 admin_app = typer.Typer(help="Create and inspect the pipeline's topics.")
 app.add_typer(admin_app, name="admin")
+stream_app = typer.Typer(help="The trace-assembly stream (Faust).")
+app.add_typer(stream_app, name="stream")
 
 console = Console()
 
@@ -74,6 +76,15 @@ def admin_init() -> None:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(_topics_table(reports))
+
+
+@stream_app.command("worker")
+def stream_worker() -> None:
+    """Run a stream worker: events in, completed traces, alerts and dead letters out.
+    Start several with the same settings to share the partitions."""
+    from stream import run_worker
+
+    run_worker(get_settings())
 
 
 @app.command()

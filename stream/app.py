@@ -1,0 +1,388 @@
+"""The Faust app that assembles traces from the events topic.
+
+State, per partition of the events topic, in tables backed by changelog topics:
+
+* ``spans``     ``"<trace id>:<n>"`` -> the n-th distinct span's event, as received (bytes).
+                Written once per span: the cost of a span does not grow with its trace.
+* ``traces``    ``"<trace id>"`` -> a small JSON record: when it was first seen, its
+                TraceEnded event, tag changes, the number of assessments, the revision
+                emitted, and whether it is finalized or purged. Written once per trace plus
+                once per trace-level event, never per span.
+* ``assessments`` ``"<trace id>:<n>"`` -> the n-th assessment event (bytes).
+
+The distinct span count and span ids of active traces are cached in memory; after a restart
+or a rebalance they are rebuilt from the ``spans`` table (reading ``<id>:0``, ``<id>:1``, ...).
+
+Timeouts: Faust timers may not modify tables, so the timer only finds idle traces and sends
+a tick (keyed by trace id, to the trace's own partition) to an internal topic; the tick
+agent, which runs in that partition's context, finalizes or purges the trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+import schemas
+from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError
+from stream.derive import assemble, failed_spans
+from tracestream.settings import Settings
+
+logger = logging.getLogger("stream")
+
+TICK_EXPIRE = b"expire"
+TICK_PURGE = b"purge"
+TICK_FORGET = b"forget"
+
+
+@dataclass
+class TraceCache:
+    """What the worker keeps in memory of a trace it is assembling."""
+
+    partition: int
+    span_ids: set[str] = field(default_factory=set)
+    last_activity: float = field(default_factory=time.time)
+    ticked_at: float = 0.0
+
+
+class LateEvent(Exception):
+    """An event for a trace whose state was already purged (after the late window)."""
+
+
+def _store_url(settings: Settings) -> str:
+    choice = settings.stream.store
+    if choice == "memory":
+        return "memory://"
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        if choice == "rocksdb":
+            raise
+        return "memory://"
+    return "rocksdb://"
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = kafka.aiokafka_config().get("ssl_context")
+    if kafka.security_protocol.startswith("SASL_"):
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=password,
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
+
+
+class TraceAssembler:
+    """The stream's logic, bound to one Faust app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        stream = settings.stream
+        topics = settings.topics
+        registry = settings.kafka.schema_registry_url
+        self.events_codec = schemas.events_codec(registry, topics.events)
+        self.completed_codec = schemas.completed_codec(registry, topics.completed)
+        self.alerts_codec = schemas.alerts_codec(registry, topics.alerts)
+        self.dead_letters_codec = schemas.dead_letters_codec(registry, topics.dead_letters)
+        brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka.bootstrap_servers.split(","))
+        self.app = faust.App(
+            stream.app_id,
+            broker=brokers,
+            broker_credentials=_broker_credentials(settings),
+            store=_store_url(settings),
+            datadir=stream.data_dir,
+            topic_partitions=topics.events_partitions,
+            topic_replication_factor=topics.replication_factor,
+            key_serializer="raw",
+            value_serializer="raw",
+            broker_session_timeout=stream.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, stream.session_timeout_s / 4),
+            stream_buffer_maxsize=stream.stream_buffer_maxsize,
+            producer_acks=-1,
+            web_enabled=False,
+            table_standby_replicas=0,
+        )
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.events_topic = self.app.topic(topics.events, **raw)
+        self.completed_topic = self.app.topic(topics.completed, **raw)
+        self.alerts_topic = self.app.topic(topics.alerts, **raw)
+        self.dead_letters_topic = self.app.topic(topics.dead_letters, **raw)
+        self.ticks_topic = self.app.topic(
+            f"{stream.app_id}-ticks", internal=True, partitions=topics.events_partitions, **raw
+        )
+        bytes_values = faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+        )
+        json_values = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
+        partitions = topics.events_partitions
+        self.spans = self.app.Table("spans", default=None, schema=bytes_values, partitions=partitions)
+        self.assessments = self.app.Table(
+            "assessments", default=None, schema=bytes_values, partitions=partitions
+        )
+        self.traces = self.app.Table("traces", default=None, schema=json_values, partitions=partitions)
+        self.cache: dict[str, TraceCache] = {}
+        self.processed = 0
+        self.emitted = 0
+        self._synced_at = 0.0
+        self.app.agent(self.events_topic, name="assemble-traces")(self._process_events)
+        self.app.agent(self.ticks_topic, name="trace-ticks")(self._process_ticks)
+        self.app.timer(stream.tick_interval_s)(self._find_idle_traces)
+        self.app.on_partitions_revoked.connect(self._forget_cache)
+
+    # ------------------------------------------------------------ events
+
+    async def _process_events(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                await self._handle(event.key, event.value, message.partition)
+            except DecodeError as exc:
+                await self._dead_letter(exc.reason.value, str(exc), message, event.key, event.value)
+            except LateEvent as exc:
+                await self._dead_letter("late_after_retention", str(exc), message, event.key, event.value)
+            except Exception as exc:  # one bad event must not stop the worker
+                logger.exception(
+                    "stream: could not process %s[%d]@%d", message.topic, message.partition, message.offset
+                )
+                await self._dead_letter("processing_error", repr(exc), message, event.key, event.value)
+            self.processed += 1
+
+    async def _handle(self, key: bytes | None, value: bytes, partition: int) -> None:
+        kind, record = self.events_codec.decode(value)["event"]
+        trace_id = record["trace_id"]
+        state = self.traces.get(trace_id)
+        if state is not None and state.get("purged"):
+            raise LateEvent(f"{kind} for {trace_id}, whose state was purged after the late window")
+        cache = self._cache_for(trace_id, partition, state)
+        cache.last_activity = time.time()
+        if state is None:
+            state = {"first_ms": int(time.time() * 1000), "partition": partition, "revision": 0}
+            self.traces[trace_id] = state
+        state_changed = False
+
+        if kind == SPAN_ENDED:
+            span_id = record["span_id"]
+            if span_id in cache.span_ids:
+                return  # a duplicate (at-least-once delivery, or a producer retry)
+            self.spans[f"{trace_id}:{len(cache.span_ids)}"] = value
+            cache.span_ids.add(span_id)
+        elif kind == TRACE_ENDED:
+            if state.get("ended") is not None:
+                return
+            state["ended"] = base64.b64encode(value).decode()
+            state_changed = True
+        elif kind == TRACE_TAGS_CHANGED:
+            tags = state.setdefault("tags_set", {})
+            deleted = set(state.get("tags_deleted", []))
+            for tag, tag_value in record["set"].items():
+                tags[tag] = tag_value
+                deleted.discard(tag)
+            for tag in record["deleted"]:
+                tags.pop(tag, None)
+                deleted.add(tag)
+            state["tags_deleted"] = sorted(deleted)
+            state_changed = True
+        elif kind == ASSESSMENT_LOGGED:
+            count = state.get("assessments", 0)
+            self.assessments[f"{trace_id}:{count}"] = value
+            state["assessments"] = count + 1
+            state_changed = True
+
+        if state.get("finalized"):
+            # Anything new about a finalized trace is a new revision of it.
+            await self._emit(trace_id, state, cache, incomplete=bool(state.get("incomplete")))
+        elif self._complete(state, cache):
+            await self._emit(trace_id, state, cache, incomplete=False)
+        elif state_changed:
+            self.traces[trace_id] = state
+
+    def _complete(self, state: dict[str, Any], cache: TraceCache) -> bool:
+        ended = state.get("ended")
+        if ended is None:
+            return False
+        expected = state.get("span_count")
+        if expected is None:
+            expected = self.events_codec.decode(base64.b64decode(ended))["event"][1]["span_count"]
+            state["span_count"] = expected
+        return len(cache.span_ids) >= expected
+
+    def _cache_for(self, trace_id: str, partition: int, state: dict[str, Any] | None) -> TraceCache:
+        cache = self.cache.get(trace_id)
+        if cache is None:
+            cache = self.cache[trace_id] = TraceCache(partition)
+            if state is not None:
+                # Rebuild after a restart or rebalance from the spans table.
+                n = 0
+                while (stored := self.spans.get(f"{trace_id}:{n}")) is not None:
+                    cache.span_ids.add(self.events_codec.decode(stored)["event"][1]["span_id"])
+                    n += 1
+        return cache
+
+    # ------------------------------------------------------------ output
+
+    def _spans_of(self, trace_id: str, cache: TraceCache) -> list[dict[str, Any]]:
+        return [
+            self.events_codec.decode(self.spans[f"{trace_id}:{n}"])["event"][1]
+            for n in range(len(cache.span_ids))
+        ]
+
+    async def _emit(self, trace_id: str, state: dict[str, Any], cache: TraceCache, incomplete: bool) -> None:
+        ended_raw = state.get("ended")
+        ended = self.events_codec.decode(base64.b64decode(ended_raw))["event"][1] if ended_raw else None
+        assessments = [
+            self.events_codec.decode(self.assessments[f"{trace_id}:{n}"])["event"][1]
+            for n in range(state.get("assessments", 0))
+        ]
+        revision = state.get("revision", 0) + 1
+        now_ms = int(time.time() * 1000)
+        trace = assemble(
+            trace_id,
+            revision,
+            self._spans_of(trace_id, cache),
+            ended,
+            assessments,
+            state.get("tags_set"),
+            state.get("tags_deleted", ()),
+            incomplete=incomplete,
+            now_ms=now_ms,
+        )
+        key = trace_id.encode()
+        await self.completed_topic.send(key=key, value=self.completed_codec.encode(trace))
+        if trace["info"]["state"] == "ERROR" and not state.get("alerted"):
+            await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
+            state["alerted"] = True
+        state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
+        self.traces[trace_id] = state
+        self.emitted += 1
+
+    def _alert(self, trace: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        info = trace["info"]
+        return {
+            "trace_id": trace["trace_id"],
+            "revision": trace["revision"],
+            "trace_name": info["tags"].get("mlflow.traceName"),
+            "location": info["location"],
+            "request_time_ms": info["request_time_ms"],
+            "execution_duration_ms": info["execution_duration_ms"],
+            "failed_spans": failed_spans(trace),  # type: ignore[arg-type]
+            "tags": info["tags"],
+            "metadata": {k: v for k, v in info["metadata"].items() if not k.startswith("mlflow.trace.size")},
+            "alert_time_ms": now_ms,
+        }
+
+    async def _dead_letter(
+        self, reason: str, detail: str, message: Any, key: bytes | None, value: bytes | None
+    ) -> None:
+        record = {
+            "reason": reason,
+            "detail": detail[:2000],
+            "source_topic": message.topic,
+            "source_partition": message.partition,
+            "source_offset": message.offset,
+            "key": key,
+            "value": value,
+            "consumer": "stream",
+            "time_ms": int(time.time() * 1000),
+        }
+        await self.dead_letters_topic.send(key=key, value=self.dead_letters_codec.encode(record))
+
+    # ------------------------------------------------------------ time
+
+    async def _find_idle_traces(self) -> None:
+        """Timer: finds traces to finalize or purge and ticks their partition (no table writes here)."""
+        now = time.time()
+        stream = self.settings.stream
+        if now - self._synced_at > 30:
+            await self._sync_cache_from_tables()
+            self._synced_at = now
+        for trace_id, cache in list(self.cache.items()):
+            if now - cache.ticked_at < stream.idle_timeout_s:
+                continue  # ticked recently; the tick agent has not acted (or need not act) yet
+            state = self.traces.get(trace_id) or {}
+            if not state.get("finalized"):
+                if now - cache.last_activity >= stream.idle_timeout_s:
+                    cache.ticked_at = now
+                    await self._tick(trace_id, cache.partition, TICK_EXPIRE)
+            elif now * 1000 - state.get("finalized_ms", 0) >= stream.late_window_s * 1000:
+                cache.ticked_at = now
+                await self._tick(trace_id, cache.partition, TICK_PURGE)
+
+    async def _sync_cache_from_tables(self) -> None:
+        """After a restart or rebalance: traces known to the tables but not in memory, and purge
+        markers old enough to forget."""
+        forget_before_ms = (time.time() - self.settings.stream.marker_retention_s) * 1000
+        try:
+            for trace_id, state in list(self.traces.items()):
+                if not state:
+                    continue
+                if state.get("purged"):
+                    if state.get("purged_ms", 0) < forget_before_ms:
+                        await self._tick(trace_id, state.get("partition", 0), TICK_FORGET)
+                elif trace_id not in self.cache:
+                    self._cache_for(trace_id, state.get("partition", 0), state)
+        except Exception:  # the table may be recovering; try again next time
+            logger.debug("stream: tables not ready for sync", exc_info=True)
+
+    async def _tick(self, trace_id: str, partition: int, action: bytes) -> None:
+        await self.ticks_topic.send(key=trace_id.encode(), value=action, partition=partition)
+
+    async def _process_ticks(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            trace_id = event.key.decode()
+            try:
+                await self._handle_tick(trace_id, event.value, event.message.partition)
+            except Exception:
+                logger.exception("stream: tick %s for %s failed", event.value, trace_id)
+
+    async def _handle_tick(self, trace_id: str, action: bytes, partition: int) -> None:
+        state = self.traces.get(trace_id)
+        if state is not None and state.get("purged") and action == TICK_FORGET:
+            del self.traces[trace_id]
+            return
+        if state is None or state.get("purged"):
+            self.cache.pop(trace_id, None)
+            return
+        cache = self._cache_for(trace_id, partition, state)
+        stream = self.settings.stream
+        if action == TICK_EXPIRE and not state.get("finalized"):
+            if time.time() - cache.last_activity >= stream.idle_timeout_s:
+                await self._emit(trace_id, state, cache, incomplete=True)
+        elif action == TICK_PURGE and state.get("finalized"):
+            for n in range(len(cache.span_ids)):
+                self.spans.pop(f"{trace_id}:{n}", None)
+            for n in range(state.get("assessments", 0)):
+                self.assessments.pop(f"{trace_id}:{n}", None)
+            self.traces[trace_id] = {
+                "purged": True,
+                "revision": state.get("revision", 0),
+                "purged_ms": int(time.time() * 1000),
+                "partition": partition,
+            }
+            self.cache.pop(trace_id, None)
+
+    def _forget_cache(self, *args: Any, **kwargs: Any) -> None:
+        # Partitions may move to another worker: rebuild from the tables when they come back.
+        self.cache.clear()
+        self._synced_at = 0.0
+
+
+def create_app(settings: Settings) -> TraceAssembler:
+    return TraceAssembler(settings)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until stopped (SIGINT/SIGTERM). Several workers share the partitions."""
+    assembler = create_app(settings)
+    worker = faust.Worker(assembler.app, loglevel=settings.stream.log_level, quiet=True)
+    worker.execute_from_commandline()
