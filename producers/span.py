@@ -26,15 +26,13 @@ from schemas import (
     TraceTagKey,
     new_span_id,
 )
+from schemas.mlflow_format import TRACE_IO_METADATA_LENGTH, preview, truncate_preview
 from schemas.records import SpanEnded, TraceEnded, TraceLocation
 
 if TYPE_CHECKING:
     from producers.processor import BatchEventProcessor, Event
 
 logger = logging.getLogger("producers")
-
-REQUEST_PREVIEW_LENGTH = 1000
-TRACE_IO_METADATA_LENGTH = 250
 
 
 class SpanStatusCode(StrEnum):
@@ -83,62 +81,6 @@ def _event_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and all(isinstance(item, _SCALARS) for item in value):
         return [_event_value(item) for item in value]
     return dump_json(value)
-
-
-def _truncate_preview(text: str, limit: int) -> str:
-    # MLflow's truncation: keep limit-3 characters and add "...".
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _message_text(message: Any) -> str | None:
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        for part in content:
-            if isinstance(part, str):
-                return part
-            if isinstance(part, dict) and part.get("type") in ("text", "output_text", "input_text"):
-                text = part.get("text")
-                if isinstance(text, str):
-                    return text
-    return None
-
-
-def _chat_messages(payload: Any) -> list[Any] | None:
-    """The chat messages in MLflow's usual shapes: messages, choices[0].message, input, output,
-    or any of those under "request"."""
-    if not isinstance(payload, dict):
-        return None
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        return messages
-    choices = payload.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict) and "message" in choices[0]:
-        return [choices[0]["message"]]
-    for key in ("input", "output"):
-        if isinstance(payload.get(key), list):
-            return payload[key]
-    return _chat_messages(payload.get("request"))
-
-
-def preview(serialized: str | None, role: str) -> str | None:
-    """MLflow's request/response preview of the root span's JSON inputs or outputs: the last
-    ``role`` (user/assistant) chat message when there is one, else the JSON, cut to 1000."""
-    if serialized is None:
-        return None
-    text = None
-    if serialized.startswith("{"):
-        try:
-            messages = _chat_messages(json.loads(serialized))
-        except ValueError:
-            messages = None
-        if messages:
-            chosen = next(
-                (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == role), messages[-1]
-            )
-            text = _message_text(chosen)
-    return _truncate_preview(text or serialized, REQUEST_PREVIEW_LENGTH)
 
 
 _SPAN_TYPE_JSON: dict[str, str] = {}
@@ -238,11 +180,9 @@ class TraceState:
         inputs = attributes.get(SpanAttributeKey.INPUTS)
         outputs = attributes.get(SpanAttributeKey.OUTPUTS)
         metadata = {**self.base_metadata, **self.metadata}
+        metadata.setdefault(TraceMetadataKey.INPUTS, truncate_preview(inputs or "", TRACE_IO_METADATA_LENGTH))
         metadata.setdefault(
-            TraceMetadataKey.INPUTS, _truncate_preview(inputs or "", TRACE_IO_METADATA_LENGTH)
-        )
-        metadata.setdefault(
-            TraceMetadataKey.OUTPUTS, _truncate_preview(outputs or "", TRACE_IO_METADATA_LENGTH)
+            TraceMetadataKey.OUTPUTS, truncate_preview(outputs or "", TRACE_IO_METADATA_LENGTH)
         )
         tags = {TraceTagKey.TRACE_NAME: root.name, **self.tags}
         state = self.state or ("ERROR" if root._status_code == SpanStatusCode.ERROR else "OK")

@@ -1,0 +1,289 @@
+"""The trace-assembly stream against the real broker, with a real worker process."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from stream_harness import (
+    EventSender,
+    TopicReader,
+    WorkerProcess,
+    create_topics,
+    delete_all_topics,
+    latest_by_trace,
+    rag_trace,
+    send_trace,
+    span,
+    stream_settings,
+)
+
+import schemas
+from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
+from tracestream.settings import Settings
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, worker: WorkerProcess) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.sender = EventSender(settings)
+        group = f"reader-{uuid.uuid4().hex[:8]}"
+        self.completed = TopicReader(settings, settings.topics.completed, schemas.completed_codec(), group)
+        self.alerts = TopicReader(settings, settings.topics.alerts, schemas.alerts_codec(), group)
+        self.dead_letters = TopicReader(
+            settings, settings.topics.dead_letters, schemas.dead_letters_codec(), group
+        )
+
+    def trace(self, trace_id: str, revision: int = 1, timeout_s: float = 60) -> dict:
+        """The completed trace at (at least) ``revision``."""
+        try:
+            records = self.completed.wait_for(
+                lambda rs: any(r["trace_id"] == trace_id and r["revision"] >= revision for r in rs), timeout_s
+            )
+        except AssertionError as timeout:
+            raise AssertionError(
+                f"no revision {revision} of {trace_id}; worker log:\n{self.worker.log_tail()}"
+            ) from timeout
+        return latest_by_trace(records)[trace_id]
+
+    def revisions(self, trace_id: str) -> list[int]:
+        return [r["revision"] for _, r in self.completed.records if r["trace_id"] == trace_id]
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    name = f"ts-test-stream-{uuid.uuid4().hex[:8]}"
+    settings = stream_settings(kafka_settings, name, tmp_path_factory.mktemp("stream"), late_window_s=20.0)
+    create_topics(settings)
+    worker = WorkerProcess(settings, tmp_path_factory.mktemp("logs") / "worker.log")
+    running = Pipeline(settings, worker)
+    try:
+        # Warm up: the worker has joined the group and assembles traces.
+        trace_id, spans, ended = rag_trace()
+        send_trace(running.sender, spans, ended)
+        running.sender.flush()
+        running.trace(trace_id, timeout_s=90)
+        yield running
+    finally:
+        worker.stop()
+        for reader in (running.completed, running.alerts, running.dead_letters):
+            reader.close()
+        delete_all_topics(settings)
+
+
+def test_a_trace_completes_when_its_end_and_all_its_spans_have_arrived(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    # The end may overtake spans: completion counts distinct spans, whatever the order.
+    send_trace(pipeline.sender, spans[:1], ended)
+    send_trace(pipeline.sender, spans[1:], None)
+    pipeline.sender.flush()
+
+    trace = pipeline.trace(trace_id)
+
+    assert trace["revision"] == 1
+    assert {s["span_id"] for s in trace["spans"]} == {s["span_id"] for s in spans}
+    info = trace["info"]
+    assert info["state"] == "OK"
+    assert info["tags"]["mlflow.traceName"] == "support_agent"
+    assert info["tags"]["team"] == "care"
+    assert json.loads(info["metadata"]["mlflow.trace.tokenUsage"]) == {
+        "input_tokens": 420,
+        "output_tokens": 37,
+        "total_tokens": 457,
+    }
+    assert json.loads(info["metadata"]["mlflow.trace.sizeStats"])["num_spans"] == 3
+    assert "tracestream.trace.incomplete" not in info["metadata"]
+    assert info["request_preview"] == '{"question": "Where is my order?"}'
+
+
+def test_duplicate_span_events_are_counted_once(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    send_trace(pipeline.sender, spans + spans, None)
+    send_trace(pipeline.sender, [], ended)
+    pipeline.sender.flush()
+
+    trace = pipeline.trace(trace_id)
+
+    assert sorted(s["span_id"] for s in trace["spans"]) == sorted(s["span_id"] for s in spans)
+    time.sleep(2)
+    pipeline.completed.wait_for(lambda rs: True, timeout_s=1)
+    assert pipeline.revisions(trace_id) == [1]
+
+
+def test_a_trace_whose_root_never_ends_is_finalized_in_progress_after_the_idle_timeout(
+    pipeline: Pipeline,
+) -> None:
+    trace_id, spans, _ = rag_trace()
+    send_trace(pipeline.sender, spans[1:], None)  # the root never ended
+    pipeline.sender.flush()
+    sent_ms = time.time() * 1000
+
+    trace = pipeline.trace(trace_id, timeout_s=30)
+
+    assert trace["info"]["state"] == "IN_PROGRESS"
+    assert trace["info"]["metadata"]["tracestream.trace.incomplete"] == "true"
+    assert len(trace["spans"]) == 2
+    assert trace["completed_time_ms"] - sent_ms >= 3_000  # the idle timeout of these tests
+
+
+def test_a_trace_missing_spans_is_finalized_after_the_timeout_with_its_end_state(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace(error=True)
+    send_trace(pipeline.sender, spans[:2], ended)  # span_count says 3
+    pipeline.sender.flush()
+
+    trace = pipeline.trace(trace_id, timeout_s=30)
+
+    assert trace["info"]["state"] == "ERROR"
+    assert trace["info"]["metadata"]["tracestream.trace.incomplete"] == "true"
+
+
+def test_a_late_span_makes_a_new_revision_of_the_same_trace(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+    first = pipeline.trace(trace_id)
+    root_id = spans[0]["span_id"]
+    late = span(
+        trace_id,
+        "post_process",
+        root_id,
+        first["info"]["request_time_ms"] + 950,
+        first["info"]["request_time_ms"] + 990,
+        span_type="PARSER",
+        attributes={"mlflow.chat.tokenUsage": '{"input_tokens": 5, "output_tokens": 5, "total_tokens": 10}'},
+    )
+
+    pipeline.sender.send(SPAN_ENDED, late)
+    pipeline.sender.flush()
+    second = pipeline.trace(trace_id, revision=2)
+
+    assert second["revision"] == 2
+    assert len(second["spans"]) == 4
+    assert json.loads(second["info"]["metadata"]["mlflow.trace.tokenUsage"])["total_tokens"] == 467
+
+
+def test_tags_and_feedback_after_completion_make_new_revisions(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+    pipeline.trace(trace_id)
+    feedback = {
+        "assessment_id": schemas.new_assessment_id(),
+        "trace_id": trace_id,
+        "name": "helpfulness",
+        "kind": "FEEDBACK",
+        "value_json": "0.4",
+        "error": None,
+        "source_type": "HUMAN",
+        "source_id": "agent-12",
+        "rationale": "Did not answer the question.",
+        "metadata": {},
+        "span_id": None,
+        "create_time_ms": int(time.time() * 1000),
+        "last_update_time_ms": None,
+        "overrides": None,
+        "valid": True,
+    }
+    override = {
+        **feedback,
+        "assessment_id": schemas.new_assessment_id(),
+        "name": "",
+        "value_json": "0.9",
+        "overrides": feedback["assessment_id"],
+        "create_time_ms": feedback["create_time_ms"] + 1,
+    }
+
+    pipeline.sender.send(
+        TRACE_TAGS_CHANGED,
+        {
+            "trace_id": trace_id,
+            "set": {"reviewed": "yes"},
+            "deleted": ["team"],
+            "time_ms": int(time.time() * 1000),
+        },
+    )
+    pipeline.sender.send(ASSESSMENT_LOGGED, feedback)
+    pipeline.sender.send(ASSESSMENT_LOGGED, override)
+    pipeline.sender.flush()
+    latest = pipeline.trace(trace_id, revision=4)
+
+    assert latest["info"]["tags"]["reviewed"] == "yes"
+    assert "team" not in latest["info"]["tags"]
+    by_id = {a["assessment_id"]: a for a in latest["assessments"]}
+    assert by_id[feedback["assessment_id"]]["valid"] is False
+    assert by_id[override["assessment_id"]]["valid"] is True
+    assert by_id[override["assessment_id"]]["name"] == "helpfulness"
+
+
+def test_an_error_trace_raises_an_alert_with_its_failing_spans(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace(error=True)
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+
+    alerts = pipeline.alerts.wait_for(lambda rs: any(r["trace_id"] == trace_id for r in rs))
+
+    [alert] = [a for a in alerts if a["trace_id"] == trace_id]
+    assert alert["trace_name"] == "support_agent"
+    assert {f["name"] for f in alert["failed_spans"]} == {"support_agent", "ChatOpenAI"}
+    llm = next(f for f in alert["failed_spans"] if f["name"] == "ChatOpenAI")
+    assert llm["exception_types"] == ["TimeoutError"]
+    assert llm["status_message"] == "TimeoutError: model timed out"
+    assert alert["tags"]["team"] == "care"
+
+
+def test_garbage_goes_to_the_dead_letter_topic_and_the_worker_carries_on(pipeline: Pipeline) -> None:
+    pipeline.sender.send_raw(b"tr-garbage", b"this is not avro")
+    pipeline.sender.send_raw(
+        b"tr-truncated", schemas.events_codec().encode_union(TRACE_ENDED, rag_trace()[2])[:25]
+    )
+    trace_id, spans, ended = rag_trace()
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+
+    letters = pipeline.dead_letters.wait_for(
+        lambda rs: {b"tr-garbage", b"tr-truncated"} <= {r["key"] for r in rs}
+    )
+
+    garbage = next(r for r in letters if r["key"] == b"tr-garbage")
+    assert garbage["reason"] == "not_avro"
+    assert garbage["value"] == b"this is not avro"
+    assert garbage["source_topic"] == pipeline.settings.topics.events
+    assert garbage["source_offset"] >= 0
+    assert next(r for r in letters if r["key"] == b"tr-truncated")["reason"] == "truncated"
+    assert pipeline.trace(trace_id)["revision"] == 1
+
+
+def test_many_interleaved_traces_on_one_partition_all_complete(pipeline: Pipeline) -> None:
+    traces = [rag_trace() for _ in range(150)]
+    # Round-robin: the first span of every trace, then the second of every trace, ...
+    for position in range(3):
+        for _, spans, _ in traces:
+            pipeline.sender.send(SPAN_ENDED, spans[position])
+    for _, _, ended in traces:
+        pipeline.sender.send(TRACE_ENDED, ended)
+    pipeline.sender.flush()
+
+    wanted = {trace_id for trace_id, _, _ in traces}
+    records = pipeline.completed.wait_for(lambda rs: wanted <= {r["trace_id"] for r in rs}, timeout_s=90)
+
+    latest = latest_by_trace(records)
+    for trace_id, _, _ in traces:
+        assert latest[trace_id]["revision"] == 1
+        assert len(latest[trace_id]["spans"]) == 3
+        assert "tracestream.trace.incomplete" not in latest[trace_id]["info"]["metadata"]
+
+
+def test_a_span_of_an_unknown_trace_without_end_still_completes_by_timeout(pipeline: Pipeline) -> None:
+    trace_id = new_trace_id()
+    now = int(time.time() * 1000)
+    pipeline.sender.send(SPAN_ENDED, span(trace_id, "orphan_tool_call", "00000000000000aa", now, now + 5))
+    pipeline.sender.flush()
+
+    trace = pipeline.trace(trace_id, timeout_s=30)
+
+    assert trace["info"]["state"] == "IN_PROGRESS"
+    assert trace["info"]["tags"]["mlflow.traceName"] == "orphan_tool_call"
