@@ -273,11 +273,6 @@ def assemble(
     usage = token_usage(spans)
     if usage is not None:
         metadata[TraceMetadataKey.TOKEN_USAGE] = usage
-    total_cost = cost(spans)
-    if total_cost is not None:
-        metadata[TraceMetadataKey.COST] = total_cost
-    if incomplete:
-        metadata[TraceMetadataKey.INCOMPLETE] = "true"
 
     info: TraceInfo = {
         "trace_id": trace_id,
@@ -291,9 +286,16 @@ def assemble(
         "tags": tags,
         "metadata": metadata,
     }
+    # Sizes first, as MLflow computes them: before the cost (added by its store) and the size
+    # keys themselves are in the metadata.
     sizes = size_stats(spans, info)
     if sizes is not None:
         metadata[TraceMetadataKey.SIZE_STATS], metadata[TraceMetadataKey.SIZE_BYTES] = sizes
+    total_cost = cost(spans)
+    if total_cost is not None:
+        metadata[TraceMetadataKey.COST] = total_cost
+    if incomplete:
+        metadata[TraceMetadataKey.INCOMPLETE] = "true"
     return {
         "trace_id": trace_id,
         "revision": revision,
