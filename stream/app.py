@@ -1,5 +1,9 @@
 """The Faust app that assembles traces from the events topic.
 
+Outputs are produced with ``send_soon`` (buffered, not awaited): an agent awaiting a send when
+a rebalance starts can be cancelled and stop consuming for good (seen here with faust-streaming
+0.15.3 when a worker was killed).
+
 State, per partition of the events topic, in tables backed by changelog topics:
 
 * ``spans``     ``"<trace id>:<n>"`` -> the n-th distinct span's event, as received (bytes).
@@ -48,6 +52,11 @@ class TraceCache:
     span_ids: set[str] = field(default_factory=set)
     last_activity: float = field(default_factory=time.time)
     ticked_at: float = 0.0
+
+
+def _item_key(trace_id: str, n: int) -> bytes:
+    """The key of a trace's n-th span (or assessment) in its table."""
+    return f"{trace_id}:{n}".encode()
 
 
 class LateEvent(Exception):
@@ -121,20 +130,22 @@ class TraceAssembler:
         self.ticks_topic = self.app.topic(
             f"{stream.app_id}-ticks", internal=True, partitions=topics.events_partitions, **raw
         )
-        bytes_values = faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+        # Keys and values of these two are bytes, with the app's raw serializers: a schema with
+        # a JSON key made Faust's changelog recovery decode these values as text.
+        partitions = topics.events_partitions
+        self.spans = self.app.Table(
+            "spans", default=None, key_type=bytes, value_type=bytes, partitions=partitions
+        )
+        self.assessments = self.app.Table(
+            "assessments", default=None, key_type=bytes, value_type=bytes, partitions=partitions
         )
         json_values = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
-        partitions = topics.events_partitions
-        self.spans = self.app.Table("spans", default=None, schema=bytes_values, partitions=partitions)
-        self.assessments = self.app.Table(
-            "assessments", default=None, schema=bytes_values, partitions=partitions
-        )
         self.traces = self.app.Table("traces", default=None, schema=json_values, partitions=partitions)
         self.cache: dict[str, TraceCache] = {}
         self.processed = 0
         self.emitted = 0
         self._synced_at = 0.0
+        self._reported_at = 0.0
         self.app.agent(self.events_topic, name="assemble-traces")(self._process_events)
         self.app.agent(self.ticks_topic, name="trace-ticks")(self._process_ticks)
         self.app.timer(stream.tick_interval_s)(self._find_idle_traces)
@@ -175,7 +186,7 @@ class TraceAssembler:
             span_id = record["span_id"]
             if span_id in cache.span_ids:
                 return  # a duplicate (at-least-once delivery, or a producer retry)
-            self.spans[f"{trace_id}:{len(cache.span_ids)}"] = value
+            self.spans[_item_key(trace_id, len(cache.span_ids))] = value
             cache.span_ids.add(span_id)
         elif kind == TRACE_ENDED:
             if state.get("ended") is not None:
@@ -195,7 +206,7 @@ class TraceAssembler:
             state_changed = True
         elif kind == ASSESSMENT_LOGGED:
             count = state.get("assessments", 0)
-            self.assessments[f"{trace_id}:{count}"] = value
+            self.assessments[_item_key(trace_id, count)] = value
             state["assessments"] = count + 1
             state_changed = True
 
@@ -224,7 +235,7 @@ class TraceAssembler:
             if state is not None:
                 # Rebuild after a restart or rebalance from the spans table.
                 n = 0
-                while (stored := self.spans.get(f"{trace_id}:{n}")) is not None:
+                while (stored := self.spans.get(_item_key(trace_id, n))) is not None:
                     cache.span_ids.add(self.events_codec.decode(stored)["event"][1]["span_id"])
                     n += 1
         return cache
@@ -233,7 +244,7 @@ class TraceAssembler:
 
     def _spans_of(self, trace_id: str, cache: TraceCache) -> list[dict[str, Any]]:
         return [
-            self.events_codec.decode(self.spans[f"{trace_id}:{n}"])["event"][1]
+            self.events_codec.decode(self.spans[_item_key(trace_id, n)])["event"][1]
             for n in range(len(cache.span_ids))
         ]
 
@@ -241,7 +252,7 @@ class TraceAssembler:
         ended_raw = state.get("ended")
         ended = self.events_codec.decode(base64.b64decode(ended_raw))["event"][1] if ended_raw else None
         assessments = [
-            self.events_codec.decode(self.assessments[f"{trace_id}:{n}"])["event"][1]
+            self.events_codec.decode(self.assessments[_item_key(trace_id, n)])["event"][1]
             for n in range(state.get("assessments", 0))
         ]
         revision = state.get("revision", 0) + 1
@@ -258,9 +269,9 @@ class TraceAssembler:
             now_ms=now_ms,
         )
         key = trace_id.encode()
-        await self.completed_topic.send(key=key, value=self.completed_codec.encode(trace))
+        self.completed_topic.send_soon(key=key, value=self.completed_codec.encode(trace))
         if trace["info"]["state"] == "ERROR" and not state.get("alerted"):
-            await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
+            self.alerts_topic.send_soon(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
             state["alerted"] = True
         state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
         self.traces[trace_id] = state
@@ -295,7 +306,7 @@ class TraceAssembler:
             "consumer": "stream",
             "time_ms": int(time.time() * 1000),
         }
-        await self.dead_letters_topic.send(key=key, value=self.dead_letters_codec.encode(record))
+        self.dead_letters_topic.send_soon(key=key, value=self.dead_letters_codec.encode(record))
 
     # ------------------------------------------------------------ time
 
@@ -303,6 +314,10 @@ class TraceAssembler:
         """Timer: finds traces to finalize or purge and ticks their partition (no table writes here)."""
         now = time.time()
         stream = self.settings.stream
+        if now - self._reported_at >= 10:
+            self._reported_at = now
+            logger.info("stream: %d events processed, %d traces emitted, %d traces in memory",
+                        self.processed, self.emitted, len(self.cache))
         if now - self._synced_at > 30:
             await self._sync_cache_from_tables()
             self._synced_at = now
@@ -335,7 +350,7 @@ class TraceAssembler:
             logger.debug("stream: tables not ready for sync", exc_info=True)
 
     async def _tick(self, trace_id: str, partition: int, action: bytes) -> None:
-        await self.ticks_topic.send(key=trace_id.encode(), value=action, partition=partition)
+        self.ticks_topic.send_soon(key=trace_id.encode(), value=action, partition=partition)
 
     async def _process_ticks(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -360,9 +375,9 @@ class TraceAssembler:
                 await self._emit(trace_id, state, cache, incomplete=True)
         elif action == TICK_PURGE and state.get("finalized"):
             for n in range(len(cache.span_ids)):
-                self.spans.pop(f"{trace_id}:{n}", None)
+                self.spans.pop(_item_key(trace_id, n), None)
             for n in range(state.get("assessments", 0)):
-                self.assessments.pop(f"{trace_id}:{n}", None)
+                self.assessments.pop(_item_key(trace_id, n), None)
             self.traces[trace_id] = {
                 "purged": True,
                 "revision": state.get("revision", 0),

@@ -99,6 +99,20 @@ def delete_all_topics(settings: Settings) -> None:
     delete_topics(settings, names)
 
 
+def wait_for_group_members(settings: Settings, count: int, timeout_s: float = 120) -> None:
+    """Wait until the stream's consumer group has ``count`` members with partitions assigned."""
+    admin = admin_client(settings)
+    group = settings.stream.app_id
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        assigned = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
+        if len(assigned) == count and str(description.state).endswith("STABLE"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"group {group} did not reach {count} members with partitions")
+
+
 class EventSender:
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topics.events
