@@ -37,7 +37,9 @@ TRACES = 400
 
 def test_a_worker_killed_mid_stream_loses_no_trace(kafka_settings: Settings, tmp_path: Path) -> None:
     name = f"ts-test-failover-{uuid.uuid4().hex[:8]}"
-    settings = stream_settings(kafka_settings, name, tmp_path / "data", partitions=6, idle_timeout_s=20.0, log_level="info")
+    settings = stream_settings(
+        kafka_settings, name, tmp_path / "data", partitions=6, idle_timeout_s=20.0, log_level="info"
+    )
     create_topics(settings)
     sender = EventSender(settings)
     completed = TopicReader(settings, settings.topics.completed, schemas.completed_codec(), f"reader-{name}")
