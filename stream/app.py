@@ -1,9 +1,5 @@
 """The Faust app that assembles traces from the events topic.
 
-Outputs are produced with ``send_soon`` (buffered, not awaited): an agent awaiting a send when
-a rebalance starts can be cancelled and stop consuming for good (seen here with faust-streaming
-0.15.3 when a worker was killed).
-
 State, per partition of the events topic, in tables backed by changelog topics:
 
 * ``spans``     ``"<trace id>:<n>"`` -> the n-th distinct span's event, as received (bytes).
@@ -269,9 +265,9 @@ class TraceAssembler:
             now_ms=now_ms,
         )
         key = trace_id.encode()
-        self.completed_topic.send_soon(key=key, value=self.completed_codec.encode(trace))
+        await self.completed_topic.send(key=key, value=self.completed_codec.encode(trace))
         if trace["info"]["state"] == "ERROR" and not state.get("alerted"):
-            self.alerts_topic.send_soon(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
+            await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
             state["alerted"] = True
         state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
         self.traces[trace_id] = state
@@ -306,7 +302,7 @@ class TraceAssembler:
             "consumer": "stream",
             "time_ms": int(time.time() * 1000),
         }
-        self.dead_letters_topic.send_soon(key=key, value=self.dead_letters_codec.encode(record))
+        await self.dead_letters_topic.send(key=key, value=self.dead_letters_codec.encode(record))
 
     # ------------------------------------------------------------ time
 
@@ -316,8 +312,12 @@ class TraceAssembler:
         stream = self.settings.stream
         if now - self._reported_at >= 10:
             self._reported_at = now
-            logger.info("stream: %d events processed, %d traces emitted, %d traces in memory",
-                        self.processed, self.emitted, len(self.cache))
+            logger.info(
+                "stream: %d events processed, %d traces emitted, %d traces in memory",
+                self.processed,
+                self.emitted,
+                len(self.cache),
+            )
         if now - self._synced_at > 30:
             await self._sync_cache_from_tables()
             self._synced_at = now
@@ -350,7 +350,7 @@ class TraceAssembler:
             logger.debug("stream: tables not ready for sync", exc_info=True)
 
     async def _tick(self, trace_id: str, partition: int, action: bytes) -> None:
-        self.ticks_topic.send_soon(key=trace_id.encode(), value=action, partition=partition)
+        await self.ticks_topic.send(key=trace_id.encode(), value=action, partition=partition)
 
     async def _process_ticks(self, stream: faust.StreamT) -> None:
         async for event in stream.events():

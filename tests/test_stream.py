@@ -20,9 +20,11 @@ from stream_harness import (
     span,
     stream_settings,
 )
+from typer.testing import CliRunner
 
 import schemas
 from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
+from tracestream.cli import app
 from tracestream.settings import Settings
 
 
@@ -233,6 +235,22 @@ def test_an_error_trace_raises_an_alert_with_its_failing_spans(pipeline: Pipelin
     assert llm["exception_types"] == ["TimeoutError"]
     assert llm["status_message"] == "TimeoutError: model timed out"
     assert alert["tags"]["team"] == "care"
+
+
+def test_alerts_tail_prints_the_alert_as_a_json_line(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace_id, spans, ended = rag_trace(error=True)
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+    pipeline.alerts.wait_for(lambda rs: any(r["trace_id"] == trace_id for r in rs))
+    monkeypatch.setattr("tracestream.cli.get_settings", lambda: pipeline.settings)
+
+    result = CliRunner().invoke(app, ["alerts", "tail", "--from-beginning", "--timeout", "15"])
+
+    assert result.exit_code == 0, result.output
+    printed = [json.loads(line) for line in result.output.splitlines()]
+    assert trace_id in {alert["trace_id"] for alert in printed}
 
 
 def test_garbage_goes_to_the_dead_letter_topic_and_the_worker_carries_on(pipeline: Pipeline) -> None:

@@ -18,6 +18,8 @@ admin_app = typer.Typer(help="Create and inspect the pipeline's topics.")
 app.add_typer(admin_app, name="admin")
 stream_app = typer.Typer(help="The trace-assembly stream (Faust).")
 app.add_typer(stream_app, name="stream")
+alerts_app = typer.Typer(help="Alerts of traces that completed in ERROR.")
+app.add_typer(alerts_app, name="alerts")
 
 console = Console()
 
@@ -85,6 +87,21 @@ def stream_worker() -> None:
     from stream import run_worker
 
     run_worker(get_settings())
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest alert kept."),
+    max_alerts: int = typer.Option(0, "--max", help="Stop after this many alerts (0: never)."),
+    timeout: float = typer.Option(0.0, help="Stop after this many seconds (0: never)."),
+) -> None:
+    """Print alerts as JSON lines, as they arrive."""
+    import json
+
+    from stream.alerts import tail_alerts
+
+    for alert in tail_alerts(get_settings(), from_beginning, max_alerts or None, timeout or None):
+        typer.echo(json.dumps(alert, ensure_ascii=False))
 
 
 @app.command()
