@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.transport.producer import ProducerBuffer
 
 import schemas
 from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError
@@ -49,6 +48,8 @@ class TraceCache:
     span_ids: set[str] = field(default_factory=set)
     last_activity: float = field(default_factory=time.time)
     ticked_at: float = 0.0
+    # When the trace was last emitted (epoch ms); 0 while it is still being assembled.
+    finalized_ms: int = 0
 
 
 def _item_key(trace_id: str, n: int) -> bytes:
@@ -87,12 +88,6 @@ def _broker_credentials(settings: Settings) -> Any:
             ssl_context=ssl_context,
         )
     return faust.SSLCredentials(ssl_context)
-
-
-# Faust pauses every agent to drain its producer buffer once it holds 100 messages, one
-# message per 0.1 s wait; every span writes a changelog record, so at that size the worker spent
-# most of its time waiting (1,800 span events/s here). A larger buffer lets it batch.
-ProducerBuffer.max_messages = 20_000
 
 
 class TraceAssembler:
@@ -236,6 +231,7 @@ class TraceAssembler:
         if cache is None:
             cache = self.cache[trace_id] = TraceCache(partition)
             if state is not None:
+                cache.finalized_ms = state.get("finalized_ms", 0) if state.get("finalized") else 0
                 # Rebuild after a restart or rebalance from the spans table.
                 n = 0
                 while (stored := self.spans.get(_item_key(trace_id, n))) is not None:
@@ -272,11 +268,12 @@ class TraceAssembler:
             now_ms=now_ms,
         )
         key = trace_id.encode()
-        self.completed_topic.send_soon(key=key, value=self.completed_codec.encode(trace))
+        await self.completed_topic.send(key=key, value=self.completed_codec.encode(trace))
         if trace["info"]["state"] == "ERROR" and not state.get("alerted"):
-            self.alerts_topic.send_soon(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
+            await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
             state["alerted"] = True
         state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
+        cache.finalized_ms = now_ms
         self.traces[trace_id] = state
         self.emitted += 1
 
@@ -309,7 +306,7 @@ class TraceAssembler:
             "consumer": "stream",
             "time_ms": int(time.time() * 1000),
         }
-        self.dead_letters_topic.send_soon(key=key, value=self.dead_letters_codec.encode(record))
+        await self.dead_letters_topic.send(key=key, value=self.dead_letters_codec.encode(record))
 
     # ------------------------------------------------------------ time
 
@@ -328,15 +325,15 @@ class TraceAssembler:
         if now - self._synced_at > 30:
             await self._sync_cache_from_tables()
             self._synced_at = now
+        # Memory only: no table read per trace and tick.
         for trace_id, cache in list(self.cache.items()):
             if now - cache.ticked_at < stream.idle_timeout_s:
                 continue  # ticked recently; the tick agent has not acted (or need not act) yet
-            state = self.traces.get(trace_id) or {}
-            if not state.get("finalized"):
+            if not cache.finalized_ms:
                 if now - cache.last_activity >= stream.idle_timeout_s:
                     cache.ticked_at = now
                     await self._tick(trace_id, cache.partition, TICK_EXPIRE)
-            elif now * 1000 - state.get("finalized_ms", 0) >= stream.late_window_s * 1000:
+            elif now * 1000 - cache.finalized_ms >= stream.late_window_s * 1000:
                 cache.ticked_at = now
                 await self._tick(trace_id, cache.partition, TICK_PURGE)
 
