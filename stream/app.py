@@ -322,7 +322,9 @@ class TraceAssembler:
                 self.emitted,
                 len(self.cache),
             )
-        if now - self._synced_at > 30:
+        # A full pass over the traces table: after a rebalance (``_synced_at`` is reset), and
+        # otherwise rarely, to forget old purge markers; it runs in the event loop.
+        if now - self._synced_at > 600:
             await self._sync_cache_from_tables()
             self._synced_at = now
         # Memory only: no table read per trace and tick.
