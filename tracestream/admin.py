@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from tracestream.settings import Settings
 
@@ -127,10 +128,7 @@ def ensure_topics(
             if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise AdminError(f"could not create topic {spec.name!r}: {error.str()}") from exc
 
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise AdminError(f"could not list topics: {exc}") from exc
+    metadata = _await_topics_ready(admin, [s.name for s in specs], timeout)
     reports = []
     for spec in specs:
         topic = metadata.topics.get(spec.name)
@@ -149,6 +147,34 @@ def ensure_topics(
             )
         reports.append(TopicReport(spec, outcome, partitions))
     return reports
+
+
+def _await_topics_ready(admin: AdminClient, names: list[str], timeout: float) -> ClusterMetadata:
+    """Wait until the broker serves every topic in ``names`` with a leader for each partition.
+
+    CreateTopics returns once the controller has the topic; the broker answering the next
+    request may not have it yet, so a client that produces or describes configs right after
+    init would see UNKNOWN_TOPIC_OR_PART.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise AdminError(f"could not list topics: {exc}") from exc
+        pending = [
+            name
+            for name in names
+            if (topic := metadata.topics.get(name)) is None
+            or topic.error is not None
+            or not topic.partitions
+            or any(p.leader < 0 for p in topic.partitions.values())
+        ]
+        if not pending:
+            return metadata
+        if time.monotonic() >= deadline:
+            raise AdminError(f"topics not ready after {timeout:.0f} s: {', '.join(pending)}")
+        time.sleep(0.05)
 
 
 def delete_topics(settings: Settings, names: Iterable[str], admin: AdminClient | None = None) -> None:
