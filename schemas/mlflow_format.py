@@ -3,8 +3,12 @@ request/response previews and the truncation of ``mlflow.traceInputs`` / ``mlflo
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
+
+from schemas.records import AssessmentLogged, SpanEnded, TraceInfo
 
 REQUEST_PREVIEW_LENGTH = 1000
 TRACE_IO_METADATA_LENGTH = 250
@@ -64,3 +68,96 @@ def preview(serialized: str | None, role: str) -> str | None:
             )
             text = _message_text(chosen)
     return truncate_preview(text or serialized, REQUEST_PREVIEW_LENGTH)
+
+
+# ---------------------------------------------------------------- MLflow's JSON renderings
+
+
+def _b64_hex(hex_id: str | None) -> str | None:
+    return None if hex_id is None else base64.b64encode(bytes.fromhex(hex_id)).decode()
+
+
+def mlflow_span_dict(span: SpanEnded) -> dict[str, Any]:
+    """The span as MLflow's ``Span.to_dict()`` renders it (OTel ids in base64)."""
+    return {
+        "trace_id": _b64_hex(span["trace_id"].removeprefix("tr-")),
+        "span_id": _b64_hex(span["span_id"]),
+        "parent_span_id": _b64_hex(span["parent_span_id"]),
+        "name": span["name"],
+        "start_time_unix_nano": span["start_time_ns"],
+        "end_time_unix_nano": span["end_time_ns"],
+        "events": [
+            {"name": e["name"], "time_unix_nano": e["time_ns"], "attributes": e["attributes"]}
+            for e in span["events"]
+        ],
+        "status": {"code": f"STATUS_CODE_{span['status_code']}", "message": span["status_message"]},
+        "attributes": span["attributes"],
+        "links": [],
+    }
+
+
+def proto_timestamp(ms: int) -> str:
+    """A protobuf Timestamp in JSON, as MessageToDict writes it at millisecond precision."""
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{moment}.{ms % 1000:03d}Z" if ms % 1000 else f"{moment}Z"
+
+
+def mlflow_info_dict(info: TraceInfo) -> dict[str, Any]:
+    """The trace info as MLflow's ``TraceInfo.to_dict()`` renders it (absent fields omitted)."""
+    location = info["location"]
+    rendered: dict[str, Any] = {"trace_id": info["trace_id"]}
+    if info["client_request_id"] is not None:
+        rendered["client_request_id"] = info["client_request_id"]
+    rendered["trace_location"] = {
+        "type": location["type"],
+        "mlflow_experiment": {"experiment_id": location["experiment_id"]}
+        if location["experiment_id"]
+        else {},
+    }
+    rendered["request_time"] = proto_timestamp(info["request_time_ms"])
+    rendered["state"] = info["state"]
+    if info["metadata"]:
+        rendered["trace_metadata"] = info["metadata"]
+    if info["tags"]:
+        rendered["tags"] = info["tags"]
+    if info["request_preview"] is not None:
+        rendered["request_preview"] = info["request_preview"]
+    if info["response_preview"] is not None:
+        rendered["response_preview"] = info["response_preview"]
+    if info["execution_duration_ms"] is not None:
+        rendered["execution_duration_ms"] = info["execution_duration_ms"]
+    return rendered
+
+
+def mlflow_assessment_dict(assessment: AssessmentLogged) -> dict[str, Any]:
+    """The assessment as MLflow's ``Assessment.to_dictionary()`` renders it."""
+    rendered: dict[str, Any] = {
+        "assessment_id": assessment["assessment_id"],
+        "assessment_name": assessment["name"],
+        "trace_id": assessment["trace_id"],
+    }
+    if assessment["span_id"]:
+        rendered["span_id"] = assessment["span_id"]
+    rendered["source"] = {"source_type": assessment["source_type"], "source_id": assessment["source_id"]}
+    rendered["create_time"] = proto_timestamp(assessment["create_time_ms"])
+    updated = assessment["last_update_time_ms"]
+    if updated is None:
+        updated = assessment["create_time_ms"]
+    rendered["last_update_time"] = proto_timestamp(updated)
+    body: dict[str, Any] = {}
+    if assessment["value_json"] is not None:
+        body["value"] = json.loads(assessment["value_json"])
+    if assessment["error"] is not None:
+        error = {"error_code": assessment["error"]["error_code"]}
+        if assessment["error"]["error_message"] is not None:
+            error["error_message"] = assessment["error"]["error_message"]
+        body["error"] = error
+    rendered["feedback" if assessment["kind"] == "FEEDBACK" else "expectation"] = body
+    if assessment["rationale"] is not None:
+        rendered["rationale"] = assessment["rationale"]
+    if assessment["metadata"]:
+        rendered["metadata"] = assessment["metadata"]
+    if assessment["overrides"]:
+        rendered["overrides"] = assessment["overrides"]
+    rendered["valid"] = assessment["valid"]
+    return rendered

@@ -6,15 +6,19 @@ on a shared fixture (tests/fixtures/mlflow_parity).
 
 from __future__ import annotations
 
-import base64
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from schemas import SpanAttributeKey, TraceMetadataKey, TraceTagKey
-from schemas.mlflow_format import TRACE_IO_METADATA_LENGTH, preview, truncate_preview
+from schemas.mlflow_format import (
+    TRACE_IO_METADATA_LENGTH,
+    mlflow_info_dict,
+    mlflow_span_dict,
+    preview,
+    truncate_preview,
+)
 from schemas.records import (
     AssessmentLogged,
     CompletedTrace,
@@ -96,62 +100,6 @@ def cost(spans: list[SpanEnded]) -> str | None:
 
 
 # ---------------------------------------------------------------- sizes
-
-
-def _b64_hex(hex_id: str | None) -> str | None:
-    return None if hex_id is None else base64.b64encode(bytes.fromhex(hex_id)).decode()
-
-
-def mlflow_span_dict(span: SpanEnded) -> dict[str, Any]:
-    """The span as MLflow's ``Span.to_dict()`` renders it (OTel ids in base64)."""
-    return {
-        "trace_id": _b64_hex(span["trace_id"].removeprefix("tr-")),
-        "span_id": _b64_hex(span["span_id"]),
-        "parent_span_id": _b64_hex(span["parent_span_id"]),
-        "name": span["name"],
-        "start_time_unix_nano": span["start_time_ns"],
-        "end_time_unix_nano": span["end_time_ns"],
-        "events": [
-            {"name": e["name"], "time_unix_nano": e["time_ns"], "attributes": e["attributes"]}
-            for e in span["events"]
-        ],
-        "status": {"code": f"STATUS_CODE_{span['status_code']}", "message": span["status_message"]},
-        "attributes": span["attributes"],
-        "links": [],
-    }
-
-
-def _proto_timestamp(ms: int) -> str:
-    """A protobuf Timestamp in JSON, as MessageToDict writes it at millisecond precision."""
-    moment = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{moment}.{ms % 1000:03d}Z" if ms % 1000 else f"{moment}Z"
-
-
-def mlflow_info_dict(info: TraceInfo) -> dict[str, Any]:
-    """The trace info as MLflow's ``TraceInfo.to_dict()`` renders it (absent fields omitted)."""
-    location = info["location"]
-    rendered: dict[str, Any] = {"trace_id": info["trace_id"]}
-    if info["client_request_id"] is not None:
-        rendered["client_request_id"] = info["client_request_id"]
-    rendered["trace_location"] = {
-        "type": location["type"],
-        "mlflow_experiment": {"experiment_id": location["experiment_id"]}
-        if location["experiment_id"]
-        else {},
-    }
-    rendered["request_time"] = _proto_timestamp(info["request_time_ms"])
-    rendered["state"] = info["state"]
-    if info["metadata"]:
-        rendered["trace_metadata"] = info["metadata"]
-    if info["tags"]:
-        rendered["tags"] = info["tags"]
-    if info["request_preview"] is not None:
-        rendered["request_preview"] = info["request_preview"]
-    if info["response_preview"] is not None:
-        rendered["response_preview"] = info["response_preview"]
-    if info["execution_duration_ms"] is not None:
-        rendered["execution_duration_ms"] = info["execution_duration_ms"]
-    return rendered
 
 
 def _percentile(sorted_sizes: list[int], q: float) -> float:

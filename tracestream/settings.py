@@ -216,6 +216,26 @@ class StreamSettings(BaseModel):
     log_level: str = "warning"
 
 
+class IndexerSettings(BaseModel):
+    """The indexer (indexer/): completed traces into OpenSearch."""
+
+    group_id: str = "tracestream-indexer"
+    # One _bulk request holds at most this many traces, this many bytes of documents, and
+    # waits at most this long for more records once it has one.
+    batch_max_docs: int = Field(default=500, ge=1)
+    batch_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    batch_linger_ms: int = Field(default=200, ge=0)
+    # Backoff between retries of a failing bulk (429, 5xx, connection refused); retried
+    # without limit while the indexer runs, consumption paused meanwhile.
+    retry_initial_backoff_s: float = Field(default=0.5, gt=0)
+    retry_max_backoff_s: float = Field(default=30.0, gt=0)
+    # How soon written traces become searchable; OpenSearch's default is 1s.
+    refresh_interval: str = "1s"
+    number_of_shards: int = Field(default=1, ge=1)
+    # Span JSON beyond this many bytes is stored but not searchable by trace.text / span.content.
+    max_indexed_span_content_bytes: int = Field(default=131_072, ge=1024)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -231,6 +251,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     sdk: SdkSettings = Field(default_factory=SdkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    indexer: IndexerSettings = Field(default_factory=IndexerSettings)
 
 
 @lru_cache(maxsize=1)
