@@ -303,26 +303,45 @@ stop_pid() {
   log "$name: stopped (pid $pid)"
 }
 
+# Which servers a command acts on: both by default, or those named ("kafka", "opensearch").
+select_servers() {
+  WANT_KAFKA=0; WANT_OPENSEARCH=0
+  [ $# -eq 0 ] && { WANT_KAFKA=1; WANT_OPENSEARCH=1; }
+  for arg in "$@"; do
+    case "$arg" in
+      kafka) WANT_KAFKA=1 ;;
+      opensearch) WANT_OPENSEARCH=1 ;;
+      *) return 1 ;;
+    esac
+  done
+}
+
 cmd_up() {
+  select_servers "$@" || die "usage: infra/up [kafka] [opensearch]"
   fetch
-  kafka_up
-  opensearch_up
-  kafka_wait
-  opensearch_wait
+  [ $WANT_KAFKA -eq 1 ] && kafka_up
+  [ $WANT_OPENSEARCH -eq 1 ] && opensearch_up
+  [ $WANT_KAFKA -eq 1 ] && kafka_wait
+  [ $WANT_OPENSEARCH -eq 1 ] && opensearch_wait
+  return 0
 }
 
 cmd_down() {
-  local purge=0
+  local purge=0 servers=()
   for arg in "$@"; do
     case "$arg" in
       --purge) purge=1 ;;
-      *) die "usage: infra/down [--purge]" ;;
+      *) servers+=("$arg") ;;
     esac
   done
+  select_servers "${servers[@]}" || die "usage: infra/down [--purge] [kafka] [opensearch]"
+  if [ $purge -eq 1 ] && [ ${#servers[@]} -gt 0 ]; then
+    die "--purge removes the whole stack's data; use it without naming servers"
+  fi
   local os_dir
   os_dir="$(opensearch_dir)"
-  stop_pid kafka "$KAFKA_PID" kafka.Kafka
-  stop_pid opensearch "$OPENSEARCH_PID" org.opensearch.bootstrap.OpenSearch
+  [ $WANT_KAFKA -eq 1 ] && stop_pid kafka "$KAFKA_PID" kafka.Kafka
+  [ $WANT_OPENSEARCH -eq 1 ] && stop_pid opensearch "$OPENSEARCH_PID" org.opensearch.bootstrap.OpenSearch
   if [ $purge -eq 1 ]; then
     rm -rf "$KAFKA_DIR" "$os_dir" "$STACK_DIR/kafka.pid" "$OPENSEARCH_PID" "$OPENSEARCH_LOCATION"
     case "$os_dir" in /var/tmp/tracestream-stack-*) rmdir "$(dirname "$os_dir")" 2>/dev/null || true ;; esac
@@ -361,5 +380,5 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
   status) shift; cmd_status "$@" ;;
-  *) die "usage: infra/stack.sh up|down [--purge]|status [-q]" ;;
+  *) die "usage: infra/stack.sh up [kafka|opensearch]|down [--purge] [kafka|opensearch]|status [-q]" ;;
 esac

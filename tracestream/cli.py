@@ -20,6 +20,8 @@ stream_app = typer.Typer(help="The trace-assembly stream (Faust).")
 app.add_typer(stream_app, name="stream")
 alerts_app = typer.Typer(help="Alerts of traces that completed in ERROR.")
 app.add_typer(alerts_app, name="alerts")
+indexer_app = typer.Typer(help="The indexer: completed traces into OpenSearch.")
+app.add_typer(indexer_app, name="indexer")
 
 console = Console()
 
@@ -87,6 +89,44 @@ def stream_worker() -> None:
     from stream import run_worker
 
     run_worker(get_settings())
+
+
+@indexer_app.command("run")
+def indexer_run() -> None:
+    """Run an indexer: completed traces into the daily traces indices. Start several with the
+    same settings to share the partitions."""
+    from indexer import run_indexer
+
+    run_indexer(get_settings())
+
+
+@indexer_app.command("retention")
+def indexer_retention(
+    days: int = typer.Option(..., "--days", min=0, help="Keep this many days of traces before today."),
+) -> None:
+    """Delete the daily traces indices older than --days days (whole indices)."""
+    from indexer import delete_indices_older_than, opensearch_client
+
+    settings = get_settings()
+    deleted = delete_indices_older_than(opensearch_client(settings), settings, days)
+    for index in deleted:
+        console.print(f"deleted {index}")
+    console.print(f"{len(deleted)} indices deleted")
+
+
+@indexer_app.command("get")
+def indexer_get(trace_id: str) -> None:
+    """Print one stored trace as MLflow's trace JSON; exit 1 if it is not there."""
+    import json
+
+    from indexer import get_trace, opensearch_client
+
+    settings = get_settings()
+    trace = get_trace(opensearch_client(settings), settings, trace_id)
+    if trace is None:
+        console.print(f"[red]trace {trace_id} not found[/red]")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(trace, ensure_ascii=False, indent=2))
 
 
 @alerts_app.command("tail")

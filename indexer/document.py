@@ -1,0 +1,203 @@
+"""A CompletedTrace as the document the traces index stores (see ``indexer.mapping``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES, IndexNames
+from schemas import TraceMetadataKey, TraceTagKey
+from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
+from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
+
+# Consecutive chunks of a long span text share this many bytes, so that a search string of up
+# to this length is found even where the text was cut.
+CHUNK_OVERLAP_BYTES = 1024
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# MLflow stores span content with json.dumps defaults (", " / ": ") and ensure_ascii=False;
+# trace.text LIKE patterns are written against that exact text.
+_dumps_mlflow = json.JSONEncoder(ensure_ascii=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDocument:
+    """One bulk index action: where, under which id and version, and the JSON source."""
+
+    index: str
+    trace_id: str
+    revision: int
+    source: str
+
+
+def _utf8_start(data: bytes, position: int) -> int:
+    """The nearest position at or before ``position`` where a UTF-8 character starts."""
+    while position > 0 and position < len(data) and (data[position] & 0xC0) == 0x80:
+        position -= 1
+    return position
+
+
+def _cut(text: str, limit: int = MAX_TERM_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    if len(text) * 4 <= limit:
+        return text
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: _utf8_start(data, limit)].decode()
+
+
+def chunks(text: str, max_total_bytes: int) -> list[str]:
+    """``text`` as pieces of at most MAX_TERM_BYTES each (a doc-values term limit), overlapping
+    by CHUNK_OVERLAP_BYTES, covering at most its first ``max_total_bytes``."""
+    if len(text) * 4 <= MAX_TERM_BYTES:
+        return [text]
+    data = text.encode()
+    if len(data) <= MAX_TERM_BYTES:
+        return [text]
+    data = data[: _utf8_start(data, max_total_bytes)] if len(data) > max_total_bytes else data
+    pieces = []
+    start = 0
+    while True:
+        end = _utf8_start(data, min(start + MAX_TERM_BYTES, len(data)))
+        pieces.append(data[start:end].decode())
+        if end >= len(data):
+            return pieces
+        start = _utf8_start(data, end - CHUNK_OVERLAP_BYTES)
+
+
+def _attribute_text(raw: str) -> str:
+    """A span attribute's value as a user writes it in a filter: JSON strings decoded (so
+    ``span.attributes.model = 'gpt-4'`` matches ``"gpt-4"``), anything else as its JSON."""
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        if "\\" not in raw:
+            return raw[1:-1]
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return raw
+        return value if isinstance(value, str) else raw
+    return raw
+
+
+def _entries(mapping: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": key, "value": _cut(value)} for key, value in mapping.items()]
+
+
+def _span_fields(span: SpanEnded, content: str, max_content_bytes: int) -> dict[str, Any]:
+    return {
+        "span_id": span["span_id"],
+        "parent_span_id": span["parent_span_id"],
+        "name": _cut(span["name"]),
+        "type": span["span_type"],
+        "status": span["status_code"],
+        "start_time_ns": span["start_time_ns"],
+        "duration_ms": (span["end_time_ns"] - span["start_time_ns"]) // 1_000_000,
+        "content": chunks(content, max_content_bytes),
+        "attributes": [
+            _cut(f"{key}{ENTRY_SEPARATOR}{_attribute_text(raw)}") for key, raw in span["attributes"].items()
+        ],
+    }
+
+
+def _numeric(value_json: str | None) -> float | None:
+    """MLflow's numeric assessment value: a finite int or float (booleans are not numbers)."""
+    if value_json is None:
+        return None
+    try:
+        value = json.loads(value_json)
+    except ValueError:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _assessment_fields(assessment: AssessmentLogged) -> dict[str, Any]:
+    return {
+        "assessment_id": assessment["assessment_id"],
+        "kind": assessment["kind"].lower(),
+        "name": assessment["name"],
+        "valid": assessment["valid"],
+        "value": None if assessment["value_json"] is None else _cut(assessment["value_json"]),
+        "numeric_value": _numeric(assessment["value_json"]),
+        "session_id": assessment["metadata"].get(TraceMetadataKey.TRACE_SESSION),
+    }
+
+
+def _token_usage(metadata: dict[str, str]) -> dict[str, Any] | None:
+    raw = metadata.get(TraceMetadataKey.TOKEN_USAGE)
+    if raw is None:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(usage, dict):
+        return None
+    return {
+        key: usage[key]
+        for key in ("input_tokens", "output_tokens", "total_tokens")
+        if isinstance(usage.get(key), int | float) and not isinstance(usage.get(key), bool)
+    }
+
+
+def _size_bytes(metadata: dict[str, str]) -> int | None:
+    raw = metadata.get(TraceMetadataKey.SIZE_BYTES)
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def build_document(trace: CompletedTrace, names: IndexNames, max_content_bytes: int) -> TraceDocument:
+    """The index action for one revision of a trace. The source is serialized once, here."""
+    info = trace["info"]
+    tags = info["tags"]
+    metadata = info["metadata"]
+    span_contents = [_dumps_mlflow(mlflow_span_dict(span)) for span in trace["spans"]]
+    info_dict = mlflow_info_dict(info)
+    if trace["assessments"]:
+        info_dict["assessments"] = [mlflow_assessment_dict(a) for a in trace["assessments"]]
+    duration = info["execution_duration_ms"]
+    document = {
+        "trace_id": trace["trace_id"],
+        "revision": trace["revision"],
+        "experiment_id": info["location"]["experiment_id"],
+        "location_type": info["location"]["type"],
+        "client_request_id": info["client_request_id"],
+        "timestamp_ms": info["request_time_ms"],
+        "execution_time_ms": duration,
+        "end_time_ms": info["request_time_ms"] + (duration or 0),
+        "state": info["state"],
+        "name": tags.get(TraceTagKey.TRACE_NAME),
+        "run_id": metadata.get(TraceMetadataKey.SOURCE_RUN),
+        "session_id": metadata.get(TraceMetadataKey.TRACE_SESSION),
+        "user": metadata.get(TraceMetadataKey.TRACE_USER),
+        "request_preview": info["request_preview"],
+        "response_preview": info["response_preview"],
+        "token_usage": _token_usage(metadata),
+        "size_bytes": _size_bytes(metadata),
+        "num_spans": len(trace["spans"]),
+        "completed_time_ms": trace["completed_time_ms"],
+        "tags": _entries(tags),
+        "metadata": _entries(metadata),
+        "spans": [
+            _span_fields(span, content, max_content_bytes)
+            for span, content in zip(trace["spans"], span_contents, strict=True)
+        ],
+        "assessments": [_assessment_fields(a) for a in trace["assessments"]],
+        # Span JSON kept as the text already serialized above, not as objects to encode again.
+        "trace": {"info": info_dict, "spans_json": span_contents},
+    }
+    return TraceDocument(
+        index=names.daily(info["request_time_ms"]),
+        trace_id=trace["trace_id"],
+        revision=trace["revision"],
+        source=_dumps(document),
+    )
+
+
+def trace_from_source(source: dict[str, Any]) -> dict[str, Any]:
+    """The stored trace as MLflow's ``Trace.to_dict()``: ``{"info": ..., "data": {"spans": [...]}}``."""
+    stored = source["trace"]
+    return {"info": stored["info"], "data": {"spans": [json.loads(s) for s in stored["spans_json"]]}}

@@ -1,0 +1,228 @@
+"""The traces index: names, the index template, and every field the query generator targets.
+
+One module owns the mapping and the field names so that the DSL's OpenSearch generator
+(``indexer.query``) and the document builder (``indexer.document``) cannot drift apart.
+The design and its reasons are in ``indexer/DESIGN.md``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from tracestream.settings import Settings
+
+# Bumped whenever the mapping changes; stored in the template's _meta so an operator can see
+# which mapping an index was created with.
+MAPPING_VERSION = 1
+
+# Separator between an attribute key and its value in span attribute entries: a control
+# character that does not occur in real attribute keys, so "key=value" cannot be ambiguous.
+ENTRY_SEPARATOR = "\x1f"
+
+LOWERCASE_NORMALIZER = "tracestream_lowercase"
+
+# Lucene refuses a doc-values term over 32,766 bytes, and a lowercase copy can be a few bytes
+# longer than the original, so indexed strings are cut a little below that.
+MAX_TERM_BYTES = 32_000
+
+
+class F:
+    """Field paths of a trace document."""
+
+    TRACE_ID = "trace_id"
+    REVISION = "revision"
+    EXPERIMENT_ID = "experiment_id"
+    LOCATION_TYPE = "location_type"
+    CLIENT_REQUEST_ID = "client_request_id"
+    TIMESTAMP_MS = "timestamp_ms"
+    EXECUTION_TIME_MS = "execution_time_ms"
+    END_TIME_MS = "end_time_ms"
+    STATE = "state"
+    NAME = "name"
+    RUN_ID = "run_id"
+    SESSION_ID = "session_id"
+    USER = "user"
+    REQUEST_PREVIEW = "request_preview"
+    RESPONSE_PREVIEW = "response_preview"
+    INPUT_TOKENS = "token_usage.input_tokens"
+    OUTPUT_TOKENS = "token_usage.output_tokens"
+    TOTAL_TOKENS = "token_usage.total_tokens"
+    SIZE_BYTES = "size_bytes"
+    NUM_SPANS = "num_spans"
+    COMPLETED_TIME_MS = "completed_time_ms"
+    TRACE = "trace"
+
+    # key/value entries: nested, one hidden document per entry
+    TAGS = "tags"
+    METADATA = "metadata"
+    ENTRY_KEY = "key"
+    ENTRY_VALUE = "value"
+
+    SPANS = "spans"
+    SPAN_ID = "spans.span_id"
+    SPAN_PARENT_ID = "spans.parent_span_id"
+    SPAN_NAME = "spans.name"
+    SPAN_TYPE = "spans.type"
+    SPAN_STATUS = "spans.status"
+    SPAN_START_TIME_NS = "spans.start_time_ns"
+    SPAN_DURATION_MS = "spans.duration_ms"
+    SPAN_CONTENT = "spans.content"
+    SPAN_ATTRIBUTES = "spans.attributes"
+
+    ASSESSMENTS = "assessments"
+    ASSESSMENT_ID = "assessments.assessment_id"
+    ASSESSMENT_KIND = "assessments.kind"
+    ASSESSMENT_NAME = "assessments.name"
+    ASSESSMENT_VALID = "assessments.valid"
+    ASSESSMENT_VALUE = "assessments.value"
+    ASSESSMENT_NUMERIC_VALUE = "assessments.numeric_value"
+    ASSESSMENT_SESSION_ID = "assessments.session_id"
+
+    # The case-insensitive sibling of a string field (ILIKE): the same text, lowercased.
+    LOWER = ".lower"
+
+
+def lower(field: str) -> str:
+    return field + F.LOWER
+
+
+# ---------------------------------------------------------------- field types
+
+_KEYWORD: dict[str, Any] = {"type": "keyword"}
+_KEYWORD_CI: dict[str, Any] = {
+    "type": "keyword",
+    "fields": {"lower": {"type": "keyword", "normalizer": LOWERCASE_NORMALIZER}},
+}
+# Substring and regexp search over long text: the wildcard type indexes 3-grams. Inside nested
+# documents it needs doc values to verify candidates (without them it matches nothing).
+_WILDCARD_CI: dict[str, Any] = {
+    "type": "wildcard",
+    "doc_values": True,
+    "fields": {"lower": {"type": "wildcard", "normalizer": LOWERCASE_NORMALIZER, "doc_values": True}},
+}
+_LONG: dict[str, Any] = {"type": "long"}
+_STORED_ONLY: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
+_ENTRIES: dict[str, Any] = {
+    "type": "nested",
+    "properties": {"key": _KEYWORD, "value": _KEYWORD_CI},
+}
+
+MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    # Span text is indexed from the document but kept in _source only once, inside "trace".
+    "_source": {"excludes": [F.SPAN_CONTENT, F.SPAN_ATTRIBUTES]},
+    "properties": {
+        F.TRACE_ID: _KEYWORD,
+        F.REVISION: _LONG,
+        F.EXPERIMENT_ID: _KEYWORD,
+        F.LOCATION_TYPE: _KEYWORD,
+        F.CLIENT_REQUEST_ID: _KEYWORD_CI,
+        F.TIMESTAMP_MS: _LONG,
+        F.EXECUTION_TIME_MS: _LONG,
+        F.END_TIME_MS: _LONG,
+        F.STATE: _KEYWORD_CI,
+        F.NAME: _KEYWORD_CI,
+        F.RUN_ID: _KEYWORD_CI,
+        F.SESSION_ID: _KEYWORD,
+        F.USER: _KEYWORD,
+        F.REQUEST_PREVIEW: _STORED_ONLY,
+        F.RESPONSE_PREVIEW: _STORED_ONLY,
+        "token_usage": {"properties": {"input_tokens": _LONG, "output_tokens": _LONG, "total_tokens": _LONG}},
+        F.SIZE_BYTES: _LONG,
+        F.NUM_SPANS: {"type": "integer"},
+        F.COMPLETED_TIME_MS: _LONG,
+        F.TAGS: _ENTRIES,
+        F.METADATA: _ENTRIES,
+        F.SPANS: {
+            "type": "nested",
+            "properties": {
+                "span_id": _KEYWORD,
+                "parent_span_id": _KEYWORD,
+                "name": _KEYWORD_CI,
+                "type": _KEYWORD_CI,
+                "status": _KEYWORD_CI,
+                "start_time_ns": _LONG,
+                "duration_ms": _LONG,
+                "content": _WILDCARD_CI,
+                "attributes": _WILDCARD_CI,
+            },
+        },
+        F.ASSESSMENTS: {
+            "type": "nested",
+            "properties": {
+                "assessment_id": _KEYWORD,
+                "kind": _KEYWORD,
+                "name": _KEYWORD,
+                "valid": {"type": "boolean"},
+                "value": _KEYWORD_CI,
+                "numeric_value": {"type": "double"},
+                "session_id": _KEYWORD,
+            },
+        },
+        # The whole trace as MLflow renders it, returned by reads; never searched.
+        F.TRACE: {"type": "object", "enabled": False},
+    },
+}
+
+
+# ---------------------------------------------------------------- names
+
+
+class IndexNames:
+    """The names of one deployment's traces indices, template and read alias."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.read_alias = f"{prefix}-traces"
+        self.pattern = f"{prefix}-traces-*"
+        self.template = f"{prefix}-traces"
+        self._daily = f"{prefix}-traces-"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IndexNames:
+        return cls(settings.opensearch.index_prefix)
+
+    def daily(self, request_time_ms: int) -> str:
+        """The index of a trace: the UTC day it started. Fixed for the trace's whole life, so a
+        later revision always lands on the same document (rollover would break that)."""
+        day = datetime.fromtimestamp(request_time_ms / 1000, tz=UTC)
+        return f"{self._daily}{day:%Y.%m.%d}"
+
+    def day_of(self, index: str) -> date | None:
+        """The day a daily index holds, or None for a name that is not one of ours."""
+        if not index.startswith(self._daily):
+            return None
+        try:
+            return datetime.strptime(index[len(self._daily) :], "%Y.%m.%d").date()
+        except ValueError:
+            return None
+
+
+def index_template(settings: Settings) -> dict[str, Any]:
+    """The composable index template every daily traces index is created from."""
+    names = IndexNames.from_settings(settings)
+    return {
+        "index_patterns": [names.pattern],
+        "priority": 200,
+        "template": {
+            "settings": {
+                "index": {
+                    "number_of_shards": settings.indexer.number_of_shards,
+                    "number_of_replicas": settings.opensearch.number_of_replicas,
+                    "refresh_interval": settings.indexer.refresh_interval,
+                    # Spans, tags, metadata and assessments are nested documents; a large agent
+                    # trace has thousands of spans.
+                    "mapping.nested_objects.limit": 100_000,
+                },
+                "analysis": {
+                    # Built only from the core "lowercase" filter, so it works on the minimal
+                    # distribution (no analysis-common module).
+                    "normalizer": {LOWERCASE_NORMALIZER: {"type": "custom", "filter": ["lowercase"]}}
+                },
+            },
+            "mappings": MAPPINGS,
+            "aliases": {names.read_alias: {}},
+        },
+        "_meta": {"mapping_version": MAPPING_VERSION, "owner": "tracestream-indexer"},
+    }
