@@ -1,0 +1,57 @@
+"""The index template and retention by whole daily indices, on the real OpenSearch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from opensearchpy import OpenSearch
+
+from indexer import IndexNames, delete_indices_older_than, ensure_index_template
+from indexing.support import drop_indices, isolated_settings
+from tracestream.settings import Settings
+
+
+@pytest.fixture
+def index_settings(opensearch: OpenSearch, unique_name: str) -> Iterator[Settings]:
+    settings = isolated_settings(Settings(), unique_name)
+    yield settings
+    drop_indices(opensearch, settings)
+
+
+def test_the_template_can_be_applied_again_and_new_daily_indices_join_the_read_alias(
+    opensearch: OpenSearch, index_settings: Settings
+) -> None:
+    names = IndexNames.from_settings(index_settings)
+    ensure_index_template(opensearch, index_settings)
+    ensure_index_template(opensearch, index_settings)
+
+    opensearch.indices.create(index=names.daily(1_763_800_000_000))
+
+    aliases = opensearch.indices.get_alias(name=names.read_alias)
+    assert list(aliases) == [f"{index_settings.opensearch.index_prefix}-traces-2025.11.22"]
+    mapping = opensearch.indices.get_mapping(index=names.read_alias)
+    properties = next(iter(mapping.values()))["mappings"]["properties"]
+    assert properties["spans"]["type"] == "nested"
+    assert properties["tags"]["type"] == "nested"
+
+
+def test_retention_deletes_whole_days_older_than_the_window_and_nothing_else(
+    opensearch: OpenSearch, index_settings: Settings
+) -> None:
+    prefix = index_settings.opensearch.index_prefix
+    ensure_index_template(opensearch, index_settings)
+    for day in ("2026.11.10", "2026.11.14", "2026.11.15", "2026.11.22"):
+        opensearch.indices.create(index=f"{prefix}-traces-{day}")
+    opensearch.indices.create(index=f"{prefix}-traces-manual-backup")
+
+    deleted = delete_indices_older_than(opensearch, index_settings, days=7, today=date(2026, 11, 22))
+
+    assert deleted == [f"{prefix}-traces-2026.11.10", f"{prefix}-traces-2026.11.14"]
+    remaining = sorted(opensearch.indices.get(index=f"{prefix}-traces-*"))
+    assert remaining == [
+        f"{prefix}-traces-2026.11.15",
+        f"{prefix}-traces-2026.11.22",
+        f"{prefix}-traces-manual-backup",
+    ]
