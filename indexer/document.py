@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES, IndexNames
+import orjson
+
+from indexer.mapping import ENTRY_SEPARATOR, MAX_ATTRIBUTE_ENTRY_BYTES, MAX_TERM_BYTES, IndexNames
 from schemas import TraceMetadataKey, TraceTagKey
 from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
 from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
@@ -16,7 +18,12 @@ from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
 # to this length is found even where the text was cut.
 CHUNK_OVERLAP_BYTES = 1024
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+def _dumps(document: dict[str, Any]) -> str:
+    # orjson writes UTF-8 without escaping non-ASCII, like ensure_ascii=False, at twice the speed.
+    return orjson.dumps(document).decode()
+
+
 # MLflow stores span content with json.dumps defaults (", " / ": ") and ensure_ascii=False;
 # trace.text LIKE patterns are written against that exact text.
 _dumps_mlflow = json.JSONEncoder(ensure_ascii=False).encode
@@ -97,7 +104,8 @@ def _span_fields(span: SpanEnded, content: str, max_content_bytes: int) -> dict[
         "duration_ms": (span["end_time_ns"] - span["start_time_ns"]) // 1_000_000,
         "content": chunks(content, max_content_bytes),
         "attributes": [
-            _cut(f"{key}{ENTRY_SEPARATOR}{_attribute_text(raw)}") for key, raw in span["attributes"].items()
+            _cut(f"{key}{ENTRY_SEPARATOR}{_attribute_text(raw)}", MAX_ATTRIBUTE_ENTRY_BYTES)
+            for key, raw in span["attributes"].items()
         ],
     }
 
