@@ -111,7 +111,7 @@ def test_a_document_opensearch_rejects_goes_alone_to_the_dead_letter_topic(
     bad = completed_trace(rng)
     # A token count beyond a 64-bit integer: the mapping's long field refuses the document.
     bad["info"]["metadata"]["mlflow.trace.tokenUsage"] = json.dumps(
-        {"input_tokens": 10**20, "output_tokens": 1, "total_tokens": 10**20 + 1}
+        {"input_tokens": 1e20, "output_tokens": 1, "total_tokens": 1e20}
     )
     start_indexer(settings)
 
