@@ -1,0 +1,143 @@
+"""Tokenizer for MLflow's search filter language.
+
+Token boundaries follow sqlparse's lexer (which MLflow uses), so that the same text splits into
+the same pieces: string literals may contain ``''`` or ``\\'`` without ending (their text is kept
+verbatim, there is no escape processing), runs of ``<>=!~`` form one operator token (``<>``, ``==``
+tokenise and are rejected later with MLflow's message), numbers are sqlparse's integer and float forms.
+
+An identifier such as ``tags.env``, ``metadata.`mlflow.user` `` or ``span.attributes."a.b"`` is one
+``IDENT`` token: a word, backtick or double-quoted head, then one or more ``.``-separated parts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from search_api.dsl.errors import FilterError
+
+
+class TokenType(Enum):
+    IDENT = auto()
+    BACKTICK = auto()
+    STRING = auto()
+    DSTRING = auto()
+    NUMBER = auto()
+    OP = auto()
+    AND = auto()
+    OR = auto()
+    NOT = auto()
+    LIKE = auto()
+    ILIKE = auto()
+    RLIKE = auto()
+    IN = auto()
+    IS = auto()
+    NULL = auto()
+    TRUE = auto()
+    FALSE = auto()
+    LPAREN = auto()
+    RPAREN = auto()
+    COMMA = auto()
+    SEMICOLON = auto()
+    UNKNOWN = auto()
+    EOF = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    type: TokenType
+    text: str
+    start: int
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
+
+
+KEYWORDS: dict[str, TokenType] = {
+    "AND": TokenType.AND,
+    "OR": TokenType.OR,
+    "NOT": TokenType.NOT,
+    "LIKE": TokenType.LIKE,
+    "ILIKE": TokenType.ILIKE,
+    "RLIKE": TokenType.RLIKE,
+    "IN": TokenType.IN,
+    "IS": TokenType.IS,
+    "NULL": TokenType.NULL,
+    "TRUE": TokenType.TRUE,
+    "FALSE": TokenType.FALSE,
+}
+
+_WORD = r"[^\W\d][\w$#]*"
+_SQ = r"'(?:''|\\'|[^'])*'"
+_DQ = r'"(?:""|\\"|[^"])*"'
+_BT = r"`(?:``|[^`])*`"
+_PART = rf"(?:{_BT}|{_SQ}|{_DQ}|[\w$#]+)"
+
+_TOKEN_RE = re.compile(
+    "|".join(
+        (
+            r"(?P<ws>\s+)",
+            rf"(?P<ident>(?:{_WORD}|{_BT}|{_DQ})(?:\.{_PART}?)+)",
+            rf"(?P<string>{_SQ})",
+            rf"(?P<dstring>{_DQ})",
+            rf"(?P<backtick>{_BT})",
+            r"(?P<number>-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?![^\W\d]))",
+            rf"(?P<word>{_WORD})",
+            r"(?P<op>[<>=~!]+)",
+            r"(?P<lparen>\()",
+            r"(?P<rparen>\))",
+            r"(?P<comma>,)",
+            r"(?P<semicolon>;)",
+            r"(?P<unclosed>['\"`])",
+            r"(?P<unknown>[^\s'\"`(),;<>=!~]+)",
+        )
+    )
+)
+
+_GROUP_TYPES: dict[str, TokenType] = {
+    "ident": TokenType.IDENT,
+    "string": TokenType.STRING,
+    "dstring": TokenType.DSTRING,
+    "backtick": TokenType.BACKTICK,
+    "number": TokenType.NUMBER,
+    "op": TokenType.OP,
+    "lparen": TokenType.LPAREN,
+    "rparen": TokenType.RPAREN,
+    "comma": TokenType.COMMA,
+    "semicolon": TokenType.SEMICOLON,
+    "unknown": TokenType.UNKNOWN,
+}
+
+INT_RE = re.compile(r"-?\d+")
+NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)")
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens (whitespace dropped), ending with an ``EOF`` token."""
+    tokens: list[Token] = []
+    append = tokens.append
+    match = _TOKEN_RE.match
+    pos = 0
+    size = len(text)
+    while pos < size:
+        m = match(text, pos)
+        if m is None:  # pragma: no cover - the alternatives above cover every character
+            raise FilterError(f"Invalid clause(s) in filter string: '{text[pos:]}'", pos, text[pos:])
+        kind = m.lastgroup
+        value = m.group()
+        if kind == "word":
+            append(Token(KEYWORDS.get(value.upper(), TokenType.IDENT), value, pos))
+        elif kind == "unclosed":
+            rest = text[pos:]
+            raise FilterError(f"Invalid clause(s) in filter string: '{rest}'", pos, rest)
+        elif kind != "ws":
+            append(Token(_GROUP_TYPES[kind], value, pos))  # type: ignore[index]
+        pos = m.end()
+    append(Token(TokenType.EOF, "", size))
+    return tokens
+
+
+def parse_number(text: str) -> int | float:
+    return int(text) if INT_RE.fullmatch(text) else float(text)
