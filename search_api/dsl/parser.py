@@ -202,6 +202,17 @@ def _rewrite_key(entity: str, key: str) -> tuple[str, str]:
     return entity, ATTRIBUTE_KEY_ALIASES.get(lowered, key)
 
 
+class _InvalidClause(FilterError):
+    """MLflow's ``Invalid clause(s) in filter string: ...``; keeps its pieces for the rescan."""
+
+    def __init__(self, units: list[str], end: int, at: Token) -> None:
+        listed = ", ".join(f"'{u}'" for u in units)
+        super().__init__(f"Invalid clause(s) in filter string: {listed}", at.start, at.text or None)
+        self.units = units
+        self.end = end
+        self.at = at
+
+
 class _Kind(Enum):
     STRING = auto()  # '...' or "..."
     BARE = auto()  # an unquoted word or `...`: MLflow reads it as an unquoted string
@@ -238,6 +249,7 @@ class _Clause:
     entity: str = ""
     key: str = ""
     value: Value = None
+    field: Field | None = None
     result: Comparison | None = None
 
 
@@ -290,48 +302,78 @@ class Parser:
                     return i
         return len(self.tokens) - 1
 
-    def _units(self, start: int) -> list[str]:
-        """The clause starting at ``start`` as sqlparse would list it: tokens up to the next
-        AND/OR, a parenthesised group counting as one."""
+    def _units(self, start: int) -> tuple[list[str], int]:
+        """The clause starting at ``start`` as sqlparse would list it (tokens up to the next
+        AND/OR; a parenthesised group, ``NOT LIKE`` and ``NOT NULL`` count as one), and where it ends."""
         units: list[str] = []
         i = start
         while True:
             token = self.tokens[i]
             if token.type is T.EOF or (i > start and token.type in (T.AND, T.OR, T.RPAREN)):
-                return units
+                return units, i
             if token.type is T.LPAREN:
                 close = self._closing_paren(i)
-                end = self.tokens[close].end if self.tokens[close].type is T.RPAREN else len(self.text)
-                units.append(self.text[token.start : end])
-                i = close + 1 if self.tokens[close].type is T.RPAREN else close
+                closed = self.tokens[close].type is T.RPAREN
+                units.append(self.text[token.start : self.tokens[close].end if closed else len(self.text)])
+                i = close + 1 if closed else close
+                continue
+            follower = self.tokens[i + 1]
+            if token.type is T.NOT and (follower.type in LIKE_OPERATORS or follower.type is T.NULL):
+                units.append(self.text[token.start : follower.end])
+                i += 2
                 continue
             units.append(token.text)
             i += 1
 
     def _invalid_clause(
         self, start: int, at: Token | None = None, timestamp_bug: bool = False, alone: bool = False
-    ) -> FilterError:
-        units = [self.tokens[start].text] if alone else self._units(start)
+    ) -> _InvalidClause:
+        units, end = ([self.tokens[start].text], start + 1) if alone else self._units(start)
         if timestamp_bug and len(units) >= 3:
             # MLflow's _join_in_comparison_tokens lists a failed bare `timestamp` twice.
             units = [*units[:3], units[0], *units[3:]]
-        at = at or self.tokens[start]
-        listed = ", ".join(f"'{u}'" for u in units)
-        return FilterError(f"Invalid clause(s) in filter string: {listed}", at.start, at.text or None)
+        return _InvalidClause(units, end, at or self.tokens[start])
+
+    def _all_invalid_clauses(self, first: _InvalidClause) -> _InvalidClause:
+        """MLflow lists the invalid tokens of every clause; rescan to find them all. Filters using
+        OR, NOT or parentheses are beyond MLflow, and keep the first error only."""
+        units: list[str] = []
+        self.index = 0
+        while self._current.type is not T.EOF:
+            if self._match(T.AND):
+                continue
+            start = self.index
+            if self._current.type in (T.OR, T.NOT, T.LPAREN):
+                return first
+            try:
+                if self._current.type not in PRIMARY_START:
+                    raise self._invalid_clause(start)
+                self._parse_comparison()
+            except _InvalidClause as error:
+                units.extend(error.units)
+                self.index = max(error.end, start + 1)
+        return _InvalidClause(units, first.end, first.at) if units else first
 
     # --- statement --------------------------------------------------------------------------------
 
     def parse(self) -> Node | None:
         self._check_statements()
-        tree = self._parse_or()
-        if self._current.type is not T.EOF:
-            raise self._invalid_clause(self.index)
+        try:
+            tree = self._parse_or()
+            if self._current.type is not T.EOF:
+                raise self._invalid_clause(self.index)
+        except _InvalidClause as error:
+            raise self._all_invalid_clauses(error) from None
         if tree is None:
             return None
+        # MLflow's phases, each over all clauses: parse-time checks, store checks, then the
+        # failures that only surface when the query runs.
         for clause in self.clauses:
             _check_clause(clause)
         for clause in self.clauses:
-            clause.result = _resolve_clause(clause)
+            _resolve_clause(clause)
+        for clause in self.clauses:
+            _finish_clause(clause)
         return _build(tree)
 
     def _check_statements(self) -> None:
@@ -796,11 +838,15 @@ def _field_name(field: Field) -> str:
     return field.key if isinstance(field, TokenUsage) else getattr(field, "name", "")
 
 
-def _resolve_clause(clause: _Clause) -> Comparison:
-    comparator = clause.comparator.upper()
-    field = _resolve_field(clause, comparator)
+def _resolve_clause(clause: _Clause) -> None:
+    clause.comparator = clause.comparator.upper()
+    clause.field = _resolve_field(clause, clause.comparator)
+
+
+def _finish_clause(clause: _Clause) -> None:
+    field, comparator, value = clause.field, clause.comparator, clause.value
+    assert field is not None
     op = Op(comparator)
-    value = clause.value
     if isinstance(value, tuple) and op is not Op.IN and op is not Op.NOT_IN:
         # MLflow passes the tuple on to the database, which rejects it (BAD_REQUEST).
         raise _fail(
@@ -820,7 +866,7 @@ def _resolve_clause(clause: _Clause) -> Comparison:
                 clause.value_text,
             )
         value = parse_number(value)
-    return Comparison(field, op, value, clause.target.start)
+    clause.result = Comparison(field, op, value, clause.target.start)
 
 
 def _build(tree: _Tree) -> Node:
