@@ -12,13 +12,13 @@ An identifier such as ``tags.env``, ``metadata.`mlflow.user` `` or ``span.attrib
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from enum import Enum, auto
+from enum import IntEnum, auto
+from typing import NamedTuple
 
 from search_api.dsl.errors import FilterError
 
 
-class TokenType(Enum):
+class TokenType(IntEnum):  # IntEnum: hashed in C, the parser does many set lookups
     IDENT = auto()
     BACKTICK = auto()
     STRING = auto()
@@ -44,8 +44,7 @@ class TokenType(Enum):
     EOF = auto()
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     type: TokenType
     text: str
     start: int
@@ -79,16 +78,16 @@ _TOKEN_RE = re.compile(
     "|".join(
         (
             r"(?P<ws>\s+)",
-            rf"(?P<ident>(?:{_WORD}|{_BT}|{_DQ})(?:\.{_PART}?)+)",
+            rf"(?P<word>{_WORD}(?:\.{_PART}?)*)",  # a dotted word is an identifier
             rf"(?P<string>{_SQ})",
-            rf"(?P<dstring>{_DQ})",
-            rf"(?P<backtick>{_BT})",
             r"(?P<number>-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?![^\W\d]))",
-            rf"(?P<word>{_WORD})",
             r"(?P<op>[<>=~!]+)",
             r"(?P<lparen>\()",
             r"(?P<rparen>\))",
             r"(?P<comma>,)",
+            rf"(?P<ident>(?:{_BT}|{_DQ})(?:\.{_PART}?)+)",
+            rf"(?P<dstring>{_DQ})",
+            rf"(?P<backtick>{_BT})",
             r"(?P<semicolon>;)",
             r"(?P<unclosed>['\"`])",
             r"(?P<unknown>[^\s'\"`(),;<>=!~]+)",
@@ -118,24 +117,21 @@ def tokenize(text: str) -> list[Token]:
     """Split ``text`` into tokens (whitespace dropped), ending with an ``EOF`` token."""
     tokens: list[Token] = []
     append = tokens.append
-    match = _TOKEN_RE.match
-    pos = 0
-    size = len(text)
-    while pos < size:
-        m = match(text, pos)
-        if m is None:  # pragma: no cover - the alternatives above cover every character
-            raise FilterError(f"Invalid clause(s) in filter string: '{text[pos:]}'", pos, text[pos:])
+    # The alternatives cover every character, so the matches are contiguous.
+    for m in _TOKEN_RE.finditer(text):
         kind = m.lastgroup
+        if kind == "ws":
+            continue
         value = m.group()
         if kind == "word":
-            append(Token(KEYWORDS.get(value.upper(), TokenType.IDENT), value, pos))
+            token_type = TokenType.IDENT if "." in value else KEYWORDS.get(value.upper(), TokenType.IDENT)
+            append(Token(token_type, value, m.start()))
         elif kind == "unclosed":
-            rest = text[pos:]
-            raise FilterError(f"Invalid clause(s) in filter string: '{rest}'", pos, rest)
-        elif kind != "ws":
-            append(Token(_GROUP_TYPES[kind], value, pos))  # type: ignore[index]
-        pos = m.end()
-    append(Token(TokenType.EOF, "", size))
+            rest = text[m.start() :]
+            raise FilterError(f"Invalid clause(s) in filter string: '{rest}'", m.start(), rest)
+        else:
+            append(Token(_GROUP_TYPES[kind], value, m.start()))  # type: ignore[index]
+    append(Token(TokenType.EOF, "", len(text)))
     return tokens
 
 
