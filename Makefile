@@ -22,7 +22,7 @@ run: $(VENV)/.installed
 	$(BIN)/tracestream run
 
 ## test: install, lint, start the stack, run the whole suite, stop the stack (also when tests fail)
-test: $(VENV)/.installed
+test: $(VENV)/.installed .venv-mlflow/bin/python
 	$(BIN)/ruff check .
 	infra/with-stack bash -c '$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc'
