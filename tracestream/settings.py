@@ -159,6 +159,20 @@ class ApiSettings(BaseModel):
     # Accepted values of the X-API-Key header, comma-separated in the environment;
     # empty means no authentication (local use).
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Signs page tokens, so a tampered token is refused. Every replica of the API must share it;
+    # a token only carries sort values, so a forged one could at worst skip ahead.
+    page_token_secret: SecretStr = SecretStr("tracestream-page-token")
+    max_filter_length: int = Field(default=10_000, ge=1)
+    max_results_limit: int = Field(default=1_000, ge=1)
+    # Origins allowed to call the API from a browser; empty: CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

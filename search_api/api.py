@@ -1,0 +1,205 @@
+"""The search API over HTTP (FastAPI): `tracestream api serve`."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from indexer import opensearch_client
+from search_api.search import SearchError, TraceSearch
+from tracestream.health import kafka_health, opensearch_health
+from tracestream.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+# Paths anyone may call: probes and metrics scrapers carry no key.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class SearchRequest(BaseModel):
+    filter: str | None = Field(default=None, description="An MLflow search_traces filter string")
+    order_by: list[str] | None = Field(default=None, description='e.g. ["timestamp_ms DESC"]')
+    max_results: int = Field(default=100, description="Traces per page, 1 to the server's limit (1,000)")
+    page_token: str | None = None
+    locations: list[str] | None = Field(default=None, description="Experiment ids; all when absent")
+    include_spans: bool = True
+
+
+class SearchResponse(BaseModel):
+    traces: list[dict[str, Any]]
+    next_page_token: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error_code: str
+    message: str
+    position: int | None = None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "tracestream_api_request_seconds",
+            "Time to answer a request",
+            ["route", "method", "status"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.errors = Counter(
+            "tracestream_api_errors_total",
+            "Requests answered with an error",
+            ["error_code"],
+            registry=self.registry,
+        )
+
+
+def _error(status: int, error_code: str, message: str, position: int | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error_code": error_code, "message": message, "position": position},
+        status_code=status,
+    )
+
+
+def create_app(settings: Settings | None = None, search: TraceSearch | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    search = search or TraceSearch(opensearch_client(settings), settings)
+    keys = [key.get_secret_value().encode() for key in settings.api.api_keys]
+    metrics = Metrics()
+    app = FastAPI(
+        title="tracestream search API",
+        version="1",
+        description="Search traces with MLflow's search_traces filter language.",
+        responses={
+            400: {"model": ErrorResponse},
+            401: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
+        },
+    )
+    app.state.search = search
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[API_KEY_HEADER, "Content-Type"],
+        )
+
+    @app.middleware("http")
+    async def authenticate_and_measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        route = request.url.path
+        if keys and route not in OPEN_PATHS:
+            given = request.headers.get(API_KEY_HEADER)
+            if given is None:
+                response: Response = _error(401, "UNAUTHENTICATED", f"missing {API_KEY_HEADER} header")
+            elif not any(hmac.compare_digest(given.encode(), key) for key in keys):
+                response = _error(403, "PERMISSION_DENIED", "invalid API key")
+            else:
+                response = await call_next(request)
+        else:
+            response = await call_next(request)
+        matched = request.scope.get("route")
+        label = getattr(matched, "path", "unmatched")
+        metrics.latency.labels(label, request.method, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    @app.exception_handler(SearchError)
+    async def search_error(request: Request, exc: SearchError) -> JSONResponse:
+        metrics.errors.labels(exc.error_code).inc()
+        return _error(exc.status, exc.error_code, exc.message, exc.position)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.errors.labels("INVALID_PARAMETER_VALUE").inc()
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        )
+        return _error(400, "INVALID_PARAMETER_VALUE", f"invalid request: {problems}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "ENDPOINT_NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
+        metrics.errors.labels(code).inc()
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error answering %s", request.url.path)
+        metrics.errors.labels("INTERNAL_ERROR").inc()
+        return _error(500, "INTERNAL_ERROR", "internal error")
+
+    def get_search() -> TraceSearch:
+        return app.state.search
+
+    SearchDep = Annotated[TraceSearch, Depends(get_search)]
+
+    @app.post("/api/v1/traces/search", response_model=SearchResponse)
+    def search_traces(body: SearchRequest, searcher: SearchDep) -> Response:
+        """Traces matching a filter, a page at a time; pass `next_page_token` back for the next page."""
+        page = searcher.search(
+            body.filter, body.order_by, body.max_results, body.page_token, body.locations, body.include_spans
+        )
+        content = orjson.dumps({"traces": page.traces, "next_page_token": page.next_page_token})
+        return Response(content, media_type="application/json")
+
+    @app.get("/api/v1/traces/export")
+    def export_traces(
+        searcher: SearchDep,
+        filter: str | None = None,
+        order_by: Annotated[list[str] | None, Query()] = None,
+        locations: Annotated[list[str] | None, Query()] = None,
+        include_spans: bool = True,
+    ) -> StreamingResponse:
+        """Every matching trace as NDJSON, streamed from one point-in-time view of the index."""
+        traces = searcher.export(filter, order_by, locations, include_spans)
+
+        def lines() -> Iterator[bytes]:
+            for trace in traces:
+                yield orjson.dumps(trace) + b"\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @app.get("/api/v1/traces/{trace_id}")
+    def get_trace(trace_id: str, searcher: SearchDep) -> Response:
+        """One trace with its spans and assessments."""
+        return Response(orjson.dumps(searcher.get(trace_id)), media_type="application/json")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Kafka and OpenSearch are reachable."""
+        reports = [kafka_health(settings, timeout_s=2.0), opensearch_health(settings, timeout_s=2.0)]
+        body = {r.server: ("ok" if r.healthy else r.error or "unhealthy") for r in reports}
+        return JSONResponse(body, status_code=200 if all(r.healthy for r in reports) else 503)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_level="info")

@@ -1,0 +1,250 @@
+"""Searching the traces index: filter and order_by strings in, pages of MLflow trace JSON out.
+
+The HTTP API, the CLI and tests all go through :class:`TraceSearch`; it is the only place that
+turns OpenSearch's answers and failures into the API's typed errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportError
+
+from indexer import F, IndexNames, get_trace
+from indexer.query import experiments_query, to_query, to_sort
+from search_api.dsl import FilterError, parse_filter, parse_order_by, with_default_order
+from tracestream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EXPORT_PAGE_SIZE = 500
+PIT_KEEP_ALIVE = "2m"
+
+
+class SearchError(Exception):
+    """A request the API answers with an error: the HTTP status, MLflow's error code, a message
+    meant for the caller (never OpenSearch's raw error) and, for filters, the position."""
+
+    def __init__(self, status: int, error_code: str, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.position = position
+
+
+def invalid(message: str, position: int | None = None) -> SearchError:
+    return SearchError(400, "INVALID_PARAMETER_VALUE", message, position)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    traces: list[dict[str, Any]]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class _Request:
+    query: dict[str, Any]
+    sort: list[dict[str, Any]]
+    fingerprint: str
+
+
+def _trace(source: dict[str, Any], include_spans: bool) -> dict[str, Any]:
+    stored = source[F.TRACE]
+    spans = [json.loads(s) for s in stored.get("spans_json", ())] if include_spans else []
+    return {"info": stored["info"], "data": {"spans": spans}}
+
+
+class TraceSearch:
+    def __init__(self, client: OpenSearch, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.names = IndexNames.from_settings(settings)
+        self._secret = settings.api.page_token_secret.get_secret_value().encode()
+
+    # ------------------------------------------------------------ request
+
+    def _request(
+        self, filter_string: str | None, order_by: list[str] | None, locations: list[str] | None
+    ) -> _Request:
+        limits = self.settings.api
+        if filter_string is not None and len(filter_string) > limits.max_filter_length:
+            raise invalid(
+                f"filter is too long ({len(filter_string)} characters; at most {limits.max_filter_length})"
+            )
+        try:
+            node = parse_filter(filter_string)
+            orders = with_default_order(parse_order_by(order_by))
+            query = to_query(node)
+            sort = to_sort(orders)
+        except FilterError as exc:
+            raise SearchError(400, exc.error_code, exc.message, exc.position) from exc
+        if locations is not None:
+            query = {"bool": {"filter": [query, experiments_query(locations)]}}
+        fingerprint = hashlib.sha256(
+            json.dumps([filter_string or "", order_by or [], locations], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        return _Request(query, sort, fingerprint)
+
+    # ------------------------------------------------------------ page tokens
+
+    def _sign(self, payload: bytes) -> str:
+        return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()[:32]
+
+    def _token(self, request: _Request, sort_values: list[Any]) -> str:
+        payload = json.dumps({"v": 1, "q": request.fingerprint, "after": sort_values}, separators=(",", ":"))
+        encoded = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+        return f"{encoded}.{self._sign(payload.encode())}"
+
+    def _search_after(self, request: _Request, token: str) -> list[Any]:
+        encoded, _, signature = token.partition(".")
+        try:
+            payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise invalid("Invalid page token, could not base64-decode") from exc
+        if not signature or not hmac.compare_digest(signature, self._sign(payload)):
+            raise invalid("Invalid page token: it was not issued by this service or was altered")
+        try:
+            decoded = json.loads(payload)
+            fingerprint, after = decoded["q"], decoded["after"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise invalid("Invalid page token, could not parse it") from exc
+        if (
+            fingerprint != request.fingerprint
+            or not isinstance(after, list)
+            or len(after) != len(request.sort)
+        ):
+            raise invalid(
+                "Invalid page token: it belongs to a search with another filter, order_by or locations"
+            )
+        return after
+
+    # ------------------------------------------------------------ OpenSearch
+
+    def _call(self, method: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return method(**kwargs)
+        except (OpenSearchConnectionError, ConnectionTimeout) as exc:
+            logger.warning("OpenSearch unreachable: %s", exc)
+            raise SearchError(
+                503, "TEMPORARILY_UNAVAILABLE", "the trace store is unavailable; retry later"
+            ) from exc
+        except NotFoundError as exc:
+            raise SearchError(404, "RESOURCE_DOES_NOT_EXIST", "no traces indexed yet") from exc
+        except TransportError as exc:
+            text = json.dumps(exc.info) if isinstance(exc.info, dict) else str(exc.info)
+            if exc.status_code == 400 and (
+                "too_complex_to_determinize" in text or "max_determinized_states" in text or "regex" in text
+            ):
+                raise invalid("The RLIKE pattern is too complex to evaluate; simplify it") from exc
+            if exc.status_code == 429 or (isinstance(exc.status_code, int) and exc.status_code >= 500):
+                logger.warning("OpenSearch failed: %s", exc)
+                raise SearchError(
+                    503, "TEMPORARILY_UNAVAILABLE", "the trace store is busy; retry later"
+                ) from exc
+            logger.error("search failed: %s %s", exc.status_code, text[:2000])
+            raise SearchError(500, "INTERNAL_ERROR", "the search failed") from exc
+
+    def search(
+        self,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+        locations: list[str] | None = None,
+        include_spans: bool = True,
+    ) -> SearchPage:
+        limit = self.settings.api.max_results_limit
+        if not 1 <= max_results <= limit:
+            raise invalid(
+                f"Invalid value {max_results} for parameter 'max_results' supplied. "
+                f"It must be a positive integer at most {limit}"
+            )
+        request = self._request(filter_string, order_by, locations)
+        body: dict[str, Any] = {
+            "query": request.query,
+            "sort": request.sort,
+            "size": max_results + 1,  # one more tells whether there is a next page
+            "track_total_hits": False,
+            "_source": [F.TRACE] if include_spans else [f"{F.TRACE}.info"],
+        }
+        if page_token:
+            body["search_after"] = self._search_after(request, page_token)
+        response = self._call(
+            self.client.search,
+            index=self.names.read_alias,
+            body=body,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+        hits = response["hits"]["hits"]
+        token = self._token(request, hits[max_results - 1]["sort"]) if len(hits) > max_results else None
+        return SearchPage([_trace(hit["_source"], include_spans) for hit in hits[:max_results]], token)
+
+    def get(self, trace_id: str) -> dict[str, Any]:
+        try:
+            trace = get_trace(self.client, self.settings, trace_id)
+        except (OpenSearchConnectionError, ConnectionTimeout) as exc:
+            raise SearchError(
+                503, "TEMPORARILY_UNAVAILABLE", "the trace store is unavailable; retry later"
+            ) from exc
+        if trace is None:
+            raise SearchError(404, "RESOURCE_DOES_NOT_EXIST", f"Trace with ID '{trace_id}' not found.")
+        return trace
+
+    def export(
+        self,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        locations: list[str] | None = None,
+        include_spans: bool = True,
+        page_size: int = EXPORT_PAGE_SIZE,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching trace, in order, from one point-in-time view of the index: a page in
+        memory at a time, however many traces match. Validates before yielding anything."""
+        request = self._request(filter_string, order_by, locations)
+        try:
+            pit = self._call(
+                self.client.create_pit, index=self.names.read_alias, params={"keep_alive": PIT_KEEP_ALIVE}
+            )
+        except SearchError as exc:
+            if exc.status == 404:  # nothing indexed yet
+                return iter(())
+            raise
+        return self._export_pages(request, pit["pit_id"], include_spans, page_size)
+
+    def _export_pages(
+        self, request: _Request, pit_id: str, include_spans: bool, page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        body: dict[str, Any] = {
+            "query": request.query,
+            "sort": request.sort,
+            "size": page_size,
+            "track_total_hits": False,
+            "_source": [F.TRACE] if include_spans else [f"{F.TRACE}.info"],
+            "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
+        }
+        try:
+            while True:
+                hits = self._call(self.client.search, body=body)["hits"]["hits"]
+                for hit in hits:
+                    yield _trace(hit["_source"], include_spans)
+                if len(hits) < page_size:
+                    return
+                body["search_after"] = hits[-1]["sort"]
+        finally:
+            try:
+                self.client.delete_pit(body={"pit_id": [pit_id]})
+            except TransportError as exc:  # it expires by itself
+                logger.info("could not delete point in time: %s", exc)
