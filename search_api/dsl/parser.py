@@ -604,10 +604,10 @@ def _parse_list(clause: _Clause) -> tuple[str, ...]:
     return values  # type: ignore[return-value]
 
 
-def _check_span(key: str, comparator: str, position: int) -> None:
+def _check_span(key: str, comparator: str, position: int, target: Token) -> None:
     if key.startswith("attributes."):
         if not key[len("attributes.") :]:
-            raise _fail("Span attribute name cannot be empty after 'attributes.'", position)
+            raise _fail("Span attribute name cannot be empty after 'attributes.'", target.start, target.text)
         allowed = SPAN_COMPARATORS
     elif key in SPAN_FIELDS:
         allowed = SPAN_COMPARATORS
@@ -619,7 +619,8 @@ def _check_span(key: str, comparator: str, position: int) -> None:
         raise _fail(
             f"Invalid span attribute '{key}'. Supported attributes: name, status, type, "
             "attributes.<attribute_name>.",
-            position,
+            target.start,
+            target.text,
         )
     if comparator not in allowed:
         raise _fail(
@@ -732,7 +733,8 @@ def _check_clause(clause: _Clause) -> None:
             clause.value = _parse_list(clause)
         else:
             raise _value_error("span", clause)
-        _check_span(key, clause.comparator, clause.op_pos)  # before upper-casing: the case quirk
+        # Checked before MLflow upper-cases comparators: the span case quirk.
+        _check_span(key, clause.comparator, clause.op_pos, clause.target)
     else:  # feedback, expectation
         _check_assessment_value(entity, clause)
         kind = clause.kind
@@ -808,7 +810,7 @@ def _resolve_field(clause: _Clause, comparator: str) -> Field:
             )
         return Attribute("run_id") if key == SOURCE_RUN_METADATA else Metadata(key)
     if entity == "span":
-        _check_span(key, comparator, position)
+        _check_span(key, comparator, position, clause.target)
         if not key.startswith("attributes."):
             return SpanField(key)  # type: ignore[arg-type]
         name = _trim_backticks(key[len("attributes.") :])
@@ -909,10 +911,7 @@ def _parse_order_by_clause(clause: str) -> OrderBy:
     could_not = FilterError(f"Invalid order_by clause '{clause}'. Could not be parsed.", token=clause)
     if not clause or clause != clause.strip():
         raise could_not
-    try:
-        tokens = tokenize(clause)[:-1]
-    except FilterError:
-        raise could_not from None
+    tokens = tokenize(clause)[:-1]
     first = tokens[0]
     if first.type not in IDENTIFIER_TOKENS or len(tokens) > 2:
         raise could_not

@@ -15,8 +15,6 @@ import re
 from enum import IntEnum, auto
 from typing import NamedTuple
 
-from search_api.dsl.errors import FilterError
-
 
 class TokenType(IntEnum):  # IntEnum: hashed in C, the parser does many set lookups
     IDENT = auto()
@@ -41,6 +39,7 @@ class TokenType(IntEnum):  # IntEnum: hashed in C, the parser does many set look
     COMMA = auto()
     SEMICOLON = auto()
     UNKNOWN = auto()
+    UNCLOSED = auto()  # a quote without its closing partner
     EOF = auto()
 
 
@@ -107,6 +106,7 @@ _GROUP_TYPES: dict[str, TokenType] = {
     "comma": TokenType.COMMA,
     "semicolon": TokenType.SEMICOLON,
     "unknown": TokenType.UNKNOWN,
+    "unclosed": TokenType.UNCLOSED,
 }
 
 INT_RE = re.compile(r"-?\d+")
@@ -126,9 +126,6 @@ def tokenize(text: str) -> list[Token]:
         if kind == "word":
             token_type = TokenType.IDENT if "." in value else KEYWORDS.get(value.upper(), TokenType.IDENT)
             append(Token(token_type, value, m.start()))
-        elif kind == "unclosed":
-            rest = text[m.start() :]
-            raise FilterError(f"Invalid clause(s) in filter string: '{rest}'", m.start(), rest)
         else:
             append(Token(_GROUP_TYPES[kind], value, m.start()))  # type: ignore[index]
     append(Token(TokenType.EOF, "", len(text)))
