@@ -67,6 +67,13 @@ class Metrics:
         )
 
 
+def _search_of(request: Request) -> TraceSearch:
+    return request.app.state.search
+
+
+SearchDep = Annotated[TraceSearch, Depends(_search_of)]
+
+
 def _error(status: int, error_code: str, message: str, position: int | None = None) -> JSONResponse:
     return JSONResponse(
         {"error_code": error_code, "message": message, "position": position},
@@ -143,11 +150,6 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         logger.exception("unexpected error answering %s", request.url.path)
         metrics.errors.labels("INTERNAL_ERROR").inc()
         return _error(500, "INTERNAL_ERROR", "internal error")
-
-    def get_search() -> TraceSearch:
-        return app.state.search
-
-    SearchDep = Annotated[TraceSearch, Depends(get_search)]
 
     @app.post("/api/v1/traces/search", response_model=SearchResponse)
     def search_traces(body: SearchRequest, searcher: SearchDep) -> Response:

@@ -1,0 +1,26 @@
+"""Fixtures of the search API's tests: a private index per test module, the real FastAPI app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from opensearchpy import OpenSearch
+
+from search_api.api import create_app
+from searching.support import drop, private_settings
+from tracestream.settings import Settings
+
+
+@pytest.fixture
+def api_settings(opensearch: OpenSearch) -> Iterator[Settings]:
+    settings = private_settings(Settings())
+    yield settings
+    drop(opensearch, settings)
+
+
+@pytest.fixture
+def api(api_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as client:
+        yield client

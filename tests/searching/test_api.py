@@ -1,0 +1,262 @@
+"""The search API over HTTP, against the real OpenSearch: search, paging, errors, auth, get."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from fastapi.testclient import TestClient
+from opensearchpy import OpenSearch
+from pydantic import SecretStr
+
+from search_api.api import create_app
+from searching.support import small_traces, write_traces
+from tracestream.settings import Settings
+
+START_MS = 1_763_800_000_000  # 2025-11-22
+
+
+def _ids(response_json: dict) -> list[str]:
+    return [trace["info"]["trace_id"] for trace in response_json["traces"]]
+
+
+def _all_pages(api: TestClient, body: dict, token: str | None = None) -> list[str]:
+    seen = []
+    while True:
+        response = api.post("/api/v1/traces/search", json={**body, "page_token": token})
+        assert response.status_code == 200, response.text
+        seen += _ids(response.json())
+        token = response.json()["next_page_token"]
+        if token is None:
+            return seen
+
+
+@pytest.fixture
+def twelve_traces(opensearch: OpenSearch, api_settings: Settings) -> list[dict]:
+    traces = small_traces(8, seed=1, start_ms=START_MS, error=False, tags={"env": "prod"})
+    traces += small_traces(4, seed=2, start_ms=START_MS + 500, error=True, tags={"env": "staging"})
+    write_traces(opensearch, api_settings, traces)
+    return traces
+
+
+def test_search_returns_matching_traces_newest_first(api: TestClient, twelve_traces: list[dict]) -> None:
+    response = api.post("/api/v1/traces/search", json={"filter": "attributes.status = 'ERROR'"})
+
+    assert response.status_code == 200
+    expected = sorted(
+        (t for t in twelve_traces if t["info"]["state"] == "ERROR"),
+        key=lambda t: (-t["info"]["request_time_ms"], t["trace_id"]),
+    )
+    assert _ids(response.json()) == [t["trace_id"] for t in expected]
+    assert response.json()["next_page_token"] is None
+
+
+def test_a_trace_comes_back_as_mlflow_trace_json_with_spans(
+    api: TestClient, twelve_traces: list[dict]
+) -> None:
+    newest = max(twelve_traces, key=lambda t: t["info"]["request_time_ms"])
+
+    trace = api.post("/api/v1/traces/search", json={"max_results": 1}).json()["traces"][0]
+
+    assert trace["info"]["trace_id"] == newest["trace_id"]
+    assert trace["info"]["tags"]["mlflow.traceName"] == "support_agent"
+    assert len(trace["data"]["spans"]) == len(newest["spans"])
+
+
+def test_without_spans_the_traces_carry_only_their_info(api: TestClient, twelve_traces: list[dict]) -> None:
+    response = api.post("/api/v1/traces/search", json={"include_spans": False})
+
+    assert {len(t["data"]["spans"]) for t in response.json()["traces"]} == {0}
+    assert len(response.json()["traces"]) == 12
+
+
+def test_pages_follow_each_other_without_gaps_or_repeats(api: TestClient, twelve_traces: list[dict]) -> None:
+    everything = _ids(api.post("/api/v1/traces/search", json={"max_results": 100}).json())
+
+    paged = _all_pages(api, {"max_results": 5})
+
+    assert paged == everything
+    assert len(set(paged)) == 12
+
+
+def test_paging_in_another_order_uses_that_order(api: TestClient, twelve_traces: list[dict]) -> None:
+    paged = _all_pages(api, {"max_results": 5, "order_by": ["tags.env ASC", "timestamp_ms ASC"]})
+
+    prod = sorted(
+        (t for t in twelve_traces if t["info"]["tags"]["env"] == "prod"),
+        key=lambda t: t["info"]["request_time_ms"],
+    )
+    staging = sorted(
+        (t for t in twelve_traces if t["info"]["tags"]["env"] == "staging"),
+        key=lambda t: t["info"]["request_time_ms"],
+    )
+    assert paged == [t["trace_id"] for t in prod + staging]
+
+
+def test_traces_inserted_between_pages_do_not_shift_the_pages(
+    api: TestClient, opensearch: OpenSearch, api_settings: Settings, twelve_traces: list[dict]
+) -> None:
+    first = api.post("/api/v1/traces/search", json={"max_results": 4}).json()
+    # Newer and older traces arrive while the caller is between pages; with offsets the
+    # newer ones would push already-seen traces onto the next page.
+    write_traces(opensearch, api_settings, small_traces(6, seed=3, start_ms=START_MS + 100_000))
+    write_traces(opensearch, api_settings, small_traces(3, seed=4, start_ms=START_MS - 100_000))
+
+    rest = _all_pages(api, {"max_results": 4}, token=first["next_page_token"])
+
+    seen = _ids(first) + rest
+    originals = {t["trace_id"] for t in twelve_traces}
+    assert [i for i in seen if i in originals] == [
+        t["trace_id"]
+        for t in sorted(twelve_traces, key=lambda t: (-t["info"]["request_time_ms"], t["trace_id"]))
+    ]
+    assert len(seen) == len(set(seen))
+
+
+def test_a_page_token_of_another_filter_is_refused(api: TestClient, twelve_traces: list[dict]) -> None:
+    token = api.post("/api/v1/traces/search", json={"max_results": 2}).json()["next_page_token"]
+
+    response = api.post(
+        "/api/v1/traces/search", json={"max_results": 2, "page_token": token, "filter": "tags.env = 'prod'"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "another filter" in response.json()["message"]
+
+
+def test_a_tampered_page_token_is_refused(api: TestClient, twelve_traces: list[dict]) -> None:
+    token = api.post("/api/v1/traces/search", json={"max_results": 2}).json()["next_page_token"]
+    encoded, signature = token.split(".")
+    payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).replace(
+        b'"after":[', b'"after":[9'
+    )
+    forged = base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + signature
+
+    for bad in (forged, "not-a-token", token[:-3]):
+        response = api.post("/api/v1/traces/search", json={"max_results": 2, "page_token": bad})
+        assert response.status_code == 400, bad
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_an_invalid_filter_gets_mlflows_message_and_the_position(
+    api: TestClient, twelve_traces: list[dict]
+) -> None:
+    response = api.post("/api/v1/traces/search", json={"filter": "tags.env = 'prod' AND status < 'OK'"})
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "Invalid comparator '<'" in body["message"]
+    assert body["position"] is not None and body["position"] >= len("tags.env = 'prod' AND ")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"max_results": 0}, "max_results"),
+        ({"max_results": 1001}, "max_results"),
+        ({"filter": "tags.env = '" + "x" * 10_001 + "'"}, "too long"),
+        ({"filter": "span.name RLIKE '(?<=a)b'"}, "not supported"),
+        ({"order_by": ["timestamp_ms DESCENDING"]}, "order_by"),
+        ({"max_results": "many"}, "max_results"),
+    ],
+)
+def test_bad_requests_get_a_400_with_a_reason(
+    api: TestClient, twelve_traces: list[dict], body: dict, fragment: str
+) -> None:
+    response = api.post("/api/v1/traces/search", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert fragment in response.json()["message"]
+
+
+def test_a_regex_too_complex_to_run_gets_a_400_not_opensearchs_error(
+    api: TestClient, twelve_traces: list[dict]
+) -> None:
+    response = api.post("/api/v1/traces/search", json={"filter": "tags.env RLIKE '[ab]*a[ab]{40}c'"})
+
+    assert response.status_code == 400
+    assert response.json()["message"] == "The RLIKE pattern is too complex to evaluate; simplify it"
+
+
+def test_get_returns_the_whole_trace_and_404_for_an_unknown_id(
+    api: TestClient, twelve_traces: list[dict]
+) -> None:
+    trace = twelve_traces[3]
+
+    found = api.get(f"/api/v1/traces/{trace['trace_id']}")
+    missing = api.get("/api/v1/traces/tr-00000000000000000000000000000000")
+
+    assert found.status_code == 200
+    assert [s["name"] for s in found.json()["data"]["spans"]] == [s["name"] for s in trace["spans"]]
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_searching_before_anything_is_indexed_finds_nothing(api: TestClient) -> None:
+    response = api.post("/api/v1/traces/search", json={})
+
+    assert response.status_code == 200
+    assert response.json() == {"traces": [], "next_page_token": None}
+
+
+def test_with_api_keys_every_endpoint_but_health_needs_one(
+    api_settings: Settings, twelve_traces: list[dict]
+) -> None:
+    settings = api_settings.model_copy(
+        update={
+            "api": api_settings.api.model_copy(
+                update={"api_keys": [SecretStr("k-ops-1"), SecretStr("k-ci-2")]}
+            )
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        without = client.post("/api/v1/traces/search", json={})
+        wrong = client.post("/api/v1/traces/search", json={}, headers={"X-API-Key": "guess"})
+        right = client.post("/api/v1/traces/search", json={}, headers={"X-API-Key": "k-ci-2"})
+        health = client.get("/healthz")
+
+    assert (without.status_code, without.json()["error_code"]) == (401, "UNAUTHENTICATED")
+    assert (wrong.status_code, wrong.json()["error_code"]) == (403, "PERMISSION_DENIED")
+    assert right.status_code == 200 and len(right.json()["traces"]) == 12
+    assert health.status_code == 200
+
+
+def test_opensearch_unreachable_is_a_503(api_settings: Settings) -> None:
+    settings = api_settings.model_copy(
+        update={
+            "opensearch": api_settings.opensearch.model_copy(
+                update={"url": "http://127.0.0.1:9", "timeout_s": 2}
+            )
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/v1/traces/search", json={"filter": "tags.env = 'prod'"})
+        ready = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert "127.0.0.1:9" not in response.text
+    assert ready.status_code == 503
+
+
+def test_metrics_count_requests_and_errors(api: TestClient, twelve_traces: list[dict]) -> None:
+    api.post("/api/v1/traces/search", json={})
+    api.post("/api/v1/traces/search", json={"filter": "nonsense ="})
+
+    text = api.get("/metrics").text
+
+    assert (
+        'tracestream_api_request_seconds_count{method="POST",route="/api/v1/traces/search",status="200"} 1.0'
+        in text
+    )
+    assert 'tracestream_api_errors_total{error_code="INVALID_PARAMETER_VALUE"} 1.0' in text
+
+
+def test_the_openapi_document_describes_the_search(api: TestClient) -> None:
+    schema = api.get("/openapi.json").json()
+
+    assert "/api/v1/traces/search" in schema["paths"]
+    assert "/api/v1/traces/export" in schema["paths"]
