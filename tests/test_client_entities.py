@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from schemas.ids import new_assessment_id
 from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
 from schemas.records import AssessmentLogged, CompletedTrace
 from schemas.samples import completed_trace
@@ -34,7 +35,7 @@ def trace_json(record: CompletedTrace) -> dict[str, Any]:
 
 def assessment(record: CompletedTrace, name: str, kind: str, value: Any, **fields: Any) -> AssessmentLogged:
     logged: dict[str, Any] = {
-        "assessment_id": f"a-{random.Random(name).getrandbits(128):032x}",
+        "assessment_id": new_assessment_id(),
         "trace_id": record["trace_id"],
         "name": name,
         "kind": kind,
