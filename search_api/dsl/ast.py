@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, TypeAlias
 
-from search_api.dsl.tokens import tokenize
+from search_api.dsl.tokens import BARE_PART, tokenize
 
 AttributeName: TypeAlias = Literal[
     "request_id",
@@ -154,8 +154,7 @@ def comparisons(node: Node | None) -> Iterator[Comparison]:
 
 # --- rendering: AST -> filter string that parses back to an equal AST ---------------------------
 
-_PLAIN_KEY = re.compile(r"[\w$#]+(?:\.[\w$#]+)*")
-_PLAIN_SPAN_KEY = re.compile(r"[^\W\d][\w$#]*(?:\.[\w$#]+)*")
+_PLAIN_KEY = re.compile(rf"{BARE_PART}(?:\.{BARE_PART})*")
 
 
 def _is_enclosed(text: str, quote: str) -> bool:
@@ -179,7 +178,7 @@ def _render_key(key: str) -> str:
 
 def _render_span_key(key: str) -> str:
     # Only backticks are stripped from span attribute names (MLflow's store does the same).
-    if _PLAIN_SPAN_KEY.fullmatch(key):
+    if _PLAIN_KEY.fullmatch(key):
         return key
     if "`" not in key:
         return f"`{key}`"

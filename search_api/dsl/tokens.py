@@ -67,11 +67,18 @@ KEYWORDS: dict[str, TokenType] = {
     "FALSE": TokenType.FALSE,
 }
 
-_WORD = r"[^\W\d][\w$#]*"
+_WORD = r"[^\W\d]\w*"
 _SQ = r"'(?:''|\\'|[^'])*'"
 _DQ = r'"(?:""|\\"|[^"])*"'
 _BT = r"`(?:``|[^`])*`"
-_PART = rf"(?:{_BT}|{_SQ}|{_DQ}|[\w$#]+)"
+# sqlparse ends an identifier before a part it reads as a number (`tags.0` is `tags` and `.0`; only
+# one digit then a letter survives) and before the keywords it matches ahead of names (`tags.in`),
+# so MLflow rejects those keys unquoted; so do we.
+_SQL_LETTER = r"(?i:[_A-ZÀ-Ü])"  # sqlparse's letter class, which its number patterns stop at
+BARE_PART = (
+    rf"(?!(?i:case|in|values|using|from|as)\b)(?!\d[eE]-?\d|0[xX][0-9a-fA-F])(?:[^\W\d]|\d{_SQL_LETTER})\w*"
+)
+_PART = rf"(?:{_BT}|{_SQ}|{_DQ}|{BARE_PART})"
 
 _TOKEN_RE = re.compile(
     "|".join(
@@ -79,7 +86,7 @@ _TOKEN_RE = re.compile(
             r"(?P<ws>\s+)",
             rf"(?P<word>{_WORD}(?:\.{_PART}?)*)",  # a dotted word is an identifier
             rf"(?P<string>{_SQ})",
-            r"(?P<number>-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?![^\W\d]))",
+            rf"(?P<number>-?\d+(?:\.\d+)?[eE]-?\d+|-?(?:\d+\.\d*|\.\d+|\d+)(?!{_SQL_LETTER}))",
             r"(?P<op>[<>=~!]+)",
             r"(?P<lparen>\()",
             r"(?P<rparen>\))",
