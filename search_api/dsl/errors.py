@@ -36,4 +36,4 @@ class FilterError(ValueError):
         return f"{self.message} (at position {self.position})"
 
     def __reduce__(self) -> tuple[type[FilterError], tuple[str, int | None, str | None, str]]:
-        return (type(self), (self.message, self.position, self.token, self.error_code))
+        return (FilterError, (self.message, self.position, self.token, self.error_code))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast as pyast
 import warnings
 from dataclasses import dataclass
-from enum import Enum, auto
+from enum import IntEnum, auto
 from functools import lru_cache
 
 from search_api.dsl.ast import (
@@ -213,7 +213,7 @@ class _InvalidClause(FilterError):
         self.at = at
 
 
-class _Kind(Enum):
+class _Kind(IntEnum):
     STRING = auto()  # '...' or "..."
     BARE = auto()  # an unquoted word or `...`: MLflow reads it as an unquoted string
     NUMBER = auto()
@@ -257,7 +257,7 @@ _Tree = _Clause | tuple[str, list["_Tree"]]
 
 
 class Parser:
-    """Parses one filter string. Use ``parse_filter``; the class is for subclassing tables."""
+    """Parses one filter string; ``parse_filter`` is the cached entry point."""
 
     COMPARISON_TOKENS = frozenset({T.OP}) | LIKE_OPERATORS
 
