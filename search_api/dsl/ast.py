@@ -186,8 +186,10 @@ def _render_span_key(key: str) -> str:
 
 
 def render_field(f: Field) -> str:
-    if isinstance(f, Attribute | TokenUsage):
-        return f.name if isinstance(f, Attribute) else f.key
+    if isinstance(f, Attribute):
+        return f.name
+    if isinstance(f, TokenUsage):
+        return f.key
     if isinstance(f, Tag):
         return f"tags.{_render_key(f.key)}"
     if isinstance(f, Metadata):
@@ -239,7 +241,7 @@ def render_value(value: Value) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_render_list_item(v) for v in value) + ")"
     if value is None:
-        return "NULL"
+        raise ValueError("only IS NULL and IS NOT NULL compare without a value")
     return _render_number(value)
 
 
