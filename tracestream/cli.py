@@ -22,6 +22,8 @@ alerts_app = typer.Typer(help="Alerts of traces that completed in ERROR.")
 app.add_typer(alerts_app, name="alerts")
 indexer_app = typer.Typer(help="The indexer: completed traces into OpenSearch.")
 app.add_typer(indexer_app, name="indexer")
+api_app = typer.Typer(help="The search API (HTTP).")
+app.add_typer(api_app, name="api")
 
 console = Console()
 
@@ -127,6 +129,14 @@ def indexer_get(trace_id: str) -> None:
         console.print(f"[red]trace {trace_id} not found[/red]")
         raise typer.Exit(1)
     typer.echo(json.dumps(trace, ensure_ascii=False, indent=2))
+
+
+@api_app.command("serve")
+def api_serve() -> None:
+    """Serve the search API on TRACESTREAM_API__HOST:TRACESTREAM_API__PORT (127.0.0.1:8080)."""
+    from search_api.api import serve
+
+    serve(get_settings())
 
 
 @alerts_app.command("tail")
