@@ -144,9 +144,14 @@ def mlflow_assessment_dict(assessment: AssessmentLogged) -> dict[str, Any]:
     if updated is None:
         updated = assessment["create_time_ms"]
     rendered["last_update_time"] = proto_timestamp(updated)
+    value = None if assessment["value_json"] is None else json.loads(assessment["value_json"])
     body: dict[str, Any] = {}
-    if assessment["value_json"] is not None:
-        body["value"] = json.loads(assessment["value_json"])
+    if assessment["kind"] == "EXPECTATION" and value is not None and not isinstance(value, int | float | str):
+        # MLflow keeps structured expectations as JSON text (ExpectationValue.to_proto).
+        body["serialized_value"] = {"serialization_format": "JSON_FORMAT", "value": json.dumps(value)}
+    else:
+        # Always present, null for an error-only feedback: Assessment.from_dictionary requires it.
+        body["value"] = value
     if assessment["error"] is not None:
         error = {"error_code": assessment["error"]["error_code"]}
         if assessment["error"]["error_message"] is not None:
