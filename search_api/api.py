@@ -25,6 +25,8 @@ from tracestream.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
+# How many traces an export will stream (known from its point in time before the first line).
+TOTAL_COUNT_HEADER = "X-Total-Count"
 # Paths anyone may call: probes and metrics scrapers carry no key.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -169,13 +171,26 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         include_spans: bool = True,
     ) -> StreamingResponse:
         """Every matching trace as NDJSON, streamed from one point-in-time view of the index."""
-        traces = searcher.export(filter, order_by, locations, include_spans)
+        export = searcher.export(filter, order_by, locations, include_spans)
 
         def lines() -> Iterator[bytes]:
-            for trace in traces:
-                yield orjson.dumps(trace) + b"\n"
+            try:
+                for trace in export.traces:
+                    yield orjson.dumps(trace) + b"\n"
+            except SearchError as exc:
+                # The 200 status is already sent: the failure can only be told in the stream, as
+                # a last line the client recognizes (it has error_code and no info).
+                logger.warning("export failed after it started: %s", exc.message)
+                yield (
+                    orjson.dumps(
+                        {"error_code": exc.error_code, "message": exc.message, "position": exc.position}
+                    )
+                    + b"\n"
+                )
 
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        return StreamingResponse(
+            lines(), media_type="application/x-ndjson", headers={TOTAL_COUNT_HEADER: str(export.total)}
+        )
 
     @app.get("/api/v1/traces/{trace_id}")
     def get_trace(trace_id: str, searcher: SearchDep) -> Response:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -21,11 +23,12 @@ from search_api.entities import Trace
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["PagedList", "TraceClient", "TraceSearchError", "get_trace", "search_traces"]
+__all__ = ["ExportStream", "PagedList", "TraceClient", "TraceSearchError", "get_trace", "search_traces"]
 
 T = TypeVar("T")
 
 API_PREFIX = "/api/v1/traces"
+TOTAL_COUNT_HEADER = "X-Total-Count"
 # mlflow.search_traces fetches this many traces per call when it pages through all results.
 SEARCH_TRACES_PAGE_SIZE = 100
 
@@ -71,6 +74,14 @@ class TraceSearchError(Exception):
     def __str__(self) -> str:
         where = f" (at position {self.position})" if self.position is not None else ""
         return f"{self.error_code}: {self.message}{where}"
+
+
+@dataclass(frozen=True)
+class ExportStream:
+    """An open export: how many traces it holds (None if the server did not say) and its lines."""
+
+    total: int | None
+    lines: Iterator[bytes]
 
 
 class PagedList(list[T]):
@@ -248,41 +259,70 @@ class TraceClient:
         stays flat however many match. The request is sent when iteration starts."""
         _validate_list("order_by", order_by)
         _validate_list("locations", locations)
+        return self._export_traces(filter_string, order_by, locations, include_spans)
+
+    def _export_traces(
+        self,
+        filter_string: str | None,
+        order_by: list[str] | None,
+        locations: list[str] | None,
+        include_spans: bool,
+    ) -> Iterator[Trace]:
+        with self.open_export(filter_string, order_by, locations, include_spans) as export:
+            for line in export.lines:
+                yield _parse_trace(json.loads(line))
+
+    @contextmanager
+    def open_export(
+        self,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        locations: list[str] | None = None,
+        include_spans: bool = True,
+    ) -> Iterator[ExportStream]:
+        """The export response, open: its total and its NDJSON lines as they arrive, unparsed (for
+        writing them to a file as they are). Failures reported inside the stream raise
+        ``TraceSearchError``."""
+        _validate_list("order_by", order_by)
+        _validate_list("locations", locations)
         params: list[tuple[str, str]] = []
         if filter_string is not None:
             params.append(("filter", filter_string))
         params += [("order_by", clause) for clause in order_by or []]
         params += [("locations", location) for location in locations or []]
         params.append(("include_spans", "true" if include_spans else "false"))
-        return self._export(params)
-
-    def _export(self, params: list[tuple[str, str]]) -> Iterator[Trace]:
         try:
             with self._http.stream("GET", f"{API_PREFIX}/export", params=params) as response:
                 if response.status_code >= 400:
+                    response.read()
                     raise _error_from_response(response)
-                for line in response.iter_lines():
-                    if not line.strip():
-                        continue
-                    try:
-                        data = json.loads(line)
-                    except ValueError as error:
-                        raise TraceSearchError(
-                            f"Malformed export line: {line[:200]!r}", INTERNAL_ERROR, response.status_code
-                        ) from error
-                    # The status line is sent before the first trace; a failure after it can only
-                    # be reported in the stream.
-                    if isinstance(data, dict) and "error_code" in data and "info" not in data:
-                        position = data.get("position")
-                        raise TraceSearchError(
-                            str(data.get("message")),
-                            data["error_code"],
-                            response.status_code,
-                            position if isinstance(position, int) else None,
-                        )
-                    yield _parse_trace(data)
+                total = response.headers.get(TOTAL_COUNT_HEADER)
+                yield ExportStream(int(total) if total and total.isdigit() else None, _export_lines(response))
         except httpx.TransportError as error:
             raise _unreachable(error, self.base_url) from error
+
+
+def _export_lines(response: httpx.Response) -> Iterator[bytes]:
+    for line in response.iter_lines():
+        if not line.strip():
+            continue
+        # The status line is sent before the first trace; a failure after it can only be
+        # reported in the stream, as a last line with an error code and no trace info.
+        if line.startswith('{"error_code"'):
+            try:
+                data = json.loads(line)
+            except ValueError as error:
+                raise TraceSearchError(
+                    f"Malformed export line: {line[:200]!r}", INTERNAL_ERROR, response.status_code
+                ) from error
+            position = data.get("position")
+            raise TraceSearchError(
+                str(data.get("message")),
+                data["error_code"],
+                response.status_code,
+                position if isinstance(position, int) else None,
+            )
+        yield line.encode()
 
 
 # ---------------------------------------------------------------- MLflow's module-level API

@@ -54,6 +54,17 @@ class SearchPage:
 
 
 @dataclass(frozen=True)
+class TraceExport:
+    """An export in progress: how many traces match, and the traces, streamed in order."""
+
+    total: int
+    traces: Iterator[dict[str, Any]]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.traces
+
+
+@dataclass(frozen=True)
 class _Request:
     query: dict[str, Any]
     sort: list[dict[str, Any]]
@@ -210,9 +221,10 @@ class TraceSearch:
         locations: list[str] | None = None,
         include_spans: bool = True,
         page_size: int = EXPORT_PAGE_SIZE,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> TraceExport:
         """Every matching trace, in order, from one point-in-time view of the index: a page in
-        memory at a time, however many traces match. Validates before yielding anything."""
+        memory at a time, however many traces match. The first page is fetched here, so that a
+        bad request fails before anything is streamed, and so that the total is known."""
         request = self._request(filter_string, order_by, locations)
         try:
             pit = self._call(
@@ -220,31 +232,49 @@ class TraceSearch:
             )
         except SearchError as exc:
             if exc.status == 404:  # nothing indexed yet
-                return iter(())
+                return TraceExport(0, iter(()))
             raise
-        return self._export_pages(request, pit["pit_id"], include_spans, page_size)
-
-    def _export_pages(
-        self, request: _Request, pit_id: str, include_spans: bool, page_size: int
-    ) -> Iterator[dict[str, Any]]:
+        pit_id = pit["pit_id"]
         body: dict[str, Any] = {
             "query": request.query,
             "sort": request.sort,
             "size": page_size,
-            "track_total_hits": False,
+            "track_total_hits": True,
             "_source": [F.TRACE] if include_spans else [f"{F.TRACE}.info"],
             "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
         }
         try:
+            first = self._call(self.client.search, body=body)["hits"]
+        except BaseException:
+            self._delete_pit(pit_id)
+            raise
+        # Counting once is enough: the point in time does not change.
+        body["track_total_hits"] = False
+        return TraceExport(
+            first["total"]["value"], self._export_pages(body, first["hits"], pit_id, include_spans, page_size)
+        )
+
+    def _export_pages(
+        self,
+        body: dict[str, Any],
+        hits: list[dict[str, Any]],
+        pit_id: str,
+        include_spans: bool,
+        page_size: int,
+    ) -> Iterator[dict[str, Any]]:
+        try:
             while True:
-                hits = self._call(self.client.search, body=body)["hits"]["hits"]
                 for hit in hits:
                     yield _trace(hit["_source"], include_spans)
                 if len(hits) < page_size:
                     return
                 body["search_after"] = hits[-1]["sort"]
+                hits = self._call(self.client.search, body=body)["hits"]["hits"]
         finally:
-            try:
-                self.client.delete_pit(body={"pit_id": [pit_id]})
-            except TransportError as exc:  # it expires by itself
-                logger.info("could not delete point in time: %s", exc)
+            self._delete_pit(pit_id)
+
+    def _delete_pit(self, pit_id: str) -> None:
+        try:
+            self.client.delete_pit(body={"pit_id": [pit_id]})
+        except TransportError as exc:  # it expires by itself
+            logger.info("could not delete point in time: %s", exc)

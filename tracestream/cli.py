@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from search_api.cli import traces_app
 from tracestream.admin import AdminError, TopicReport, ensure_topics
 from tracestream.health import ServerHealth, check_all
 from tracestream.settings import get_settings
@@ -24,6 +25,7 @@ indexer_app = typer.Typer(help="The indexer: completed traces into OpenSearch.")
 app.add_typer(indexer_app, name="indexer")
 api_app = typer.Typer(help="The search API (HTTP).")
 app.add_typer(api_app, name="api")
+app.add_typer(traces_app, name="traces")
 
 console = Console()
 

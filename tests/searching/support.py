@@ -3,10 +3,20 @@ indexer's own path is tested in tests/indexing) and an API client over the real 
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 from opensearchpy import OpenSearch, helpers
 
 from indexer import IndexNames, build_document, ensure_index_template
@@ -67,3 +77,55 @@ def small_traces(
         )
         for n in range(count)
     ]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ApiProcess:
+    base_url: str
+    pid: int
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_api(settings: Settings) -> Iterator[ApiProcess]:
+    """``tracestream api serve`` in its own process, on a free loopback port, over the private
+    index of ``settings``; stopped on exit."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": settings.opensearch.index_prefix,
+        "TRACESTREAM_API__HOST": "127.0.0.1",
+        "TRACESTREAM_API__PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracestream", "api", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"the API did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        yield ApiProcess(base, process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)

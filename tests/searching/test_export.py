@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,17 +14,11 @@ import pytest
 from opensearchpy import OpenSearch
 
 from schemas.samples import completed_trace
-from searching.support import write_traces
+from searching.support import running_api, write_traces
 from tracestream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = 50_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -40,35 +30,8 @@ def _peak_rss_mb(pid: int) -> float:
 
 @pytest.fixture
 def api_process(api_settings: Settings) -> Iterator[tuple[str, int]]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": api_settings.opensearch.index_prefix,
-        "TRACESTREAM_API__PORT": str(port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracestream", "api", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the API did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
-        yield base, process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
+    with running_api(api_settings) as api:
+        yield api.base_url, api.pid
 
 
 def test_exporting_fifty_thousand_traces_streams_each_once_in_bounded_memory(

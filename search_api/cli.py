@@ -1,0 +1,198 @@
+"""`tracestream traces …`: MLflow's `mlflow traces search|get` at the terminal, plus an export.
+
+The commands speak the HTTP API through :class:`TraceClient`, so they work from any machine that
+reaches the API, with the same errors a program would get.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from search_api.client import TraceClient, TraceSearchError
+from search_api.entities import Trace
+
+traces_app = typer.Typer(help="Search, read and export traces through the search API.")
+
+# Errors go to stderr so that `--output json` stays parseable.
+err_console = Console(stderr=True)
+
+URL_OPTION = typer.Option(
+    None, "--url", help="The search API's base URL (default: http://TRACESTREAM_API__HOST:PORT)."
+)
+API_KEY_OPTION = typer.Option(
+    None, "--api-key", envvar="TRACESTREAM_API_KEY", help="API key (default: the settings' first key)."
+)
+FILTER_OPTION = typer.Option(
+    None, "--filter-string", "--filter", help="MLflow filter, e.g. \"status = 'ERROR'\"."
+)
+ORDER_BY_OPTION = typer.Option(
+    None,
+    "--order-by",
+    help="Comma-separated order_by clauses, e.g. 'timestamp_ms DESC, trace_id'; repeatable.",
+)
+EXPERIMENT_OPTION = typer.Option(
+    None, "--experiment-id", "--location", help="Search only these experiments (repeatable; default: all)."
+)
+PREVIEW_CHARS = 60
+
+
+def _order_by(values: list[str] | None) -> list[str] | None:
+    """MLflow's CLI takes one comma-separated string; ours also accepts the option repeated."""
+    if not values:
+        return None
+    return [clause.strip() for value in values for clause in value.split(",") if clause.strip()]
+
+
+def _fail(error: TraceSearchError) -> typer.Exit:
+    where = f" (at character {error.position})" if error.position is not None else ""
+    err_console.print(f"[red]{escape(error.error_code)}[/red]: {escape(error.message)}{where}")
+    return typer.Exit(1)
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _preview(text: str | None) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+
+
+def traces_table(traces: list[Trace]) -> Table:
+    """The columns `mlflow traces search` shows, with times and durations made readable."""
+    table = Table()
+    for column in ("trace_id", "request_time (UTC)", "state", "duration_ms", "request", "response"):
+        table.add_column(column, overflow="fold" if column == "trace_id" else "ellipsis")
+    for trace in traces:
+        info = trace.info
+        state = info.state.value
+        table.add_row(
+            info.trace_id,
+            _time(info.request_time),
+            f"[red]{state}[/red]" if state == "ERROR" else state,
+            "" if info.execution_duration is None else str(info.execution_duration),
+            escape(_preview(info.request_preview)),
+            escape(_preview(info.response_preview)),
+        )
+    return table
+
+
+@traces_app.command("search")
+def search(
+    filter_string: str | None = FILTER_OPTION,
+    order_by: list[str] | None = ORDER_BY_OPTION,
+    max_results: int = typer.Option(100, "--max-results", min=1, help="Traces in this page (at most 1,000)."),
+    page_token: str | None = typer.Option(None, "--page-token", help="The next page's token."),
+    experiment_ids: list[str] | None = EXPERIMENT_OPTION,
+    include_spans: bool = typer.Option(True, "--include-spans/--no-include-spans", help="Return span data."),
+    output: str = typer.Option("table", "--output", help="table or json."),
+    url: str | None = URL_OPTION,
+    api_key: str | None = API_KEY_OPTION,
+) -> None:
+    """One page of traces matching the filter. In table output the next page's token is printed
+    after the table; in JSON output it is the `next_page_token` field."""
+    if output not in ("table", "json"):
+        raise typer.BadParameter("must be 'table' or 'json'", param_hint="--output")
+    try:
+        with TraceClient(url, api_key) as client:
+            page = client.search_traces(
+                filter_string=filter_string,
+                max_results=max_results,
+                order_by=_order_by(order_by),
+                page_token=page_token,
+                locations=experiment_ids or None,
+                include_spans=include_spans,
+            )
+    except TraceSearchError as error:
+        raise _fail(error) from error
+    if output == "json":
+        payload: dict[str, Any] = {"traces": [t.to_dict() for t in page], "next_page_token": page.token}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    console = Console()
+    console.print(traces_table(page))
+    console.print(f"{len(page)} traces")
+    if page.token:
+        console.print(f"Next page token: {page.token}", soft_wrap=True)
+
+
+@traces_app.command("get")
+def get(
+    trace_id: str = typer.Option(..., "--trace-id", help="The trace's id (tr-…)."),
+    url: str | None = URL_OPTION,
+    api_key: str | None = API_KEY_OPTION,
+) -> None:
+    """Print one trace, with its spans and assessments, as MLflow's trace JSON; exit 1 if unknown."""
+    try:
+        with TraceClient(url, api_key) as client:
+            trace = client.get_trace(trace_id)
+    except TraceSearchError as error:
+        raise _fail(error) from error
+    if trace is None:
+        err_console.print(f"[red]RESOURCE_DOES_NOT_EXIST[/red]: Trace with ID {escape(trace_id)} not found.")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(trace.to_dict(), ensure_ascii=False, indent=2))
+
+
+def _open_output(path: str) -> AbstractContextManager[BinaryIO]:
+    if path == "-":
+        return nullcontext(typer.get_binary_stream("stdout"))
+    return Path(path).open("wb")
+
+
+@traces_app.command("export")
+def export(
+    output_path: str = typer.Option(..., "--output", "-o", help="NDJSON file to write ('-': stdout)."),
+    filter_string: str | None = FILTER_OPTION,
+    order_by: list[str] | None = ORDER_BY_OPTION,
+    experiment_ids: list[str] | None = EXPERIMENT_OPTION,
+    include_spans: bool = typer.Option(True, "--include-spans/--no-include-spans", help="Export span data."),
+    url: str | None = URL_OPTION,
+    api_key: str | None = API_KEY_OPTION,
+) -> None:
+    """Every matching trace, one MLflow trace JSON per line, from one consistent view of the index.
+    Lines are written as they arrive: memory stays flat however many traces match. A failed export
+    exits 1 and leaves the lines written so far, followed by nothing else."""
+    to_stdout = output_path == "-"
+    written = 0
+    try:
+        with (
+            TraceClient(url, api_key) as client,
+            client.open_export(
+                filter_string, _order_by(order_by), experiment_ids or None, include_spans
+            ) as export_stream,
+            _open_output(output_path) as out,
+            Progress(
+                TextColumn("exporting"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                disable=to_stdout,
+            ) as progress,
+        ):
+            task = progress.add_task("export", total=export_stream.total)
+            for line in export_stream.lines:
+                out.write(line)
+                out.write(b"\n")
+                written += 1
+                if written % 100 == 0:
+                    progress.update(task, completed=written)
+            progress.update(task, completed=written)
+    except TraceSearchError as error:
+        err_console.print(f"{written} traces written before the failure")
+        raise _fail(error) from error
+    if not to_stdout:
+        err_console.print(f"{written} traces written to {output_path}")
