@@ -9,7 +9,13 @@ from typing import Any
 
 import orjson
 
-from indexer.mapping import ENTRY_SEPARATOR, MAX_ATTRIBUTE_ENTRY_BYTES, MAX_TERM_BYTES, IndexNames
+from indexer.mapping import (
+    ENTRY_SEPARATOR,
+    MAX_ATTRIBUTE_ENTRY_BYTES,
+    MAX_TERM_BYTES,
+    IndexNames,
+    trace_order,
+)
 from schemas import TraceMetadataKey, TraceTagKey
 from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
 from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
@@ -167,8 +173,11 @@ def build_document(trace: CompletedTrace, names: IndexNames, max_content_bytes: 
     if trace["assessments"]:
         info_dict["assessments"] = [mlflow_assessment_dict(a) for a in trace["assessments"]]
     duration = info["execution_duration_ms"]
+    order_high, order_low = trace_order(trace["trace_id"])
     document = {
         "trace_id": trace["trace_id"],
+        "trace_order_high": order_high,
+        "trace_order_low": order_low,
         "revision": trace["revision"],
         "experiment_id": info["location"]["experiment_id"],
         "location_type": info["location"]["type"],

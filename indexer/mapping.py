@@ -35,6 +35,11 @@ class F:
     """Field paths of a trace document."""
 
     TRACE_ID = "trace_id"
+    # The trace id's 128 bits as two signed longs, in the id's order: the tie-breaker of every
+    # sort. Sorting on the high-cardinality trace_id keyword itself cost ~7 ms a query at 20,000
+    # traces (a terms-dictionary lookup per competitive hit); longs cost nothing measurable.
+    TRACE_ORDER_HIGH = "trace_order_high"
+    TRACE_ORDER_LOW = "trace_order_low"
     REVISION = "revision"
     EXPERIMENT_ID = "experiment_id"
     LOCATION_TYPE = "location_type"
@@ -104,6 +109,7 @@ _KEYWORD_CI: dict[str, Any] = {
 # without it); ILIKE uses the query's case_insensitive flag, which folds ASCII letters.
 _WILDCARD: dict[str, Any] = {"type": "wildcard", "doc_values": True}
 _LONG: dict[str, Any] = {"type": "long"}
+_SORT_ONLY_LONG: dict[str, Any] = {"type": "long", "index": False}
 _STORED_ONLY: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
 _ENTRIES: dict[str, Any] = {
     "type": "nested",
@@ -116,6 +122,8 @@ MAPPINGS: dict[str, Any] = {
     "_source": {"excludes": [F.SPAN_CONTENT, F.SPAN_ATTRIBUTES]},
     "properties": {
         F.TRACE_ID: _KEYWORD,
+        F.TRACE_ORDER_HIGH: _SORT_ONLY_LONG,
+        F.TRACE_ORDER_LOW: _SORT_ONLY_LONG,
         F.REVISION: _LONG,
         F.EXPERIMENT_ID: _KEYWORD,
         F.LOCATION_TYPE: _KEYWORD,
@@ -228,3 +236,19 @@ def index_template(settings: Settings) -> dict[str, Any]:
         },
         "_meta": {"mapping_version": MAPPING_VERSION, "owner": "tracestream-indexer"},
     }
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_SIGN = 1 << 63
+# Ids not of MLflow's form sort after every MLflow id with the same timestamp.
+_UNORDERED = (_SIGN - 1, _SIGN - 1)
+
+
+def trace_order(trace_id: str) -> tuple[int, int]:
+    """The values of ``F.TRACE_ORDER_HIGH``/``LOW`` for ``trace_id``: for MLflow's ids (``tr-`` and
+    32 lowercase hex digits) numeric order equals the ids' string order; each half is shifted by
+    2^63 to fit a signed long without changing its order."""
+    digits = trace_id[3:]
+    if len(trace_id) != 35 or not trace_id.startswith("tr-") or not _HEX_DIGITS.issuperset(digits):
+        return _UNORDERED
+    return int(digits[:16], 16) - _SIGN, int(digits[16:], 16) - _SIGN

@@ -452,34 +452,42 @@ _SORT_FIELDS = {
     "execution_time_ms": F.EXECUTION_TIME_MS,
     "end_time_ms": F.END_TIME_MS,
     "status": F.STATE,
-    "request_id": F.TRACE_ID,
     "name": F.NAME,
     "run_id": F.RUN_ID,
     "experiment_id": F.EXPERIMENT_ID,
 }
 
 
-def _sort_clause(order: OrderBy) -> Query:
+def _sort_clauses(order: OrderBy) -> list[Query]:
     direction = "asc" if order.ascending else "desc"
     field = order.field
     # NULLs last in both directions, as MLflow orders them.
     if isinstance(field, Attribute):
-        return {_SORT_FIELDS[field.name]: {"order": direction, "missing": "_last"}}
+        if field.name == "request_id":
+            # Indices made before these fields existed sort their traces as if the field were
+            # missing (unmapped_type), instead of failing the search.
+            return [
+                {key: {"order": direction, "missing": "_last", "unmapped_type": "long"}}
+                for key in (F.TRACE_ORDER_HIGH, F.TRACE_ORDER_LOW)
+            ]
+        return [{_SORT_FIELDS[field.name]: {"order": direction, "missing": "_last"}}]
     if isinstance(field, TokenUsage):
-        return {_TOKEN_FIELDS[field.key]: {"order": direction, "missing": "_last"}}
+        return [{_TOKEN_FIELDS[field.key]: {"order": direction, "missing": "_last"}}]
     if isinstance(field, Tag | Metadata):
         path = F.TAGS if isinstance(field, Tag) else F.METADATA
-        return {
-            f"{path}.{F.ENTRY_VALUE}": {
-                "order": direction,
-                "missing": "_last",
-                "mode": "min",
-                "nested": {"path": path, "filter": _term(f"{path}.{F.ENTRY_KEY}", field.key)},
+        return [
+            {
+                f"{path}.{F.ENTRY_VALUE}": {
+                    "order": direction,
+                    "missing": "_last",
+                    "mode": "min",
+                    "nested": {"path": path, "filter": _term(f"{path}.{F.ENTRY_KEY}", field.key)},
+                }
             }
-        }
+        ]
     raise FilterError(f"Cannot order by {field!r}")
 
 
 def to_sort(order_by: list[OrderBy]) -> list[Query]:
     """Sort clauses for already-completed order_by clauses (see ``search_api.dsl.with_default_order``)."""
-    return [_sort_clause(order) for order in order_by]
+    return [clause for order in order_by for clause in _sort_clauses(order)]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from indexer import IndexNames, build_document
 from indexer.document import CHUNK_OVERLAP_BYTES, chunks, trace_from_source
-from indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES
+from indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES, trace_order
 from schemas.samples import completed_trace
 
 NAMES = IndexNames("tracestream")
@@ -148,3 +148,17 @@ def test_any_short_passage_of_a_long_text_is_whole_in_some_chunk(unit: str, repe
     assert all(len(p.encode()) <= MAX_TERM_BYTES for p in pieces)
     window = text[len(text) // 2 : len(text) // 2 + 200]
     assert any(window in p for p in pieces)
+
+
+_MLFLOW_IDS = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32).map(lambda h: "tr-" + h)
+
+
+@given(_MLFLOW_IDS, _MLFLOW_IDS)
+def test_the_trace_order_fields_sort_mlflow_ids_as_strings_sort(first: str, second: str) -> None:
+    assert (trace_order(first) < trace_order(second)) == (first < second)
+    assert all(-(2**63) <= half < 2**63 for half in trace_order(first) + trace_order(second))
+
+
+def test_ids_of_another_form_sort_after_mlflow_ids() -> None:
+    assert trace_order("tr-" + "fe" * 16) < trace_order("my-own-trace-id")
+    assert trace_order("tr-" + "A" * 32) == trace_order("my-own-trace-id")
