@@ -3,6 +3,8 @@ index (mapping, names) and the reads the search API makes on it."""
 
 from indexer.document import TraceDocument as TraceDocument
 from indexer.document import build_document as build_document
+from indexer.document import hit_fetch as hit_fetch
+from indexer.document import trace_from_hit as trace_from_hit
 from indexer.mapping import MAPPING_VERSION as MAPPING_VERSION
 from indexer.mapping import F as F
 from indexer.mapping import IndexNames as IndexNames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from indexer.mapping import (
     ENTRY_SEPARATOR,
     MAX_ATTRIBUTE_ENTRY_BYTES,
     MAX_TERM_BYTES,
+    F,
     IndexNames,
     trace_order,
 )
@@ -178,6 +180,7 @@ def build_document(trace: CompletedTrace, names: IndexNames, max_content_bytes: 
         "trace_id": trace["trace_id"],
         "trace_order_high": order_high,
         "trace_order_low": order_low,
+        "info_json": base64.b64encode(orjson.dumps(info_dict)).decode(),
         "revision": trace["revision"],
         "experiment_id": info["location"]["experiment_id"],
         "location_type": info["location"]["type"],
@@ -217,4 +220,22 @@ def build_document(trace: CompletedTrace, names: IndexNames, max_content_bytes: 
 def trace_from_source(source: dict[str, Any]) -> dict[str, Any]:
     """The stored trace as MLflow's ``Trace.to_dict()``: ``{"info": ..., "data": {"spans": [...]}}``."""
     stored = source["trace"]
-    return {"info": stored["info"], "data": {"spans": [json.loads(s) for s in stored["spans_json"]]}}
+    return {"info": stored["info"], "data": {"spans": [orjson.loads(s) for s in stored["spans_json"]]}}
+
+
+def hit_fetch(include_spans: bool) -> dict[str, Any]:
+    """What a search request asks OpenSearch to return per hit, for :func:`trace_from_hit`."""
+    if include_spans:
+        return {"_source": [F.TRACE]}
+    return {"_source": False, "stored_fields": "_none_", "docvalue_fields": [F.INFO_JSON]}
+
+
+def trace_from_hit(hit: dict[str, Any], include_spans: bool) -> dict[str, Any]:
+    """A search hit fetched with :func:`hit_fetch` as MLflow's ``Trace.to_dict()`` (``spans``
+    empty when they were not asked for)."""
+    if include_spans:
+        return trace_from_source(hit["_source"])
+    encoded: str = hit["fields"][F.INFO_JSON][0]
+    # OpenSearch returns binary doc values in base64 without its padding.
+    info = orjson.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
+    return {"info": info, "data": {"spans": []}}

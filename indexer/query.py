@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -66,53 +67,148 @@ def escape_wildcard(text: str) -> str:
     return re.sub(r"([*?\\])", r"\\\1", text)
 
 
-# Python regex constructs Lucene's RegExp has no equivalent for; refused with a clear message
-# rather than silently meaning something else.
-_UNSUPPORTED_REGEX = (
-    (re.compile(r"\(\?"), "groups with (?...) (lookarounds, flags, named or non-capturing groups)"),
-    (re.compile(r"\\[1-9]"), "backreferences"),
-    (re.compile(r"\\[bBAZ]"), "word boundaries and \\A / \\Z anchors"),
-    (re.compile(r"[*+?}]\?"), "lazy quantifiers"),
-)
-_LUCENE_LITERAL = re.compile(r'([@&~<>#"])')
+# Python's escapes of control characters; Lucene reads \t, \n, ... as unknown classes.
+_CHARACTER_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f", "v": "\v", "a": "\a"}
+_HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
+# Shorthand classes both dialects have (Lucene's are ASCII-only, Python's Unicode-aware).
+_SHARED_CLASSES = frozenset("dDsSwW")
+# Characters that mean something in Lucene's syntax (under any flags): escaped wherever Python
+# means them literally.
+_LUCENE_SPECIAL = frozenset('.?+*|{}[]()"\\#@&<>~^$-')
+_BRACES = re.compile(r"\{(\d*)(,?)(\d*)\}")
+# Python's "." (no DOTALL) does not match a newline; Lucene's matches anything.
+_ANY_BUT_NEWLINE = "[^\n]"
+_ANCHORS = "^ and $ are supported at the start and end of the pattern or of its top-level alternatives only"
 
 
-def _split_top_level(pattern: str) -> list[str]:
-    """``pattern`` split at the ``|`` that are outside groups and classes."""
-    branches, depth, in_class, escaped, start = [], 0, False, False, 0
-    for index, char in enumerate(pattern):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            branches.append(pattern[start:index])
-            start = index + 1
-    branches.append(pattern[start:])
-    return branches
+def _lucene_literal(char: str) -> str:
+    return "\\" + char if char in _LUCENE_SPECIAL else char
 
 
-def _ends_with_anchor(branch: str) -> bool:
-    if not branch.endswith("$"):
-        return False
-    backslashes = len(branch[:-1]) - len(branch[:-1].rstrip("\\"))
-    return backslashes % 2 == 0
+class _RegexTranslation:
+    """A Python regex (as MLflow's SQLite store runs it) rewritten in Lucene's RegExp syntax,
+    character by character, so that each construct keeps Python's meaning or is refused."""
+
+    def __init__(self, pattern: str, position: int) -> None:
+        self.pattern = pattern
+        self.position = position
+
+    def fail(self, what: str) -> FilterError:
+        reason = what if what is _ANCHORS else f"{what} are not supported"
+        return FilterError(f"RLIKE pattern {self.pattern!r}: {reason}", self.position, self.pattern)
+
+    def escape(self, i: int, in_class: bool) -> tuple[str, int]:
+        """The escape sequence at ``i`` (a backslash) in Lucene's syntax, and where it ends."""
+        char = self.pattern[i + 1]
+        if char in _CHARACTER_ESCAPES:
+            return _CHARACTER_ESCAPES[char], i + 2
+        if char in _HEX_ESCAPES:
+            end = i + 2 + _HEX_ESCAPES[char]
+            return _lucene_literal(chr(int(self.pattern[i + 2 : end], 16))), end
+        if char in _SHARED_CLASSES:
+            return "\\" + char, i + 2
+        if char.isdigit():
+            raise self.fail("backreferences and octal escapes")
+        if char in "bBAZ":
+            raise self.fail("word boundaries and \\A / \\Z anchors")
+        if char.isalpha():  # \N{...}; any other letter is already an error in Python
+            raise self.fail(f"\\{char} escapes")
+        return _lucene_literal(char), i + 2  # an escaped punctuation character means itself
+
+    def character_class(self, i: int) -> tuple[str, int]:
+        """The class ``[...]`` starting at ``i``, and where it ends."""
+        pattern = self.pattern
+        out = ["["]
+        j = i + 1
+        if pattern[j] == "^":
+            out.append("^")
+            j += 1
+        first = True
+        while pattern[j] != "]" or first:
+            char = pattern[j]
+            if char == "\\":
+                piece, j = self.escape(j, in_class=True)
+                out.append(piece)
+            elif char == "-" and not first and pattern[j + 1] != "]":
+                out.append("-")
+                j += 1
+            else:
+                out.append(_lucene_literal(char))
+                j += 1
+            first = False
+        out.append("]")
+        return "".join(out), j + 1
+
+    def quantifier_end(self, i: int) -> int:
+        # Python 3.11 has lazy (*?) and possessive (*+) quantifiers; Lucene has neither.
+        if i < len(self.pattern) and self.pattern[i] in "?+":
+            raise self.fail("lazy and possessive quantifiers")
+        return i
+
+    def branches(self) -> list[tuple[bool, str, bool]]:
+        """The top-level alternatives: (anchored at the start, Lucene body, anchored at the end)."""
+        pattern = self.pattern
+        branches: list[tuple[bool, str, bool]] = []
+        out: list[str] = []
+        head = tail = False
+        depth = i = 0
+        while i < len(pattern):
+            char = pattern[i]
+            if tail and not (char == "|" and depth == 0):
+                raise self.fail(_ANCHORS)
+            if char == "\\":
+                piece, i = self.escape(i, in_class=False)
+                out.append(piece)
+            elif char == "[":
+                piece, i = self.character_class(i)
+                out.append(piece)
+            elif char == "(":
+                if pattern.startswith("(?", i):
+                    raise self.fail("groups with (?...) (lookarounds, flags, named or non-capturing groups)")
+                depth += 1
+                out.append("(")
+                i += 1
+            elif char == ")":
+                depth -= 1
+                out.append(")")
+                i += 1
+            elif char == "|":
+                if depth:
+                    out.append("|")
+                else:
+                    branches.append((head, "".join(out), tail))
+                    out, head, tail = [], False, False
+                i += 1
+            elif char == "^":
+                if depth or out or head:
+                    raise self.fail(_ANCHORS)
+                head = True
+                i += 1
+            elif char == "$":
+                if depth:
+                    raise self.fail(_ANCHORS)
+                tail = True
+                i += 1
+            elif char == ".":
+                out.append(_ANY_BUT_NEWLINE)
+                i += 1
+            elif char in "*+?":
+                out.append(char)
+                i = self.quantifier_end(i + 1)
+            elif char == "{" and (braces := _BRACES.match(pattern, i)) and (braces[1] or braces[2]):
+                low, comma, high = braces.groups()
+                out.append("{" + (low or "0") + comma + high + "}")
+                i = self.quantifier_end(braces.end())
+            else:
+                out.append(_lucene_literal(char))
+                i += 1
+        branches.append((head, "".join(out), tail))
+        return branches
 
 
 def rlike_to_regexp(pattern: str, position: int = 0) -> str:
     """MLflow's RLIKE (Python ``re.search``: unanchored unless ``^``/``$``) as a Lucene regexp,
     which always matches the whole term."""
-    for check, what in _UNSUPPORTED_REGEX:
-        if check.search(pattern):
-            raise FilterError(f"RLIKE pattern {pattern!r}: {what} are not supported", position, pattern)
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -120,20 +216,9 @@ def rlike_to_regexp(pattern: str, position: int = 0) -> str:
             f"RLIKE pattern {pattern!r} is not a valid regular expression: {exc}", position
         ) from exc
     parts = []
-    for branch in _split_top_level(pattern):
-        head = "" if branch.startswith("^") else ".*"
-        tail = "" if _ends_with_anchor(branch) else ".*"
-        core = branch[1 if head == "" else 0 : len(branch) - (1 if tail == "" else 0)]
-        if re.search(r"(?<!\\)(?:\\\\)*[\^$]", core.replace("[^", "[")):
-            raise FilterError(
-                f"RLIKE pattern {pattern!r}: ^ and $ are supported at the start and end of the pattern "
-                "or of its top-level alternatives only",
-                position,
-                pattern,
-            )
-        # Lucene operators that Python treats as plain characters (flags=ALL would give them
-        # meaning; escaping keeps Python's).
-        parts.append(head + "(" + _LUCENE_LITERAL.sub(r"\\\1", core) + ")" + tail)
+    for head, body, tail in _RegexTranslation(pattern, position).branches():
+        # Python's $ also matches before a newline that ends the text.
+        parts.append(("" if head else ".*") + "(" + body + ")" + ("\n?" if tail else ".*"))
     regexp = parts[0] if len(parts) == 1 else "|".join(f"({p})" for p in parts)
     if len(regexp) > MAX_REGEX_LENGTH:
         raise FilterError(
@@ -228,12 +313,31 @@ def _numeric(value: Any, position: int) -> int | float:
 _RANGE_OPS = {Op.LT: "lt", Op.LE: "lte", Op.GT: "gt", Op.GE: "gte"}
 
 
+# The values a numeric field can hold: OpenSearch refuses (400) a query value outside them, a
+# comparison with such a value is decided without asking it.
+_LONG_RANGE = (-(2**63), 2**63 - 1)
+_DOUBLE_RANGE = (-sys.float_info.max, sys.float_info.max)
+
+
+def _out_of_range(field: str, op: Op, number: int | float) -> Query | None:
+    low, high = _DOUBLE_RANGE if field == F.ASSESSMENT_NUMERIC_VALUE else _LONG_RANGE
+    if low <= number <= high:
+        return None
+    above = number > high
+    if op is Op.NE or (op in (Op.LT, Op.LE) and above) or (op in (Op.GT, Op.GE) and not above):
+        return _exists(field)  # every value there is on this side of the number
+    return _MATCH_NONE
+
+
 def _numeric_op(field: str, op: Op, value: Any, position: int) -> Query:
     if op is Op.IS_NULL:
         return _must_not(_exists(field))
     if op is Op.IS_NOT_NULL:
         return _exists(field)
     number = _numeric(value, position)
+    decided = _out_of_range(field, op, number)
+    if decided is not None:
+        return decided
     if op is Op.EQ:
         return _term(field, number)
     if op is Op.NE:
@@ -357,8 +461,12 @@ def _span_attribute(c: Comparison, key: str) -> Query:
         return _wildcard(field, escape_wildcard(prefix) + like_to_wildcard(c.value), c.op is Op.ILIKE)
     if c.op is Op.RLIKE:
         regexp = rlike_to_regexp(c.value, c.position)
-        literal_key = re.sub(r'([.?+*|{}\[\]()"\\#@&<>~^$])', r"\\\1", key) + ENTRY_SEPARATOR
-        return _regexp(field, literal_key + "(" + regexp + ")")
+        literal_key = "".join(_lucene_literal(char) for char in key) + ENTRY_SEPARATOR
+        # OpenSearch 2.x wildcard fields find nothing for a regexp whose language is one string
+        # written with groups, classes or escapes (it looks the pattern's text up as that string).
+        # A second alternative no entry can equal (a bare separator: attribute keys are never
+        # empty) keeps the language larger than one string.
+        return _regexp(field, f"{literal_key}({regexp})|{ENTRY_SEPARATOR}")
     if c.op is Op.IS_NOT_NULL:
         return has_key
     raise _unsupported(c.op, f"span.attributes.{key}", c.position)
@@ -380,7 +488,9 @@ def _assessment(c: Comparison, kind: str, name: str) -> Query:
     if c.op in _RANGE_OPS:
         condition = _numeric_op(F.ASSESSMENT_NUMERIC_VALUE, c.op, c.value, c.position)
     elif c.op in (Op.EQ, Op.NE):
-        spellings = sorted({c.value, json.dumps(c.value)})
+        # MLflow stores json.dumps(value) (non-ASCII escaped) and compares with the literal and its
+        # json.dumps; values logged by our SDK keep non-ASCII text as is, so that spelling too.
+        spellings = sorted({c.value, json.dumps(c.value), json.dumps(c.value, ensure_ascii=False)})
         condition = {"terms": {value_field: spellings}}
         if c.op is Op.NE:
             return _nested(F.ASSESSMENTS, {"bool": {"filter": select, "must_not": [condition]}})

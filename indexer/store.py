@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
 from opensearchpy import OpenSearch, helpers
-from opensearchpy.exceptions import NotFoundError
+from opensearchpy.exceptions import NotFoundError, SerializationError
+from opensearchpy.serializer import JSONSerializer
 
 from indexer.document import TraceDocument, trace_from_source
 from indexer.mapping import F, IndexNames, index_template
@@ -19,8 +21,27 @@ from tracestream.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+class OrjsonSerializer(JSONSerializer):
+    """opensearch-py's JSON serializer with orjson: search responses of a hundred traces parse
+    several times faster than with the standard json module."""
+
+    def loads(self, s: str | bytes) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as exc:
+            raise SerializationError(s, exc) from exc
+
+    def dumps(self, data: Any) -> str:
+        if isinstance(data, str | bytes):
+            return data  # type: ignore[return-value]  # bulk bodies arrive already serialized
+        try:
+            return orjson.dumps(data, default=self.default).decode()
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise SerializationError(data, exc) from exc
+
+
 def opensearch_client(settings: Settings) -> OpenSearch:
-    return OpenSearch(**settings.opensearch.client_kwargs())
+    return OpenSearch(serializer=OrjsonSerializer(), **settings.opensearch.client_kwargs())
 
 
 def ensure_index_template(client: OpenSearch, settings: Settings) -> None:

@@ -20,7 +20,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportError
 
-from indexer import F, IndexNames, get_trace
+from indexer import IndexNames, get_trace, hit_fetch, trace_from_hit
 from indexer.query import experiments_query, to_query, to_sort
 from search_api.dsl import FilterError, parse_filter, parse_order_by, with_default_order
 from tracestream.settings import Settings
@@ -69,12 +69,6 @@ class _Request:
     query: dict[str, Any]
     sort: list[dict[str, Any]]
     fingerprint: str
-
-
-def _trace(source: dict[str, Any], include_spans: bool) -> dict[str, Any]:
-    stored = source[F.TRACE]
-    spans = [json.loads(s) for s in stored.get("spans_json", ())] if include_spans else []
-    return {"info": stored["info"], "data": {"spans": spans}}
 
 
 class TraceSearch:
@@ -188,7 +182,7 @@ class TraceSearch:
             "sort": request.sort,
             "size": max_results + 1,  # one more tells whether there is a next page
             "track_total_hits": False,
-            "_source": [F.TRACE] if include_spans else [f"{F.TRACE}.info"],
+            **hit_fetch(include_spans),
         }
         if page_token:
             body["search_after"] = self._search_after(request, page_token)
@@ -201,7 +195,7 @@ class TraceSearch:
         )
         hits = response["hits"]["hits"]
         token = self._token(request, hits[max_results - 1]["sort"]) if len(hits) > max_results else None
-        return SearchPage([_trace(hit["_source"], include_spans) for hit in hits[:max_results]], token)
+        return SearchPage([trace_from_hit(hit, include_spans) for hit in hits[:max_results]], token)
 
     def get(self, trace_id: str) -> dict[str, Any]:
         try:
@@ -240,7 +234,7 @@ class TraceSearch:
             "sort": request.sort,
             "size": page_size,
             "track_total_hits": True,
-            "_source": [F.TRACE] if include_spans else [f"{F.TRACE}.info"],
+            **hit_fetch(include_spans),
             "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
         }
         try:
@@ -265,7 +259,7 @@ class TraceSearch:
         try:
             while True:
                 for hit in hits:
-                    yield _trace(hit["_source"], include_spans)
+                    yield trace_from_hit(hit, include_spans)
                 if len(hits) < page_size:
                     return
                 body["search_after"] = hits[-1]["sort"]

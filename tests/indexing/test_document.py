@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexer import IndexNames, build_document
-from indexer.document import CHUNK_OVERLAP_BYTES, chunks, trace_from_source
+from indexer.document import CHUNK_OVERLAP_BYTES, chunks, trace_from_hit, trace_from_source
 from indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES, trace_order
 from schemas.samples import completed_trace
 
@@ -162,3 +162,15 @@ def test_the_trace_order_fields_sort_mlflow_ids_as_strings_sort(first: str, seco
 def test_ids_of_another_form_sort_after_mlflow_ids() -> None:
     assert trace_order("tr-" + "fe" * 16) < trace_order("my-own-trace-id")
     assert trace_order("tr-" + "A" * 32) == trace_order("my-own-trace-id")
+
+
+def test_a_hit_without_spans_reads_the_same_info_from_doc_values_as_the_source_holds() -> None:
+    trace = completed_trace(random.Random(5), request_time_ms=1_763_800_000_000)
+    document = json.loads(build_document(trace, IndexNames("ts"), 131_072).source)
+    # OpenSearch returns binary doc values as the base64 text the document carried, unpadded.
+    hit = {"fields": {"info_json": [document["info_json"].rstrip("=")]}}
+
+    assert trace_from_hit(hit, include_spans=False) == {
+        "info": trace_from_source(document)["info"],
+        "data": {"spans": []},
+    }
