@@ -63,6 +63,8 @@ NOTES = (
     "Grüße aus Köln",
     "pattern [a-z]+ (x|y)",
     "star * and ? mark",
+    "<a@b.c> & #1 ~x",
+    "ends with newline\n",
 )
 TRACE_NAMES = ("support_agent", "Support_Agent", "billing-flow", "résumé_builder", "chat.pipeline", None)
 MODELS = ("gpt-4o", "gpt-4o-mini", "GPT-4O", "claude-3-5-sonnet", "llama-3-70b", "mistral-ü")
@@ -200,7 +202,7 @@ def _children(
             attributes["top_k"] = 3 + n % 3
             attributes["db.region"] = REGIONS[n % 3]
         elif kind in ("LLM", "CHAT_MODEL"):
-            name = "chat" if n % 4 else "Chat"
+            name = "chat" if (n + index) % 5 else "Chat"
             model = MODELS[(n // 2 + index) % len(MODELS)]
             prompt, completion = 50 + (n * 13) % 900, 10 + (n * 7) % 300
             usage = {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}
@@ -225,7 +227,7 @@ def _children(
             elif n % 9 == 4:
                 status = "UNSET"
         else:
-            name = TOOLS[(n + index) % len(TOOLS)]
+            name = TOOLS[(n // 4 + index) % len(TOOLS)]
             attributes[SpanAttributeKey.INPUTS] = {"order_id": f"A{1000 + n}", "path": "C:\\orders\\new"}
             attributes[SpanAttributeKey.OUTPUTS] = {"status": "ok" if n % 3 else "Ok", "detail": "naïve_tool"}
             attributes["tool.name"] = name
