@@ -416,6 +416,18 @@ DEVIATIONS: list[Deviation] = [
         _invalid("Invalid comparison clause. Expected 'Identifier' found 'status = 'OK' && tags.env'"),
         _invalid("Invalid clause(s) in filter string: '&&', 'tags.env', '=', ''prod''"),
     ),
+    _dev(
+        "(status = 'OK'",
+        "both reject an unclosed parenthesis; parentheses are ours, so our message shows the unclosed group",
+        _invalid("Invalid clause(s) in filter string: '('"),
+        _invalid("Invalid clause(s) in filter string: '(status = 'OK''"),
+    ),
+    Deviation(
+        Case("status IN (a, b)"),
+        "unquoted list items: MLflow fails inside ast.literal_eval (500 INTERNAL_ERROR); we answer 400",
+        Expect(error="malformed node or string", code="INTERNAL_ERROR"),
+        Expect(error="but got ill-formed list.", code="INVALID_PARAMETER_VALUE"),
+    ),
     Deviation(
         Case(None, ("experiment_id",)),
         "experiment ids are keywords in the index, so order_by experiment_id sorts them as text "
