@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 import schemas
 from producers.exporter import producer_config
@@ -244,7 +244,13 @@ class TopicReader:
                 {"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
             )
         )
-        self.consumer.subscribe([topic])
+        # Partitions are assigned, not subscribed: readers that shared a group id (a test's
+        # completed, alerts and dead-letter readers) rebalanced whenever one of them joined,
+        # and a rebalance waits for every member to poll; the readers that were not being
+        # polled held it for up to max.poll.interval.ms (300 s), and the reader being waited
+        # on received nothing meanwhile, which looked like a worker that had stopped emitting.
+        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
         self.records: list[tuple[bytes | None, dict[str, Any]]] = []
 
     def wait_for(
