@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from mode.utils.times import want_seconds
 
 import schemas
 from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError
 from stream.derive import assemble, failed_spans
+from stream.transport import App
+from tracestream.admin import TopicSpec, ensure_topics
 from tracestream.settings import Settings
 
 logger = logging.getLogger("stream")
@@ -103,7 +106,7 @@ class TraceAssembler:
         self.alerts_codec = schemas.alerts_codec(registry, topics.alerts)
         self.dead_letters_codec = schemas.dead_letters_codec(registry, topics.dead_letters)
         brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka.bootstrap_servers.split(","))
-        self.app = faust.App(
+        self.app = App(
             stream.app_id,
             broker=brokers,
             broker_credentials=_broker_credentials(settings),
@@ -126,7 +129,7 @@ class TraceAssembler:
         self.alerts_topic = self.app.topic(topics.alerts, **raw)
         self.dead_letters_topic = self.app.topic(topics.dead_letters, **raw)
         self.ticks_topic = self.app.topic(
-            f"{stream.app_id}-ticks", internal=True, partitions=topics.events_partitions, **raw
+            ticks_topic_name(settings), internal=True, partitions=topics.events_partitions, **raw
         )
         # Keys and values of these two are bytes, with the app's raw serializers: a schema with
         # a JSON key made Faust's changelog recovery decode these values as text.
@@ -322,6 +325,11 @@ class TraceAssembler:
                 self.emitted,
                 len(self.cache),
             )
+        if self.app.rebalancing:
+            # Until recovery ends ("Worker ready") the tables are being restored: a cache built
+            # from them now could miss spans, and the next span would then be written over one
+            # (its index is the cached count), so the trace would never complete by count.
+            return
         # A full pass over the traces table: after a rebalance (``_synced_at`` is reset), and
         # otherwise rarely, to forget old purge markers; it runs in the event loop.
         if now - self._synced_at > 600:
@@ -367,19 +375,27 @@ class TraceAssembler:
                 logger.exception("stream: tick %s for %s failed", event.value, trace_id)
 
     async def _handle_tick(self, trace_id: str, action: bytes, partition: int) -> None:
+        # Ticks may be delivered again (at-least-once, or replayed after a rebalance): every
+        # action checks its own deadline rather than trusting that the tick is recent.
+        stream = self.settings.stream
+        now = time.time()
         state = self.traces.get(trace_id)
         if state is not None and state.get("purged") and action == TICK_FORGET:
-            del self.traces[trace_id]
+            if state.get("purged_ms", 0) < (now - stream.marker_retention_s) * 1000:
+                del self.traces[trace_id]
             return
         if state is None or state.get("purged"):
             self.cache.pop(trace_id, None)
             return
         cache = self._cache_for(trace_id, partition, state)
-        stream = self.settings.stream
         if action == TICK_EXPIRE and not state.get("finalized"):
-            if time.time() - cache.last_activity >= stream.idle_timeout_s:
+            if now - cache.last_activity >= stream.idle_timeout_s:
                 await self._emit(trace_id, state, cache, incomplete=True)
-        elif action == TICK_PURGE and state.get("finalized"):
+        elif (
+            action == TICK_PURGE
+            and state.get("finalized")
+            and now * 1000 - state.get("finalized_ms", 0) >= stream.late_window_s * 1000
+        ):
             for n in range(len(cache.span_ids)):
                 self.spans.pop(_item_key(trace_id, n), None)
             for n in range(state.get("assessments", 0)):
@@ -398,12 +414,55 @@ class TraceAssembler:
         self._synced_at = 0.0
 
 
+def ticks_topic_name(settings: Settings) -> str:
+    return f"{settings.stream.app_id}-ticks"
+
+
 def create_app(settings: Settings) -> TraceAssembler:
     return TraceAssembler(settings)
+
+
+def ensure_internal_topics(assembler: TraceAssembler) -> None:
+    """Create Faust's internal topics (changelogs, ticks, leader) before Faust starts.
+
+    Why: Faust creates them at start-up through its producer's client, but its consumer's
+    client may have read the cluster metadata before they existed (seen with one worker, and
+    with two workers starting together, one creating the topics the other had just looked
+    for). Until that client's metadata is refreshed (minutes), the group leader assigns no
+    partition of a missing topic ("Ignoring missing topic"), and a table whose changelog is
+    missing fails every write with PartitionsMismatch ("changelog ... has 0 partitions"): events
+    went to the dead-letter topic and idle traces were never finalized. Created here, through
+    another client and waited for, they are in the metadata Faust's clients read first.
+    """
+    settings = assembler.settings
+    rf = settings.topics.replication_factor
+    specs = []
+    for table in (assembler.spans, assembler.assessments, assembler.traces):
+        changelog = table.changelog_topic
+        flags = (("compact", changelog.compacting), ("delete", changelog.deleting))
+        cleanup = [flag for flag, on in flags if on]
+        config = {"cleanup.policy": ",".join(cleanup)} if cleanup else {}
+        if changelog.retention:
+            config["retention.ms"] = str(int(want_seconds(changelog.retention) * 1000))
+        specs.append(TopicSpec(changelog.get_topic_name(), changelog.partitions or 1, rf, config))
+    stream = settings.stream
+    # Ticks are only useful for a few timeouts; replaying old ones is harmless but slow.
+    ticks_retention_ms = int(max(stream.late_window_s, stream.idle_timeout_s, 1800) * 2 * 1000)
+    specs.append(
+        TopicSpec(
+            ticks_topic_name(settings),
+            settings.topics.events_partitions,
+            rf,
+            {"cleanup.policy": "delete", "retention.ms": str(ticks_retention_ms)},
+        )
+    )
+    specs.append(TopicSpec(f"{stream.app_id}-__assignor-__leader", 1, rf))
+    ensure_topics(settings, specs)
 
 
 def run_worker(settings: Settings) -> None:
     """Run a worker until stopped (SIGINT/SIGTERM). Several workers share the partitions."""
     assembler = create_app(settings)
+    ensure_internal_topics(assembler)
     worker = faust.Worker(assembler.app, loglevel=settings.stream.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -1,0 +1,70 @@
+"""Faust's aiokafka transport with one fix: a partition without a committed offset is rewound too.
+
+Why: during a rebalance, Faust may take records out of aiokafka's fetcher and then drop them
+(the flow is stopped, or the partition is not active yet: ``Consumer.getmany`` and
+``Consumer._wait_next_records`` in faust/transport/consumer.py). aiokafka's position has moved
+past them by then, and Faust relies on ``seek_to_committed`` ("Seek stream partitions to
+committed offsets" after recovery) to go back. But aiokafka's ``seek_to_committed`` only seeks
+partitions whose committed offset is above 0 (``if offset and offset > 0``), so a partition
+nobody has committed yet keeps the advanced position and the dropped records are never
+processed. That is what happened when a worker was SIGKILLed before its first commit (every
+``broker_commit_interval``, 2.8 s): the survivor took its partitions over, fetched them from the
+beginning during recovery, dropped the records, and then waited at the end of the partitions
+forever ("Worker ready", and no events).
+
+The fix: partitions of the stream's source topics (not the tables' changelogs, whose positions
+the recovery manages itself) that have no committed offset are sent back to where a consumer
+without a committed offset starts (``consumer_auto_offset_reset``). Records processed before the
+rebalance and not yet committed are processed again, which the at-least-once design handles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import faust
+from aiokafka import TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, TransportT
+
+logger = logging.getLogger("stream")
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        return await self.call_thread(self._seek_to_committed_or_reset)
+
+    async def _seek_to_committed_or_reset(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
+        changelogs = self.app.tables.changelog_topics
+        uncommitted = [
+            tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
+        ]
+        if uncommitted:
+            logger.debug("stream: no committed offset, resetting %s", uncommitted)
+            if self.app.conf.consumer_auto_offset_reset == "latest":
+                await consumer.seek_to_end(*uncommitted)
+            else:
+                await consumer.seek_to_beginning(*uncommitted)
+        return committed  # type: ignore[return-value]
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class App(faust.App):
+    """A Faust app whose consumer uses :class:`Transport` (kafka:// broker URLs only)."""
+
+    def _new_transport(self) -> TransportT:
+        return Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> TransportT:
+        return Transport(self.conf.broker_producer, self)
