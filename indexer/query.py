@@ -71,7 +71,9 @@ def escape_wildcard(text: str) -> str:
 _CHARACTER_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f", "v": "\v", "a": "\a"}
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
 # Shorthand classes both dialects have (Lucene's are ASCII-only, Python's Unicode-aware).
-_SHARED_CLASSES = frozenset("dDsSwW")
+_SHARED_CLASSES = frozenset("dDwW")
+# Lucene's \s is [ \t\n\r]; Python's also has \v, \f, \x1c-\x1f (and Unicode spaces).
+_WHITESPACE = " \t\n\r\f\v\x1c\x1d\x1e\x1f"
 # Characters that mean something in Lucene's syntax (under any flags): escaped wherever Python
 # means them literally.
 _LUCENE_SPECIAL = frozenset('.?+*|{}[]()"\\#@&<>~^$-')
@@ -107,6 +109,12 @@ class _RegexTranslation:
             return _lucene_literal(chr(int(self.pattern[i + 2 : end], 16))), end
         if char in _SHARED_CLASSES:
             return "\\" + char, i + 2
+        if char == "s":
+            return (_WHITESPACE if in_class else f"[{_WHITESPACE}]"), i + 2
+        if char == "S":
+            if in_class:
+                raise self.fail("\\S inside a character class")
+            return f"[^{_WHITESPACE}]", i + 2
         if char.isdigit():
             raise self.fail("backreferences and octal escapes")
         if char in "bBAZ":

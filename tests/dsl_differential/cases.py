@@ -232,6 +232,8 @@ CASES: list[Case] = [
         "tags.note RLIKE '<|>|@|#|&|~'",
         "tags.note RLIKE '\\s'",
         "tags.note RLIKE '^\\S+$'",
+        "tags.note RLIKE 'tab[\\s]here'",
+        "tags.note RLIKE 'form\\sfeed'",
         "tags.team RLIKE '\\x6f\\x70'",
         "tags.team RLIKE '^[^a-z]'",
         "tags.team RLIKE '[]c]'",

@@ -65,6 +65,7 @@ NOTES = (
     "star * and ? mark",
     "<a@b.c> & #1 ~x",
     "ends with newline\n",
+    "form\x0cfeed",
 )
 TRACE_NAMES = ("support_agent", "Support_Agent", "billing-flow", "résumé_builder", "chat.pipeline", None)
 MODELS = ("gpt-4o", "gpt-4o-mini", "GPT-4O", "claude-3-5-sonnet", "llama-3-70b", "mistral-ü")
