@@ -230,6 +230,12 @@ DEVIATIONS: list[Deviation] = [
         Expect(where=lambda t: any_span(t, lambda s: attribute(s, "temperature") == 0.2)),
     ),
     _dev(
+        "span.attributes.stream = 'true'",
+        SPAN_EQ + "; a boolean compares as its JSON text",
+        NONE,
+        Expect(where=lambda t: any_span(t, lambda s: attribute(s, "stream") is True)),
+    ),
+    _dev(
         "span.attributes.model != 'gpt-4o'",
         "MLflow defect: span.attributes.<k> != matches every trace that has a span; "
         "we match a span that has the attribute with another value",
