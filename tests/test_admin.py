@@ -99,3 +99,13 @@ def test_admin_init_command_prints_each_topic(
     for spec in pipeline_topics(isolated_settings):
         assert spec.name in result.output
     assert "created" in result.output
+
+
+def test_deleting_a_topic_named_twice_deletes_it_once(isolated_settings: Settings) -> None:
+    ensure_topics(isolated_settings)
+    events = isolated_settings.topics.events
+
+    delete_topics(isolated_settings, [events, events])
+
+    remaining = admin_client(isolated_settings).list_topics(timeout=10).topics
+    assert events not in remaining

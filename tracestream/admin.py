@@ -180,7 +180,8 @@ def _await_topics_ready(admin: AdminClient, names: list[str], timeout: float) ->
 def delete_topics(settings: Settings, names: Iterable[str], admin: AdminClient | None = None) -> None:
     """Delete topics, ignoring those that do not exist."""
     admin = admin or admin_client(settings)
-    names = list(names)
+    # A name given twice crashes librdkafka (SIGSEGV in confluent-kafka's delete_topics).
+    names = list(dict.fromkeys(names))
     if not names:
         return
     timeout = settings.kafka.request_timeout_s

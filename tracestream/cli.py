@@ -26,6 +26,8 @@ app.add_typer(indexer_app, name="indexer")
 api_app = typer.Typer(help="The search API (HTTP).")
 app.add_typer(api_app, name="api")
 app.add_typer(traces_app, name="traces")
+demo_app = typer.Typer(help="The demo workload of the main job.")
+app.add_typer(demo_app, name="demo")
 
 console = Console()
 
@@ -158,9 +160,18 @@ def alerts_tail(
 
 @app.command()
 def run(
+    agents: int = typer.Option(3, min=0, help="Demo agent processes emitting traces."),
+    rate: float = typer.Option(4.0, min=0.1, help="Traces per second per agent."),
+    duration: float = typer.Option(0.0, min=0, help="Stop after this many seconds (0: at Ctrl-C)."),
     wait: float = typer.Option(60.0, help="Seconds to wait for the servers to become healthy."),
 ) -> None:
-    """The main job: check the servers, create the pipeline topics, report."""
+    """The main job: the whole pipeline (stream worker, indexer, search API) on the configured
+    servers, a demo fleet of agents emitting traces, and the alerts as they happen."""
+    import tempfile
+    from pathlib import Path
+
+    from tracestream.main_job import MainJob
+
     reports = _wait_healthy(wait)
     console.print(_health_table(reports))
     if not all(r.healthy for r in reports):
@@ -170,7 +181,23 @@ def run(
         )
         raise typer.Exit(1)
     admin_init()
-    console.print("[green]tracestream is ready.[/green]")
+    log_dir = Path(tempfile.mkdtemp(prefix="tracestream-run-"))
+    job = MainJob(get_settings(), agents, rate, duration or None, log_dir, console)
+    raise typer.Exit(job.run())
+
+
+@demo_app.command("agent")
+def demo_agent(
+    agent: int = typer.Option(0, help="This agent's number (names its sessions and version)."),
+    rate: float = typer.Option(4.0, min=0.01, help="Traces per second."),
+    seed: int = typer.Option(0, help="Random seed of the workload."),
+    duration: float = typer.Option(0.0, min=0, help="Stop after this many seconds (0: at SIGTERM)."),
+) -> None:
+    """One demo agent process: simulated support-agent requests traced through the SDK."""
+    from tracestream.demo import AgentConfig, run_agent
+
+    served = run_agent(AgentConfig(agent=agent, traces_per_s=rate, seed=seed), duration or None)
+    console.print(f"agent {agent}: {served} requests traced")
 
 
 def main() -> None:

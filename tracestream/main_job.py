@@ -1,0 +1,255 @@
+"""The main job (`tracestream run`, the README's `make run`): the whole pipeline on the local stack
+with a demo workload, until Ctrl-C.
+
+It starts, as child processes, a stream worker, an indexer, the search API and a few demo agent
+processes emitting traces through the SDK; tails the alerts topic in this process; prints
+ready-to-paste searches once the first traces are searchable; and stops everything it started
+when interrupted (agents first, so that they flush what they traced).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from tracestream.settings import Settings
+
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracestream", *self.args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Own process group: the terminal's Ctrl-C reaches only us, and we stop children in order.
+            start_new_session=True,
+        )
+        log.close()
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def stop_children(children: list[Child], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM each, wait up to ``timeout_s`` for all of them, SIGKILL what is left."""
+    running = [c for c in children if c.process is not None and c.process.poll() is None]
+    for child in running:
+        child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    deadline = time.monotonic() + timeout_s
+    for child in running:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            child.process.kill()  # type: ignore[union-attr]
+            child.process.wait()  # type: ignore[union-attr]
+
+
+def api_base_url(settings: Settings) -> str:
+    host = settings.api.host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.api.port}"
+
+
+def search_examples(settings: Settings) -> str:
+    """Searches to paste into another terminal, as rich markup."""
+    base = api_base_url(settings)
+    cli = ".venv/bin/tracestream traces"
+    groups = {
+        "curl": [
+            f"curl -s {base}/api/v1/traces/search -H 'content-type: application/json' "
+            '-d \'{"filter": "status = \\u0027ERROR\\u0027", "max_results": 3, "include_spans": false}\'',
+            f"curl -s '{base}/api/v1/traces/export?filter=span.type%20%3D%20%27TOOL%27' | head -c 600",
+        ],
+        "CLI": [
+            f"{cli} search --filter-string \"attributes.status = 'ERROR'\" --max-results 5",
+            f"{cli} search --filter-string \"span.type = 'TOOL' AND span.status = 'ERROR'\" --output json",
+            f"{cli} search --filter-string \"trace.text LIKE '%refund%'\" --order-by 'execution_time_ms'",
+            f"{cli} export --filter-string 'feedback.user_satisfaction <= 2' -o low.ndjson",
+        ],
+        "Python (MLflow's search_traces, returning pandas)": [
+            '.venv/bin/python -c "import search_api; '
+            "df = search_api.search_traces(filter_string='tags.env = \\\"demo\\\"', max_results=500); "
+            "print(df.groupby('state')['execution_duration'].describe())\"",
+        ],
+    }
+    lines: list[str] = []
+    for title, commands in groups.items():
+        lines += [f"[bold]{escape(title)}[/bold]", *(f"  {escape(c)}" for c in commands), ""]
+    return "\n".join(lines[:-1])
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    """One line per alert: the trace, and the deepest failing span with its message and exception."""
+    failed = alert.get("failed_spans") or []
+    span = failed[-1] if failed else {}
+    message = span.get("status_message") or ",".join(span.get("exception_types") or [])
+    return (
+        f"[red]ALERT[/red] {escape(alert['trace_id'])} {escape(alert.get('trace_name') or '')} "
+        f"failed in {escape(span.get('name', '?'))}: {escape(message[:120])}"
+    )
+
+
+class MainJob:
+    def __init__(
+        self,
+        settings: Settings,
+        agents: int,
+        traces_per_s: float,
+        duration_s: float | None,
+        log_dir: Path,
+        console: Console,
+    ) -> None:
+        self.settings = settings
+        self.duration_s = duration_s
+        self.console = console
+        self.log_dir = log_dir
+        self.stop = threading.Event()
+        self.alerts_seen = 0
+        self.services = [
+            Child("stream", ["stream", "worker"], log_dir / "stream.log"),
+            Child("indexer", ["indexer", "run"], log_dir / "indexer.log"),
+            Child("api", ["api", "serve"], log_dir / "api.log"),
+        ]
+        self.agents = [
+            Child(
+                f"agent-{n}",
+                ["demo", "agent", "--agent", str(n), "--rate", str(traces_per_s), "--seed", str(1000 + n)],
+                log_dir / f"agent-{n}.log",
+            )
+            for n in range(agents)
+        ]
+
+    def _tail_alerts(self) -> None:
+        from stream.alerts import tail_alerts
+
+        try:
+            while not self.stop.is_set():
+                for alert in tail_alerts(self.settings, timeout_s=1.0):
+                    self.alerts_seen += 1
+                    if self.alerts_seen <= 20 or self.alerts_seen % 25 == 0:
+                        self.console.print(format_alert(alert))
+                    if self.stop.is_set():
+                        return
+        except Exception as exc:  # the demo goes on without its alert printout
+            self.console.print(f"[yellow]alerts tail stopped: {escape(str(exc))}[/yellow]")
+
+    def _searchable(self) -> int:
+        from search_api.client import TraceClient, TraceSearchError
+
+        try:
+            with TraceClient(api_base_url(self.settings), timeout_s=5) as client:
+                return len(client.search_traces(max_results=1, include_spans=False))
+        except TraceSearchError:
+            return 0
+
+    def _indexed(self, since_ms: int) -> int | None:
+        """Traces of this run in the index (or None if OpenSearch does not answer)."""
+        from indexer import F, IndexNames, opensearch_client
+
+        try:
+            client = opensearch_client(self.settings)
+            alias = IndexNames.from_settings(self.settings).read_alias
+            body = {"query": {"range": {F.TIMESTAMP_MS: {"gte": since_ms}}}}
+            return int(client.count(index=alias, body=body, params={"ignore_unavailable": "true"})["count"])
+        except Exception:
+            return None
+
+    def _dead(self) -> Child | None:
+        return next((c for c in self.services + self.agents if c.exited() is not None), None)
+
+    def run(self) -> int:
+        """Runs until Ctrl-C, SIGTERM or the duration; 0 if traces became searchable and no
+        process died."""
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.console.print(f"logs of every process: [bold]{self.log_dir}[/bold]")
+        for child in self.services:
+            child.start(env)
+            self.console.print(f"started {child.name} (pid {child.process.pid})")  # type: ignore[union-attr]
+        alerts = threading.Thread(target=self._tail_alerts, name="alerts-tail", daemon=True)
+        alerts.start()
+        for child in self.agents:
+            child.start(env)
+        self.console.print(f"started {len(self.agents)} demo agents")
+        started = time.monotonic()
+        started_ms = int(time.time() * 1000)
+        shown_examples = False
+        last_status = started
+        code = 0
+        try:
+            while not self.stop.is_set():
+                if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
+                    break
+                dead = self._dead()
+                if dead is not None:
+                    self.console.print(
+                        f"[red]{dead.name} exited with code {dead.exited()}; its last log lines:[/red]\n"
+                        f"{escape(dead.log_tail())}"
+                    )
+                    code = 1
+                    break
+                if not shown_examples and self._searchable():
+                    shown_examples = True
+                    took = time.monotonic() - started
+                    self.console.print(
+                        Panel(
+                            search_examples(self.settings),
+                            title=f"traces are searchable ({took:.0f} s after start); try",
+                        )
+                    )
+                if time.monotonic() - last_status >= 15:
+                    last_status = time.monotonic()
+                    indexed = self._indexed(started_ms)
+                    self.console.print(
+                        f"[dim]{time.monotonic() - started:.0f} s: {indexed if indexed is not None else '?'} "
+                        f"traces indexed, {self.alerts_seen} alerts (Ctrl-C stops)[/dim]"
+                    )
+                self.stop.wait(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.console.print("stopping: agents first, so that they flush ...")
+            stop_children(self.agents)
+            # Give the stream and the indexer a moment to pass on what the agents flushed.
+            time.sleep(3)
+            stop_children(self.services)
+            self.stop.set()
+            alerts.join(3)
+            indexed = self._indexed(started_ms)
+            self.console.print(
+                f"stopped. {indexed if indexed is not None else '?'} traces indexed, "
+                f"{self.alerts_seen} alerts seen. The stack keeps running: infra/down stops it."
+            )
+        if not shown_examples and code == 0:
+            self.console.print("[red]no trace became searchable[/red]")
+            code = 1
+        return code
