@@ -110,7 +110,7 @@ _KEYWORD_CI: dict[str, Any] = {
 # Substring and regexp search over long text: the wildcard type indexes 3-grams. Inside nested
 # documents it needs doc values to verify candidates (without them it matches nothing). No
 # lowercase copy: it would double the most expensive part of indexing (measured 16 -> 39 docs/s
-# without it); ILIKE uses the query's case_insensitive flag, which folds ASCII letters.
+# without it); ILIKE uses the query's case_insensitive flag (it folds Unicode letters too).
 _WILDCARD: dict[str, Any] = {"type": "wildcard", "doc_values": True}
 _LONG: dict[str, Any] = {"type": "long"}
 _SORT_ONLY_LONG: dict[str, Any] = {"type": "long", "index": False}
