@@ -60,32 +60,48 @@ def _fail(error: TraceSearchError) -> typer.Exit:
 
 
 def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _preview(text: str | None) -> str:
+def _preview(text: str | None, width: int) -> str:
     if not text:
         return ""
     flat = " ".join(text.split())
-    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def traces_table(traces: list[Trace]) -> Table:
-    """The columns `mlflow traces search` shows, with times and durations made readable."""
+FIXED_COLUMNS = (("trace_id", 35), ("request_time (UTC)", 19), ("state", 11), ("duration_ms", 11))
+# Each column costs its padding and a border: three characters, plus one for the table's edge.
+_COLUMN_FRAME = 3
+
+
+def traces_table(traces: list[Trace], width: int) -> Table:
+    """The columns `mlflow traces search` shows, with times and durations made readable. Ids and
+    times are never cut; the previews get what is left of ``width`` (none in a narrow terminal)."""
+    fixed = sum(w + _COLUMN_FRAME for _, w in FIXED_COLUMNS) + 1
+    preview_width = min(PREVIEW_CHARS, (width - fixed) // 2 - _COLUMN_FRAME)
+    show_previews = preview_width >= 12
     table = Table()
-    for column in ("trace_id", "request_time (UTC)", "state", "duration_ms", "request", "response"):
-        table.add_column(column, overflow="fold" if column == "trace_id" else "ellipsis")
+    for column, column_width in FIXED_COLUMNS:
+        table.add_column(column, no_wrap=True, min_width=column_width)
+    if show_previews:
+        for column in ("request", "response"):
+            table.add_column(column, no_wrap=True, max_width=preview_width)
     for trace in traces:
         info = trace.info
         state = info.state.value
-        table.add_row(
+        row = [
             info.trace_id,
             _time(info.request_time),
             f"[red]{state}[/red]" if state == "ERROR" else state,
             "" if info.execution_duration is None else str(info.execution_duration),
-            escape(_preview(info.request_preview)),
-            escape(_preview(info.response_preview)),
-        )
+        ]
+        if show_previews:
+            row += [
+                escape(_preview(info.request_preview, preview_width)),
+                escape(_preview(info.response_preview, preview_width)),
+            ]
+        table.add_row(*row)
     return table
 
 
@@ -122,7 +138,7 @@ def search(
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     console = Console()
-    console.print(traces_table(page))
+    console.print(traces_table(page, console.width))
     console.print(f"{len(page)} traces")
     if page.token:
         console.print(f"Next page token: {page.token}", soft_wrap=True)

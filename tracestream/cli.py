@@ -204,6 +204,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # opensearch-py logs every request at INFO.
     logging.getLogger("opensearch").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app()
 
 
