@@ -1,10 +1,10 @@
 """The trace-assembly stream against the real broker, with a real worker process.
 
-KNOWN INTERMITTENT FAILURE, deselected from the default run (marker ``stream_worker``; run with
-``pytest -m stream_worker``): they pass on a fresh stack in most runs (11 passed, ~40 s), but in some
-runs the faust-streaming worker stops emitting (its producer buffer fills and never drains), and then
-every test here times out. Until that is solved, issue 4 stays open; tests/test_stream_derive.py
-(MLflow parity of the derived fields) runs by default.
+Marker ``stream_worker`` (``pytest -m stream_worker`` runs them alone). They were once deselected
+as intermittent: the worker seemed to stop emitting, but it was the readers of this module, which
+shared one consumer group and held each other in rebalances (tests/stream_harness.py now assigns
+partitions); and Faust's internal topics could be missing from the worker's metadata
+(stream/app.py now creates them before Faust starts).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Two workers share the partitions; one is SIGKILLed mid-stream and no trace is lost.
 
-KNOWN FAILURE, deselected from the default run (marker ``failover``; run it with
-``pytest -m failover``): with faust-streaming 0.15.3 the surviving worker sometimes (about one run
-in two here, with aiokafka 0.12 and 0.14 alike) stops consuming after the rebalance that follows
-the kill: it restores the tables, seeks to the committed offsets, logs "Worker ready", and then
-delivers no further events to its agents. Until that is solved, issue 4 stays open.
+Marker ``failover`` (``pytest -m failover`` runs it alone). It once failed about one run in two:
+when the killed worker had not committed yet (it commits every 2.8 s), the survivor skipped its
+partitions, because Faust drops records fetched during a rebalance and aiokafka's
+``seek_to_committed`` does not rewind a partition without a committed offset (see
+stream/transport.py).
 """
 
 from __future__ import annotations
