@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench-sdk bench-stack stack-up stack-down stack-status clean
+.PHONY: run test lint bench bench-sdk bench-stack stack-up stack-down stack-status clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(VENV)/.installed
 .venv-mlflow/bin/python:
 	$(PYTHON) -m venv .venv-mlflow
 	.venv-mlflow/bin/pip install -q mlflow==3.17.2
+
+## bench: every benchmark, then one table of all figures (SEARCH_SIZES=100000,1000000 for the 1M index)
+SEARCH_SIZES ?= 100000
+bench: $(VENV)/.installed .venv-mlflow/bin/python
+	infra/with-stack $(BIN)/python bench/run_all.py --search-sizes $(SEARCH_SIZES)
 
 ## bench-sdk: application-thread cost per span against MLflow's @mlflow.trace, and produce throughput
 bench-sdk: $(VENV)/.installed .venv-mlflow/bin/python
