@@ -387,6 +387,7 @@ def run_mlflow(traces: int, spans_per_trace: int) -> dict[str, Any] | None:
                 capture_output=True,
                 text=True,
                 check=False,
+                cwd=workdir,  # MLflow writes trace artifacts under ./mlruns
             )
             if completed.returncode != 0:
                 raise RuntimeError(f"MLflow baseline failed:\n{completed.stderr[-3000:]}")
