@@ -1,0 +1,224 @@
+"""The whole pipeline under faults: nothing the SDK had delivered to Kafka is lost, nothing is
+indexed twice, bad input is set aside with its reason. Each test prints its figures."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from opensearchpy import OpenSearch
+
+import schemas
+from reliability.pipeline import Pipeline, infra, wait_until
+from tracestream.settings import Settings
+
+
+@pytest.fixture
+def pipeline_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def _expect_all_indexed(pipeline: Pipeline, client: OpenSearch, expected: set[str], timeout_s: float) -> dict:
+    wait_until(
+        lambda: pipeline.count(client) >= len(expected), timeout_s, f"{len(expected)} traces indexed", 2
+    )
+    time.sleep(3)  # anything extra (a duplicate, a stray trace) would show now
+    return pipeline.documents(client)
+
+
+def _dead_letters(settings: Settings) -> list[dict]:
+    codec = schemas.dead_letters_codec(settings.kafka.schema_registry_url, settings.topics.dead_letters)
+    consumer = Consumer(settings.kafka.confluent_config({"group.id": "unused", "enable.auto.commit": False}))
+    topic = settings.topics.dead_letters
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        assignment = [TopicPartition(topic, p, 0) for p in partitions]
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+        consumer.assign(assignment)
+        letters: list[dict] = []
+        positions = dict.fromkeys(partitions, 0)
+        deadline = time.monotonic() + 60
+        while any(positions[p] < ends[p] for p in partitions) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            positions[message.partition()] = message.offset() + 1
+            letters.append(codec.decode(message.value()))
+        return letters
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def shared_pipeline(
+    kafka_settings: Settings, opensearch: OpenSearch, pipeline_dir: Path
+) -> Iterator[tuple[Pipeline, OpenSearch]]:
+    pipeline = Pipeline(pipeline_dir)
+    try:
+        yield pipeline, opensearch
+    finally:
+        pipeline.cleanup(opensearch)
+
+
+def test_the_stream_worker_sigkilled_three_times_loses_and_duplicates_no_trace(
+    shared_pipeline: tuple[Pipeline, OpenSearch],
+) -> None:
+    pipeline, client = shared_pipeline
+    pipeline.start()
+    producer = pipeline.produce(traces_per_s=250, seconds=80, spans_per_trace=3)
+    worker = "stream-0"
+    kills = 0
+    for at_s in (15, 35, 55):
+        time.sleep(at_s - (0 if kills == 0 else (15, 35, 55)[kills - 1]))
+        assert pipeline.running(worker), pipeline.log(worker)
+        pipeline.kill(worker)
+        kills += 1
+        worker = pipeline.start_worker()
+    produced = pipeline.producer_result(producer)
+    expected = {t["trace_id"] for t in produced.traces}
+
+    documents = _expect_all_indexed(pipeline, client, expected, timeout_s=300)
+
+    revisions = sorted(set(documents.values()))
+    print(
+        f"{len(expected)} traces produced, {len(documents)} indexed after {kills} SIGKILLs, "
+        f"revisions {revisions}"
+    )
+    assert produced.stats["dropped"] == produced.stats["failed"] == 0
+    assert len(expected) >= 19_000
+    assert set(documents) == expected
+    assert revisions == [1], "a replay after a kill must not make a new revision of an unchanged trace"
+
+
+def test_malformed_events_go_to_dead_letters_with_reasons_and_valid_traces_are_unaffected(
+    shared_pipeline: tuple[Pipeline, OpenSearch],
+) -> None:
+    pipeline, client = shared_pipeline
+    settings = pipeline.settings
+    pipeline.start()
+    producer_name = pipeline.produce(traces_per_s=100, seconds=20, spans_per_trace=3)
+    rng = random.Random(10_000)
+    garbage = Producer(settings.kafka.confluent_config({"linger.ms": 5}))
+    valid = schemas.events_codec().encode_union(
+        schemas.TRACE_TAGS_CHANGED,
+        {"trace_id": "tr-" + "0" * 32, "set": {"a": "b"}, "deleted": [], "time_ms": 0},
+    )
+    for n in range(10_000):
+        kind = n % 4
+        if kind == 0:
+            payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
+        elif kind == 1:
+            payload = valid[: rng.randint(1, len(valid) - 1)]  # truncated Avro
+        elif kind == 2:
+            payload = b"\xc3\x01" + bytes(8) + b"unknown fingerprint"
+        else:
+            payload = b'{"trace_id": "tr-1", "json": "not avro"}'
+        garbage.produce(settings.topics.events, key=f"garbage-{n % 50}".encode(), value=payload)
+        if n % 500 == 0:
+            garbage.poll(0)
+            time.sleep(0.05)  # interleave with the SDK's traffic
+    assert garbage.flush(30) == 0
+    produced = pipeline.producer_result(producer_name)
+    expected = {t["trace_id"] for t in produced.traces}
+
+    documents = _expect_all_indexed(pipeline, client, expected, timeout_s=240)
+    letters = wait_until(
+        lambda: (found := _dead_letters(settings)) and len(found) >= 10_000 and found,
+        120,
+        "10,000 dead letters",
+        3,
+    )
+
+    reasons = {letter["reason"] for letter in letters}
+    print(
+        f"{len(letters)} dead letters, reasons {sorted(reasons)}; {len(documents)} of {len(expected)} traces"
+    )
+    assert len(letters) == 10_000
+    assert all(letter["reason"] and letter["source_topic"] == settings.topics.events for letter in letters)
+    assert set(documents) == expected
+
+
+def test_opensearch_stopped_for_a_minute_mid_run_loses_nothing(
+    kafka_settings: Settings, pipeline_dir: Path
+) -> None:
+    server = {
+        "TRACESTREAM_STACK_DIR": str(pipeline_dir / "stack"),
+        "TRACESTREAM_STACK_OPENSEARCH_PORT": "19202",
+        "TRACESTREAM_STACK_OPENSEARCH_TRANSPORT_PORT": "19302",
+        "TRACESTREAM_STACK_OPENSEARCH_HEAP": "512m",
+    }
+    (pipeline_dir / "stack").mkdir()
+    infra("up", "opensearch", env=server)
+    pipeline = Pipeline(pipeline_dir, {"TRACESTREAM_OPENSEARCH__URL": "http://127.0.0.1:19202"})
+    client = OpenSearch(**pipeline.settings.opensearch.client_kwargs())
+    try:
+        pipeline.start()
+        producer = pipeline.produce(traces_per_s=40, seconds=90, spans_per_trace=3)
+        wait_until(lambda: pipeline.count(client) > 0, 60, "the first traces indexed")
+        infra("down", "opensearch", env=server)
+        stopped = time.monotonic()
+        time.sleep(60)
+        infra("up", "opensearch", env=server)
+        outage_s = time.monotonic() - stopped
+        produced = pipeline.producer_result(producer)
+        expected = {t["trace_id"] for t in produced.traces}
+
+        documents = _expect_all_indexed(pipeline, client, expected, timeout_s=240)
+        print(f"OpenSearch down {outage_s:.0f} s; {len(documents)} of {len(expected)} traces indexed")
+        assert set(documents) == expected
+        assert set(documents.values()) == {1}
+        assert pipeline.running("indexer"), "the indexer resumes by itself, it does not exit"
+    finally:
+        pipeline.cleanup(client)
+        client.close()
+        infra("down", "--purge", env=server)
+
+
+def test_kafka_restarted_mid_run_loses_nothing_the_sdk_delivered(
+    opensearch: OpenSearch, pipeline_dir: Path
+) -> None:
+    server = {
+        "TRACESTREAM_STACK_DIR": str(pipeline_dir / "stack"),
+        "TRACESTREAM_STACK_KAFKA_PORT": "19093",
+        "TRACESTREAM_STACK_KAFKA_CONTROLLER_PORT": "19094",
+    }
+    (pipeline_dir / "stack").mkdir()
+    infra("up", "kafka", env=server)
+    pipeline = Pipeline(pipeline_dir, {"TRACESTREAM_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:19093"})
+    try:
+        pipeline.start()
+        producer = pipeline.produce(traces_per_s=40, seconds=60, spans_per_trace=3)
+        wait_until(lambda: pipeline.count(opensearch) > 0, 90, "the first traces indexed")
+        infra("down", "kafka", env=server)
+        time.sleep(15)
+        infra("up", "kafka", env=server)
+        produced = pipeline.producer_result(producer)
+        undelivered = produced.stats["dropped"] + produced.stats["failed"]
+        expected = {t["trace_id"] for t in produced.traces}
+
+        wait_until(
+            lambda: pipeline.count(opensearch) >= len(expected) - undelivered,
+            300,
+            "the delivered traces indexed",
+            2,
+        )
+        time.sleep(3)
+        documents = pipeline.documents(opensearch)
+        missing = expected - set(documents)
+        print(
+            f"Kafka restarted; {produced.stats['emitted']} events emitted, {undelivered} undelivered by the "
+            f"SDK's count; {len(documents)} of {len(expected)} traces indexed, {len(missing)} missing"
+        )
+        # A trace can only be missing if one of its events is among those the SDK counted undelivered.
+        assert len(missing) <= undelivered
+        assert set(documents) <= expected
+        assert pipeline.running("indexer") and pipeline.running("stream-0")
+    finally:
+        pipeline.cleanup(opensearch)
+        infra("down", "--purge", env=server)
