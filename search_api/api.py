@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer import opensearch_client
+from search_api.mlflow_rest import mlflow_router
 from search_api.search import SearchError, TraceSearch
 from tracestream.health import kafka_health, opensearch_health
 from tracestream.settings import Settings, get_settings
@@ -112,7 +113,9 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         started = time.perf_counter()
         route = request.url.path
         if keys and route not in OPEN_PATHS:
-            given = request.headers.get(API_KEY_HEADER)
+            # MLflow's client sends MLFLOW_TRACKING_TOKEN as a bearer token.
+            bearer = request.headers.get("Authorization", "")
+            given = request.headers.get(API_KEY_HEADER) or bearer.removeprefix("Bearer ") or None
             if given is None:
                 response: Response = _error(401, "UNAUTHENTICATED", f"missing {API_KEY_HEADER} header")
             elif not any(hmac.compare_digest(given.encode(), key) for key in keys):
@@ -196,6 +199,9 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
     def get_trace(trace_id: str, searcher: SearchDep) -> Response:
         """One trace with its spans and assessments."""
         return Response(orjson.dumps(searcher.get(trace_id)), media_type="application/json")
+
+    # MLflow's tracking protocol for traces: the unmodified mlflow client works against this API.
+    app.include_router(mlflow_router(settings, search))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,0 +1,325 @@
+"""The endpoints of MLflow's tracking protocol that its client calls for traces, so the
+unmodified ``mlflow`` package works with ``MLFLOW_TRACKING_URI=http://<this API>``.
+
+Reads go through :class:`~search_api.search.TraceSearch` (the index); writes become events on
+the events topic (see ``ingest``); experiments live in OpenSearch (see ``experiments``).
+Errors are MLflow's JSON (``{"error_code", "message"}``) with its HTTP statuses, rendered by
+the app's handler of :class:`~search_api.search.SearchError`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from schemas import ASSESSMENT_LOGGED, is_trace_id
+from schemas.mlflow_format import mlflow_assessment_dict
+from search_api.mlflow_rest.experiments import ExperimentStore
+from search_api.mlflow_rest.ingest import (
+    OtlpError,
+    assessment_deletion,
+    assessment_record,
+    assessment_update,
+    otlp_events,
+    parse_otlp,
+    tag_event,
+    trace_info_events,
+)
+from search_api.mlflow_rest.protojson import (
+    field,
+    invalid_parameter,
+    missing_parameter,
+    not_found,
+    trace_info_json,
+    trace_json,
+    visible_assessments,
+)
+from search_api.mlflow_rest.publisher import EventPublisher
+from search_api.search import SearchError, TraceSearch
+from tracestream.settings import Settings
+
+# The MLflow server version this API answers for: its client sends spans over OTLP only to
+# servers of 3.4 and later, and this is the version whose protocol the drop-in follows.
+MLFLOW_SERVER_VERSION = "3.17.2"
+# MLflow's REST handler refuses larger pages of SearchTracesV3.
+MAX_SEARCH_RESULTS = 500
+DEFAULT_SEARCH_RESULTS = 100
+EXPERIMENT_ID_HEADER = "x-mlflow-experiment-id"
+
+V2 = "/api/2.0/mlflow"
+V3_TRACES = "/api/3.0/mlflow/traces"
+
+
+def _json(content: Any) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise SearchError(400, "MALFORMED_REQUEST", f"Malformed request body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise SearchError(400, "MALFORMED_REQUEST", "The request body must be a JSON object")
+    return body
+
+
+Body = Annotated[dict[str, Any], Depends(_json_body)]
+
+
+class _Backend:
+    """What the endpoints share: the search, the experiment store and, created on the first
+    write, the Kafka publisher."""
+
+    def __init__(self, settings: Settings, search: TraceSearch) -> None:
+        self.settings = settings
+        self.search = search
+        self.experiments = ExperimentStore(search.client, settings)
+        self._publisher: EventPublisher | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def publisher(self) -> EventPublisher:
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = EventPublisher(self.settings)
+            return self._publisher
+
+    def trace(self, trace_id: str) -> dict[str, Any]:
+        return self.search.get(trace_id)
+
+    def traces(self, trace_ids: list[str], experiment_ids: list[str] | None) -> list[dict[str, Any]]:
+        found = []
+        for trace_id in dict.fromkeys(trace_ids):
+            try:
+                trace = self.search.get(trace_id)
+            except SearchError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            experiment = trace["info"]["trace_location"].get("mlflow_experiment", {}).get("experiment_id")
+            if experiment_ids is None or experiment in experiment_ids:
+                found.append(trace)
+        return found
+
+    def assessment(self, trace_id: str, assessment_id: str) -> dict[str, Any]:
+        info = self.trace(trace_id)["info"]
+        for assessment in visible_assessments(info.get("assessments") or []):
+            if assessment["assessment_id"] == assessment_id:
+                return assessment
+        raise not_found(f"Assessment with ID '{assessment_id}' not found for trace '{trace_id}'")
+
+
+def _search_page_size(body: dict[str, Any]) -> int:
+    value = field(body, "max_results")
+    if value is None:
+        return DEFAULT_SEARCH_RESULTS
+    try:
+        size = int(value)
+    except (TypeError, ValueError) as exc:
+        raise invalid_parameter(
+            f"Invalid value {json.dumps(value)} for parameter 'max_results' supplied:  Hint: Value was of "
+            f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
+        ) from exc
+    if size > MAX_SEARCH_RESULTS:
+        raise invalid_parameter(
+            f"Invalid value {size} for parameter 'max_results' supplied:  Hint: Value was of type 'int'. "
+            "See the API docs for more information about request parameters."
+        )
+    if size < 1:
+        raise invalid_parameter(
+            f"Invalid value {size} for parameter 'max_results' supplied. It must be a positive integer"
+        )
+    return size
+
+
+def _experiment_ids(locations: Any) -> list[str]:
+    if locations is None:
+        raise missing_parameter("locations")
+    if not isinstance(locations, list):
+        raise invalid_parameter("Invalid value for parameter 'locations': expected a list")
+    ids = []
+    for location in locations:
+        experiment = field(location, "mlflow_experiment") if isinstance(location, dict) else None
+        if isinstance(experiment, dict) and field(experiment, "experiment_id"):
+            ids.append(str(field(experiment, "experiment_id")))
+    return ids
+
+
+def _checked_trace_id(trace_id: str) -> str:
+    if not is_trace_id(trace_id):
+        raise not_found(f"Trace with ID '{trace_id}' not found.")
+    return trace_id
+
+
+def mlflow_router(settings: Settings, search: TraceSearch) -> APIRouter:
+    backend = _Backend(settings, search)
+    router = APIRouter(tags=["MLflow tracking protocol"])
+
+    @router.get("/version", response_class=PlainTextResponse)
+    def version() -> str:
+        """The MLflow server version whose protocol this API speaks."""
+        return MLFLOW_SERVER_VERSION
+
+    # ------------------------------------------------------------ experiments
+
+    @router.get(f"{V2}/experiments/get-by-name")
+    def get_experiment_by_name(experiment_name: str | None = None) -> Response:
+        if not experiment_name:
+            raise missing_parameter("experiment_name")
+        return _json({"experiment": backend.experiments.get_by_name(experiment_name)})
+
+    @router.get(f"{V2}/experiments/get")
+    def get_experiment(experiment_id: str | None = None) -> Response:
+        if not experiment_id:
+            raise missing_parameter("experiment_id")
+        return _json({"experiment": backend.experiments.get(experiment_id)})
+
+    @router.post(f"{V2}/experiments/create")
+    def create_experiment(body: Body) -> Response:
+        tags = {t["key"]: str(t.get("value", "")) for t in field(body, "tags") or [] if "key" in t}
+        experiment_id = backend.experiments.create(
+            field(body, "name"), field(body, "artifact_location"), tags
+        )
+        return _json({"experiment_id": experiment_id})
+
+    # ------------------------------------------------------------ writes
+
+    @router.post("/v1/traces")
+    async def export_spans(
+        request: Request,
+        content_type: Annotated[str | None, Header()] = None,
+        content_encoding: Annotated[str | None, Header()] = None,
+        experiment_id: Annotated[str | None, Header(alias=EXPERIMENT_ID_HEADER)] = None,
+    ) -> Response:
+        """OTLP/HTTP span export (protobuf or JSON, optionally gzip/deflate), from MLflow's
+        client or any OpenTelemetry SDK. Spans go to the experiment named by the
+        ``x-mlflow-experiment-id`` header, else to the default experiment "0"."""
+        body = await request.body()
+        try:
+            parsed = parse_otlp(body, content_type, content_encoding)
+            events = otlp_events(parsed, experiment_id)
+        except OtlpError as exc:
+            raise SearchError(400, "BAD_REQUEST", str(exc)) from exc
+        await run_in_threadpool(backend.publisher.publish, events)
+        if (content_type or "").startswith("application/json"):
+            return _json({})
+        return Response(b"", media_type="application/x-protobuf")  # an empty ExportTraceServiceResponse
+
+    @router.post(V3_TRACES)
+    def start_trace(body: Body) -> Response:
+        """StartTraceV3: MLflow's client sends the trace info when the root span ends."""
+        events, trace_info = trace_info_events(body)
+        backend.publisher.publish(events)
+        return _json({"trace": {"trace_info": trace_info}})
+
+    @router.patch(f"{V2}/traces/{{trace_id}}/tags")
+    def set_trace_tag(trace_id: str, body: Body) -> Response:
+        key = field(body, "key")
+        if key is None:
+            raise missing_parameter("key")
+        backend.publisher.publish(tag_event(trace_id, set_tags={key: str(field(body, "value") or "")}))
+        return _json({})
+
+    @router.delete(f"{V2}/traces/{{trace_id}}/tags")
+    def delete_trace_tag(trace_id: str, body: Body, key: str | None = None) -> Response:
+        key = field(body, "key") or key
+        if not key:
+            raise missing_parameter("key")
+        backend.publisher.publish(tag_event(trace_id, deleted=[key]))
+        return _json({})
+
+    @router.post(f"{V3_TRACES}/{{trace_id}}/assessments")
+    def create_assessment(trace_id: str, body: Body) -> Response:
+        message = field(body, "assessment")
+        if not isinstance(message, dict):
+            raise missing_parameter("assessment")
+        record = assessment_record({**message, "assessment_id": None}, _checked_trace_id(trace_id))
+        backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+        return _json({"assessment": mlflow_assessment_dict(record)})
+
+    @router.get(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
+    def get_assessment(trace_id: str, assessment_id: str) -> Response:
+        return _json({"assessment": backend.assessment(trace_id, assessment_id)})
+
+    @router.patch(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
+    def update_assessment(trace_id: str, assessment_id: str, body: Body) -> Response:
+        existing = backend.assessment(trace_id, assessment_id)
+        record = assessment_update(
+            existing, trace_id, field(body, "assessment") or {}, field(body, "update_mask")
+        )
+        backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+        return _json({"assessment": mlflow_assessment_dict(record)})
+
+    @router.delete(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
+    def delete_assessment(trace_id: str, assessment_id: str) -> Response:
+        record = assessment_deletion(_checked_trace_id(trace_id), assessment_id)
+        backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+        return _json({})
+
+    # ------------------------------------------------------------ reads (before /{trace_id})
+
+    @router.post(f"{V3_TRACES}/search")
+    def search_traces(body: Body) -> Response:
+        """SearchTracesV3: trace infos matching MLflow's filter, a page at a time."""
+        experiment_ids = _experiment_ids(field(body, "locations"))
+        size = _search_page_size(body)
+        if not experiment_ids:
+            return _json({})
+        page = backend.search.search(
+            field(body, "filter") or None,
+            field(body, "order_by") or None,
+            size,
+            field(body, "page_token") or None,
+            experiment_ids,
+            include_spans=False,
+        )
+        answer: dict[str, Any] = {}
+        if page.traces:
+            answer["traces"] = [trace_info_json(trace["info"]) for trace in page.traces]
+        if page.next_page_token:
+            answer["next_page_token"] = page.next_page_token
+        return _json(answer)
+
+    @router.get(f"{V3_TRACES}/batchGet")
+    def batch_get_traces(
+        trace_ids: Annotated[list[str] | None, Query()] = None,
+        experiment_ids: Annotated[list[str] | None, Query()] = None,
+    ) -> Response:
+        """Whole traces (info and spans) by id; unknown ids are left out."""
+        if not trace_ids:
+            raise missing_parameter("trace_ids")
+        traces = backend.traces(trace_ids, experiment_ids)
+        return _json({"traces": [trace_json(trace) for trace in traces]} if traces else {})
+
+    @router.post(f"{V3_TRACES}/batchGetInfos")
+    def batch_get_trace_infos(body: Body) -> Response:
+        trace_ids = field(body, "trace_ids")
+        if not trace_ids:
+            raise missing_parameter("trace_ids")
+        experiment_ids = field(body, "experiment_ids")
+        traces = backend.traces(list(trace_ids), list(experiment_ids) if experiment_ids is not None else None)
+        return _json({"trace_infos": [trace_info_json(t["info"]) for t in traces]} if traces else {})
+
+    @router.get(f"{V3_TRACES}/get")
+    def get_trace(trace_id: str | None = None, allow_partial: str | None = None) -> Response:
+        """GetTrace: one trace with its spans."""
+        if not trace_id:
+            raise missing_parameter("trace_id")
+        return _json({"trace": trace_json(backend.trace(trace_id))})
+
+    @router.get(f"{V3_TRACES}/{{trace_id}}")
+    def get_trace_info(trace_id: str) -> Response:
+        """GetTraceInfoV3: one trace's info."""
+        return _json({"trace": {"trace_info": trace_info_json(backend.trace(trace_id)["info"])}})
+
+    return router
