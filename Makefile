@@ -31,9 +31,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
 # MLflow, the SDK benchmark's baseline, lives in its own environment: it is not a dependency.
+# The drop-in tests also run an OpenTelemetry SDK exporting OTLP/HTTP there.
 .venv-mlflow/bin/python:
 	$(PYTHON) -m venv .venv-mlflow
-	.venv-mlflow/bin/pip install -q mlflow==3.17.2
+	.venv-mlflow/bin/pip install -q mlflow==3.17.2 opentelemetry-exporter-otlp-proto-http
 
 ## bench: every benchmark, then one table of all figures (SEARCH_SIZES=100000,1000000 for the 1M index)
 SEARCH_SIZES ?= 100000
