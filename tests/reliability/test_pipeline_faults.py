@@ -222,3 +222,52 @@ def test_kafka_restarted_mid_run_loses_nothing_the_sdk_delivered(
     finally:
         pipeline.cleanup(opensearch)
         infra("down", "--purge", env=server)
+
+
+OVERSIZED_TRACE = """
+import json, sys
+import producers as mlflow
+with mlflow.start_span("batch_agent", span_type=mlflow.SpanType.AGENT) as root:
+    root.set_inputs({"documents": 10_000})
+    for n in range(9_999):
+        with mlflow.start_span(f"summarize_{n}", span_type=mlflow.SpanType.CHAT_MODEL) as span:
+            span.set_inputs({"text": f"document {n} " + "lorem ipsum dolor sit amet " * 180})
+            span.set_outputs({"summary": "a summary " * 10})
+    trace_id = mlflow.get_active_trace_id()
+mlflow.flush(120)
+print(json.dumps({"trace_id": trace_id, "stats": vars(mlflow.get_stats())}))
+"""
+
+
+def test_an_oversized_trace_is_indexed_truncated_or_dead_lettered_and_the_pipeline_goes_on(
+    shared_pipeline: tuple[Pipeline, OpenSearch],
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    pipeline, client = shared_pipeline
+    pipeline.start()
+    big = subprocess.run(
+        [sys.executable, "-c", OVERSIZED_TRACE], env=pipeline.env, capture_output=True, text=True, timeout=300
+    )
+    assert big.returncode == 0, big.stderr[-2000:]
+    oversized = json.loads(big.stdout.strip().splitlines()[-1])
+    after = pipeline.produce(traces_per_s=50, seconds=10, spans_per_trace=3, seed=2)
+    produced = pipeline.producer_result(after)
+    expected = {t["trace_id"] for t in produced.traces}
+
+    documents = _expect_all_indexed(pipeline, client, expected, timeout_s=300)
+    letters = _dead_letters(pipeline.settings)
+    big_letters = [
+        letter for letter in letters if oversized["trace_id"] in (letter.get("key") or b"").decode()
+    ]
+    print(
+        f"oversized trace {oversized['trace_id']}: indexed={oversized['trace_id'] in documents}, "
+        f"dead letters={[(letter['reason'], letter['detail'][:120]) for letter in big_letters]}; "
+        f"{len(expected & set(documents))} of {len(expected)} later traces indexed"
+    )
+    assert expected <= set(documents), "the traces after the oversized one are indexed"
+    assert oversized["trace_id"] in documents or big_letters, (
+        "the oversized trace is indexed or dead-lettered"
+    )
