@@ -14,7 +14,9 @@ the stream and the indexer exactly like the SDK's:
   will follow) -> also a ``TraceEnded`` derived from it, with the spans of that request as
   ``span_count``; its children usually end, and are exported, before it. A span of the trace
   that arrives later adds a revision of the trace (the stream's late-span rule).
-* Tag set/delete -> ``TraceTagsChanged``; assessments -> ``AssessmentLogged``.
+* Tag set/delete -> ``TraceTagsChanged``; assessments -> ``AssessmentLogged``. Events are never
+  changed, so an update or a deletion is a new assessment that overrides the current version,
+  and the drop-in's reads show MLflow's view (``protojson.current_versions``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
 import json
 import time
 import zlib
@@ -49,6 +52,7 @@ from schemas.records import AssessmentLogged, SpanEnded, SpanEvent, TraceEnded, 
 from search_api.mlflow_rest.protojson import (
     DELETES_ASSESSMENT,
     SERVER_MANAGED_TAGS,
+    UPDATES_ASSESSMENT,
     field,
     invalid_parameter,
     missing_parameter,
@@ -431,7 +435,10 @@ def trace_info_events(body: dict[str, Any]) -> tuple[TraceEvents, dict[str, Any]
     }
     events: TraceEvents = [(trace_id, (TRACE_ENDED, ended))]
     for message in field(info, "assessments") or []:
-        record = assessment_record({**message, "trace_id": trace_id}, trace_id)
+        # Assessments logged while the trace was active come without ids; a retried request
+        # must not log them twice, so their ids derive from their content.
+        digest = hashlib.sha256(json.dumps([trace_id, message], sort_keys=True).encode()).hexdigest()
+        record = assessment_record(message, trace_id, field(message, "assessment_id") or f"a-{digest[:32]}")
         events.append((trace_id, (ASSESSMENT_LOGGED, record)))
     answer = {**info, "tags": {**tags, "mlflow.trace.spansLocation": "TRACKING_STORE"}}
     answer.pop("tagsMap", None)
@@ -528,13 +535,14 @@ def _mask_paths(update_mask: Any) -> list[str]:
 
 
 def assessment_update(
-    existing: dict[str, Any], trace_id: str, update: dict[str, Any], update_mask: Any
+    shown: dict[str, Any], version_id: str, trace_id: str, update: dict[str, Any], update_mask: Any
 ) -> AssessmentLogged:
-    """An update of a stored assessment (MLflow's ``Assessment.to_dictionary()``) as a new
-    assessment that overrides it: events are never changed in place, so the updated assessment
-    gets a new id and the old one becomes invalid, as with ``override_feedback``."""
+    """An update of an assessment, as shown to MLflow's client (``shown``, stored as the version
+    ``version_id``), as a new version: it overrides the previous version (so searches see only
+    the new one) and names the id the client knows (``UPDATES_ASSESSMENT``), under which reads
+    show it. The creation time stays, the update time is now."""
     paths = _mask_paths(update_mask) or [name for name in UPDATABLE_FIELDS if field(update, name) is not None]
-    merged = {k: v for k, v in existing.items() if k not in ("assessment_id", "overrides", "valid")}
+    merged = {k: v for k, v in shown.items() if k not in ("assessment_id", "overrides", "valid")}
     for path in paths:
         if path not in UPDATABLE_FIELDS:
             raise invalid_parameter(f"Invalid update mask path '{path}'")
@@ -544,13 +552,14 @@ def assessment_update(
         merged[path] = field(update, path)
     merged["last_update_time"] = timestamp_json(_now_ms())
     record = assessment_record(merged, trace_id, new_assessment_id())
-    record["overrides"] = existing["assessment_id"]
+    record["overrides"] = version_id
+    record["metadata"] = {**record["metadata"], UPDATES_ASSESSMENT: shown["assessment_id"]}
     return record
 
 
-def assessment_deletion(trace_id: str, assessment_id: str) -> AssessmentLogged:
-    """A marker that deletes an assessment: it overrides it (so searches no longer see it) and
-    is itself invalid; the drop-in's reads hide both."""
+def assessment_deletion(trace_id: str, assessment_id: str, version_id: str | None = None) -> AssessmentLogged:
+    """A marker that deletes an assessment: it overrides its current version ``version_id``
+    (so searches no longer see it) and is itself invalid; reads hide both."""
     now = _now_ms()
     return {
         "assessment_id": new_assessment_id(),
@@ -566,6 +575,6 @@ def assessment_deletion(trace_id: str, assessment_id: str) -> AssessmentLogged:
         "span_id": None,
         "create_time_ms": now,
         "last_update_time_ms": now,
-        "overrides": assessment_id,
+        "overrides": version_id or assessment_id,
         "valid": False,
     }

@@ -34,7 +34,9 @@ SERVER_MANAGED_TAGS = frozenset(
         "mlflow.trace.archivalFailure",
     }
 )
-# Metadata of an assessment event that deletes another (see ingest.assessment_deletion).
+# Metadata of the assessment events that update or delete another (see ingest): their value is
+# the id MLflow's client knows.
+UPDATES_ASSESSMENT = "tracestream.assessment.updates"
 DELETES_ASSESSMENT = "tracestream.assessment.deletes"
 
 SPAN_KIND_INTERNAL = "SPAN_KIND_INTERNAL"
@@ -188,17 +190,57 @@ def ordered_spans(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- trace info
 
 
+def _markers(assessment: dict[str, Any]) -> dict[str, str]:
+    return assessment.get("metadata") or {}
+
+
+def current_versions(assessments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The stored assessment that currently stands for each assessment id MLflow's client knows.
+
+    Events are never changed in place, so an update is stored as a new assessment that overrides
+    the previous version and names the original id (``UPDATES_ASSESSMENT``), and a deletion as
+    an invalid marker (``DELETES_ASSESSMENT``). The current version of an id is its valid
+    version, else (all overridden, e.g. by ``override_feedback``) the latest."""
+    deleted = {_markers(a)[DELETES_ASSESSMENT] for a in assessments if DELETES_ASSESSMENT in _markers(a)}
+    current: dict[str, dict[str, Any]] = {}
+    for assessment in assessments:
+        markers = _markers(assessment)
+        if DELETES_ASSESSMENT in markers:
+            continue
+        origin = markers.get(UPDATES_ASSESSMENT, assessment["assessment_id"])
+        if origin in deleted:
+            continue
+        standing = current.get(origin)
+        rank = (bool(assessment.get("valid", True)), assessment.get("last_update_time", ""))
+        if standing is None or rank >= (
+            bool(standing.get("valid", True)),
+            standing.get("last_update_time", ""),
+        ):
+            current[origin] = assessment
+    return current
+
+
+def shown_as(version: dict[str, Any], assessment_id: str, overrides: str | None) -> dict[str, Any]:
+    """A stored version of an assessment as MLflow's client should see it: under the id it knows,
+    overriding what the original overrode, without tracestream's markers."""
+    rendered = {**version, "assessment_id": assessment_id}
+    metadata = {k: v for k, v in _markers(version).items() if k != UPDATES_ASSESSMENT}
+    rendered.pop("metadata", None)
+    if metadata:
+        rendered["metadata"] = metadata
+    rendered.pop("overrides", None)
+    if overrides:
+        rendered["overrides"] = overrides
+    return rendered
+
+
 def visible_assessments(assessments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Assessments without the deletion markers and what they deleted."""
-    deleted = {
-        a["metadata"][DELETES_ASSESSMENT]
-        for a in assessments
-        if DELETES_ASSESSMENT in (a.get("metadata") or {})
-    }
+    """The assessments as MLflow's client should see them: one per id, updated in place,
+    deleted ones gone."""
+    originals = {a["assessment_id"]: a for a in assessments}
     return [
-        a
-        for a in assessments
-        if a["assessment_id"] not in deleted and DELETES_ASSESSMENT not in (a.get("metadata") or {})
+        shown_as(version, origin, originals.get(origin, version).get("overrides"))
+        for origin, version in current_versions(assessments).items()
     ]
 
 

@@ -32,10 +32,12 @@ from search_api.mlflow_rest.ingest import (
     trace_info_events,
 )
 from search_api.mlflow_rest.protojson import (
+    current_versions,
     field,
     invalid_parameter,
     missing_parameter,
     not_found,
+    shown_as,
     trace_info_json,
     trace_json,
     visible_assessments,
@@ -111,12 +113,23 @@ class _Backend:
                 found.append(trace)
         return found
 
-    def assessment(self, trace_id: str, assessment_id: str) -> dict[str, Any]:
-        info = self.trace(trace_id)["info"]
-        for assessment in visible_assessments(info.get("assessments") or []):
-            if assessment["assessment_id"] == assessment_id:
-                return assessment
-        raise not_found(f"Assessment with ID '{assessment_id}' not found for trace '{trace_id}'")
+    def assessment(self, trace_id: str, assessment_id: str) -> tuple[dict[str, Any], str]:
+        """An assessment as MLflow's client sees it, and the id of its stored current version."""
+        stored = self.trace(trace_id)["info"].get("assessments") or []
+        version = current_versions(stored).get(assessment_id)
+        if version is None:
+            raise not_found(f"Assessment with ID '{assessment_id}' not found for trace '{trace_id}'")
+        shown = next(a for a in visible_assessments(stored) if a["assessment_id"] == assessment_id)
+        return shown, version["assessment_id"]
+
+    def version_of(self, trace_id: str, assessment_id: str) -> str | None:
+        """The stored current version of an assessment, None when the trace is not indexed yet."""
+        try:
+            return self.assessment(trace_id, assessment_id)[1]
+        except SearchError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
 
 def _search_page_size(body: dict[str, Any]) -> int:
@@ -244,25 +257,32 @@ def mlflow_router(settings: Settings, search: TraceSearch) -> APIRouter:
         if not isinstance(message, dict):
             raise missing_parameter("assessment")
         record = assessment_record({**message, "assessment_id": None}, _checked_trace_id(trace_id))
+        shown = mlflow_assessment_dict(record)
+        if record["overrides"]:
+            # override_feedback names the id the client knows; what it replaces is that
+            # assessment's current version.
+            record["overrides"] = backend.version_of(trace_id, record["overrides"]) or record["overrides"]
         backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
-        return _json({"assessment": mlflow_assessment_dict(record)})
+        return _json({"assessment": shown})
 
     @router.get(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
     def get_assessment(trace_id: str, assessment_id: str) -> Response:
-        return _json({"assessment": backend.assessment(trace_id, assessment_id)})
+        return _json({"assessment": backend.assessment(trace_id, assessment_id)[0]})
 
     @router.patch(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
     def update_assessment(trace_id: str, assessment_id: str, body: Body) -> Response:
-        existing = backend.assessment(trace_id, assessment_id)
+        shown, version_id = backend.assessment(trace_id, assessment_id)
         record = assessment_update(
-            existing, trace_id, field(body, "assessment") or {}, field(body, "update_mask")
+            shown, version_id, trace_id, field(body, "assessment") or {}, field(body, "update_mask")
         )
         backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
-        return _json({"assessment": mlflow_assessment_dict(record)})
+        shown_update = shown_as(mlflow_assessment_dict(record), assessment_id, shown.get("overrides"))
+        return _json({"assessment": shown_update})
 
     @router.delete(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
     def delete_assessment(trace_id: str, assessment_id: str) -> Response:
-        record = assessment_deletion(_checked_trace_id(trace_id), assessment_id)
+        version_id = backend.version_of(_checked_trace_id(trace_id), assessment_id)
+        record = assessment_deletion(trace_id, assessment_id, version_id)
         backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
         return _json({})
 

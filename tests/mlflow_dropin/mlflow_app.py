@@ -21,7 +21,7 @@ os.environ["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import AssessmentSource, SpanType  # noqa: E402
+from mlflow.entities import AssessmentSource, Expectation, SpanType  # noqa: E402
 
 # ---------------------------------------------------------------- the application
 
@@ -42,6 +42,10 @@ def answer(question: str, user: str) -> str:
         user=user,
         session_id="s-31",
     )
+    if question == "returns":  # an assessment logged while the trace is active
+        mlflow.log_expectation(
+            trace_id=mlflow.get_active_trace_id(), name="expected_topic", value="returns policy"
+        )
     docs = retrieve(question)
     with mlflow.start_span("generate", span_type=SpanType.LLM) as span:
         span.set_inputs({"question": question, "docs": docs})
@@ -91,12 +95,51 @@ def settled() -> bool:
     )
 
 
-waited_from = time.monotonic()
-while not settled():
-    if time.monotonic() - waited_from > 90:
-        break
-    time.sleep(0.5)
-searchable_after_s = time.monotonic() - waited_from
+def wait_for(condition) -> float:
+    started = time.monotonic()
+    while not condition() and time.monotonic() - started < 90:
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+searchable_after_s = wait_for(settled)
+
+# Feedback revised by a human, an expectation corrected, a feedback withdrawn (on the third trace).
+judged = mlflow.log_feedback(
+    trace_id=trace_ids[2], name="accuracy", value=0.4, source=AssessmentSource("LLM_JUDGE", "judge-1")
+)
+tone = mlflow.log_feedback(trace_id=trace_ids[2], name="tone", value="curt")
+in_trace = next(a for a in mlflow.get_trace(trace_ids[2]).info.assessments if a.name == "expected_topic")
+
+
+def assessed() -> bool:
+    return {a.name for a in mlflow.get_trace(trace_ids[2]).info.assessments} >= {"accuracy", "tone"}
+
+
+wait_for(assessed)
+overridden = mlflow.override_feedback(
+    trace_id=trace_ids[2],
+    assessment_id=judged.assessment_id,
+    value=0.9,
+    rationale="human review",
+    source=AssessmentSource("HUMAN", "reviewer-2"),
+)
+updated = mlflow.update_assessment(
+    trace_id=trace_ids[2],
+    assessment_id=in_trace.assessment_id,
+    assessment=Expectation(name="expected_topic", value="refund policy"),
+)
+mlflow.delete_assessment(trace_id=trace_ids[2], assessment_id=tone.assessment_id)
+
+
+def revised() -> bool:
+    assessments = mlflow.get_trace(trace_ids[2]).info.assessments
+    names = [a.name for a in assessments]
+    topic = [a.value for a in assessments if a.name == "expected_topic"]
+    return "tone" not in names and names.count("accuracy") == 2 and topic == ["refund policy"]
+
+
+wait_for(revised)
 
 
 def span_report(span: mlflow.entities.Span, by_id: dict) -> dict:
@@ -136,6 +179,8 @@ def trace_report(trace: mlflow.entities.Trace) -> dict:
                 "source": [a.source.source_type, a.source.source_id],
                 "rationale": a.rationale,
                 "valid": a.valid,
+                "overrides": a.overrides,
+                "id": a.assessment_id,
             }
             for a in info.assessments
         ],
@@ -188,6 +233,13 @@ print(
             "listed": [trace_report(trace) for trace in listed],
             "pages": pages,
             "got": trace_report(mlflow.get_trace(trace_ids[0])),
+            "revisions": {
+                "judged": judged.assessment_id,
+                "overridden": [overridden.assessment_id, overridden.overrides],
+                "in_trace": in_trace.assessment_id,
+                "updated": [updated.assessment_id, updated.overrides, updated.value],
+                "assessments": trace_report(mlflow.get_trace(trace_ids[2]))["assessments"],
+            },
             "filters": filters,
         },
         default=str,

@@ -106,17 +106,35 @@ def test_trace_info_has_the_tags_metadata_and_token_usage_the_code_set(report: d
 
 def test_tags_and_feedback_logged_after_the_trace_ended_are_returned(report: dict[str, Any]) -> None:
     first, second = _listed(report, report["trace_ids"][0]), _listed(report, report["trace_ids"][1])
-    assert first["assessments"] == [
-        {
-            "name": "helpfulness",
-            "value": 0.8,
-            "source": ["HUMAN", "reviewer-7"],
-            "rationale": "cites the doc",
-            "valid": True,
-        }
-    ]
+    (feedback,) = first["assessments"]
+    assert feedback["id"].startswith("a-")
+    assert {k: v for k, v in feedback.items() if k != "id"} == {
+        "name": "helpfulness",
+        "value": 0.8,
+        "source": ["HUMAN", "reviewer-7"],
+        "rationale": "cites the doc",
+        "valid": True,
+        "overrides": None,
+    }
     assert second["tags"]["reviewed"] == "yes"
     assert "reviewed" not in first["tags"]
+
+
+def test_assessments_logged_during_the_trace_overridden_updated_and_deleted(report: dict[str, Any]) -> None:
+    revisions = report["revisions"]
+    overriding_id, overridden_id = revisions["overridden"]
+    assert overridden_id == revisions["judged"] != overriding_id
+    updated_id, _, updated_value = revisions["updated"]
+    assert (updated_id, updated_value) == (revisions["in_trace"], "refund policy")  # updated in place
+    assessments = sorted(
+        (a["name"], a["value"], a["source"][0], a["valid"])
+        for a in revisions["assessments"]
+        if a["name"] == "accuracy"
+    )
+    assert assessments == [("accuracy", 0.4, "LLM_JUDGE", False), ("accuracy", 0.9, "HUMAN", True)]
+    (expectation,) = [a for a in revisions["assessments"] if a["name"] == "expected_topic"]
+    assert (expectation["id"], expectation["value"]) == (revisions["in_trace"], "refund policy")
+    assert {a["name"] for a in revisions["assessments"]} == {"accuracy", "expected_topic"}  # "tone" deleted
 
 
 def test_a_failed_call_is_an_error_trace_with_the_exception(report: dict[str, Any]) -> None:
