@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
+from pydantic import SecretStr
 from searching.support import drop, private_settings, write_traces
 
 from mlflow_dropin.otlp_requests import TRACE_HEX, TRACE_ID, export_request, mlflow_spans, start_trace_body
@@ -287,3 +288,14 @@ def test_malformed_requests_are_refused_before_anything_is_written(api: TestClie
         (400, "INVALID_PARAMETER_VALUE"),
         (400, "INVALID_PARAMETER_VALUE"),
     ]
+
+
+def test_with_api_keys_the_client_authenticates_with_mlflow_tracking_token(settings: Settings) -> None:
+    guarded = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"api_keys": [SecretStr("k-1")]})}
+    )
+    with TestClient(create_app(guarded)) as api:
+        # MLflow's client sends MLFLOW_TRACKING_TOKEN as "Authorization: Bearer <token>"
+        assert api.get("/version", headers={"Authorization": "Bearer k-1"}).status_code == 200
+        assert api.get("/version", headers={"Authorization": "Bearer k-2"}).status_code == 403
+        assert api.get("/version").status_code == 401
