@@ -117,6 +117,8 @@ def assessed() -> bool:
 
 
 wait_for(assessed)
+mlflow.set_trace_tag(trace_ids[2], "draft", "yes")
+mlflow.delete_trace_tag(trace_ids[2], "draft")
 overridden = mlflow.override_feedback(
     trace_id=trace_ids[2],
     assessment_id=judged.assessment_id,
@@ -239,6 +241,7 @@ print(
                 "in_trace": in_trace.assessment_id,
                 "updated": [updated.assessment_id, updated.overrides, updated.value],
                 "assessments": trace_report(mlflow.get_trace(trace_ids[2]))["assessments"],
+                "tags": mlflow.get_trace(trace_ids[2]).info.tags,
             },
             "filters": filters,
         },

@@ -118,6 +118,8 @@ def test_tags_and_feedback_logged_after_the_trace_ended_are_returned(report: dic
     }
     assert second["tags"]["reviewed"] == "yes"
     assert "reviewed" not in first["tags"]
+    assert "draft" not in report["revisions"]["tags"]  # set, then deleted
+    assert report["revisions"]["tags"]["team"] == "care"
 
 
 def test_assessments_logged_during_the_trace_overridden_updated_and_deleted(report: dict[str, Any]) -> None:
