@@ -53,6 +53,10 @@ class TraceCache:
     ticked_at: float = 0.0
     # When the trace was last emitted (epoch ms); 0 while it is still being assembled.
     finalized_ms: int = 0
+    # Built from the tables (after a restart or a rebalance) rather than by this worker's own
+    # processing, and whether its current revision was emitted again since (see _replayed).
+    restored: bool = False
+    reemitted: bool = False
 
 
 def _item_key(trace_id: str, n: int) -> bytes:
@@ -120,6 +124,10 @@ class TraceAssembler:
             broker_heartbeat_interval=max(1.0, stream.session_timeout_s / 4),
             stream_buffer_maxsize=stream.stream_buffer_maxsize,
             producer_acks=-1,
+            # Every span writes a changelog record: without linger each produce request carried
+            # about 3 records, and the sends were a large part of the worker's time.
+            producer_linger=0.005,
+            producer_max_batch_size=512 * 1024,
             web_enabled=False,
             table_standby_replicas=0,
         )
@@ -186,11 +194,14 @@ class TraceAssembler:
         if kind == SPAN_ENDED:
             span_id = record["span_id"]
             if span_id in cache.span_ids:
-                return  # a duplicate (at-least-once delivery, or a producer retry)
+                # A duplicate (at-least-once delivery, or a producer retry).
+                await self._replayed(trace_id, state, cache)
+                return
             self.spans[_item_key(trace_id, len(cache.span_ids))] = value
             cache.span_ids.add(span_id)
         elif kind == TRACE_ENDED:
             if state.get("ended") is not None:
+                await self._replayed(trace_id, state, cache)
                 return
             state["ended"] = base64.b64encode(value).decode()
             state_changed = True
@@ -219,6 +230,21 @@ class TraceAssembler:
         elif state_changed:
             self.traces[trace_id] = state
 
+    async def _replayed(self, trace_id: str, state: dict[str, Any], cache: TraceCache) -> None:
+        """A duplicate event for a trace restored from the tables: emit its revision again, once.
+
+        Why: the tables' changelog and the outputs are separate records, so a worker that dies
+        right after emitting can leave a changelog saying "revision n emitted" while the
+        CompletedTrace itself was never written. Faust flushes the outputs before it commits
+        offsets, so the events after the committed offset, which the next owner replays,
+        include the one that completed the trace: it arrives as a duplicate, and emitting the
+        same revision again (idempotent downstream, keyed by trace id and revision) makes sure
+        it is out. Alerts go again with it, at least once too.
+        """
+        if cache.restored and not cache.reemitted and state.get("finalized"):
+            cache.reemitted = True
+            await self._emit(trace_id, state, cache, incomplete=bool(state.get("incomplete")), again=True)
+
     def _complete(self, state: dict[str, Any], cache: TraceCache) -> bool:
         ended = state.get("ended")
         if ended is None:
@@ -234,6 +260,7 @@ class TraceAssembler:
         if cache is None:
             cache = self.cache[trace_id] = TraceCache(partition)
             if state is not None:
+                cache.restored = True
                 cache.finalized_ms = state.get("finalized_ms", 0) if state.get("finalized") else 0
                 # Rebuild after a restart or rebalance from the spans table.
                 n = 0
@@ -250,14 +277,17 @@ class TraceAssembler:
             for n in range(len(cache.span_ids))
         ]
 
-    async def _emit(self, trace_id: str, state: dict[str, Any], cache: TraceCache, incomplete: bool) -> None:
+    async def _emit(
+        self, trace_id: str, state: dict[str, Any], cache: TraceCache, incomplete: bool, again: bool = False
+    ) -> None:
+        """Emit the next revision of the trace, or (``again``) the current one once more."""
         ended_raw = state.get("ended")
         ended = self.events_codec.decode(base64.b64decode(ended_raw))["event"][1] if ended_raw else None
         assessments = [
             self.events_codec.decode(self.assessments[_item_key(trace_id, n)])["event"][1]
             for n in range(state.get("assessments", 0))
         ]
-        revision = state.get("revision", 0) + 1
+        revision = state.get("revision", 0) + (0 if again else 1)
         now_ms = int(time.time() * 1000)
         trace = assemble(
             trace_id,
@@ -272,13 +302,15 @@ class TraceAssembler:
         )
         key = trace_id.encode()
         await self.completed_topic.send(key=key, value=self.completed_codec.encode(trace))
-        if trace["info"]["state"] == "ERROR" and not state.get("alerted"):
+        if trace["info"]["state"] == "ERROR" and (again or not state.get("alerted")):
             await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
             state["alerted"] = True
+        self.emitted += 1
+        if again:
+            return  # the state already says so
         state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
         cache.finalized_ms = now_ms
         self.traces[trace_id] = state
-        self.emitted += 1
 
     def _alert(self, trace: dict[str, Any], now_ms: int) -> dict[str, Any]:
         info = trace["info"]
@@ -351,9 +383,13 @@ class TraceAssembler:
         """After a restart or rebalance: traces known to the tables but not in memory, and purge
         markers old enough to forget."""
         forget_before_ms = (time.time() - self.settings.stream.marker_retention_s) * 1000
+        events = self.events_topic.get_topic_name()
+        # The memory store keeps the keys of partitions that moved to another worker: only
+        # this worker's partitions are its to time out.
+        owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == events}
         try:
             for trace_id, state in list(self.traces.items()):
-                if not state:
+                if not state or state.get("partition", 0) not in owned:
                     continue
                 if state.get("purged"):
                     if state.get("purged_ms", 0) < forget_before_ms:
@@ -465,4 +501,8 @@ def run_worker(settings: Settings) -> None:
     assembler = create_app(settings)
     ensure_internal_topics(assembler)
     worker = faust.Worker(assembler.app, loglevel=settings.stream.log_level, quiet=True)
+    # At a log level of WARNING or above, Faust's start-up spinner sets the root logger to DEBUG
+    # and animates on every record: each debug call of aiokafka and Faust then built a record
+    # (about 3 per event, 7% of the worker's time) and wrote escape codes to the log.
+    worker.spinner = None
     worker.execute_from_commandline()
