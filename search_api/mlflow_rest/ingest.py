@@ -441,7 +441,6 @@ def trace_info_events(body: dict[str, Any]) -> tuple[TraceEvents, dict[str, Any]
         record = assessment_record(message, trace_id, field(message, "assessment_id") or f"a-{digest[:32]}")
         events.append((trace_id, (ASSESSMENT_LOGGED, record)))
     answer = {**info, "tags": {**tags, "mlflow.trace.spansLocation": "TRACKING_STORE"}}
-    answer.pop("tagsMap", None)
     return events, answer
 
 
