@@ -22,7 +22,7 @@ run: $(VENV)/.installed
 	$(BIN)/tracestream run
 
 ## test: install, lint, start the stack, run the whole suite, stop the stack (also when tests fail)
-test: $(VENV)/.installed .venv-mlflow/bin/python
+test: $(VENV)/.installed .venv-mlflow/.installed
 	$(BIN)/ruff check .
 	infra/with-stack bash -c '$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc'
@@ -32,17 +32,20 @@ lint: $(VENV)/.installed
 
 # MLflow, the SDK benchmark's baseline, lives in its own environment: it is not a dependency.
 # The drop-in tests also run an OpenTelemetry SDK exporting OTLP/HTTP there.
-.venv-mlflow/bin/python:
-	$(PYTHON) -m venv .venv-mlflow
-	.venv-mlflow/bin/pip install -q mlflow==3.17.2 opentelemetry-exporter-otlp-proto-http
+# The stamp depends on this Makefile, so an environment made before a package was added gets it.
+MLFLOW_ENV_PACKAGES := mlflow==3.17.2 opentelemetry-exporter-otlp-proto-http
+.venv-mlflow/.installed: Makefile
+	test -x .venv-mlflow/bin/python || $(PYTHON) -m venv .venv-mlflow
+	.venv-mlflow/bin/pip install -q $(MLFLOW_ENV_PACKAGES)
+	touch $@
 
 ## bench: every benchmark, then one table of all figures (SEARCH_SIZES=100000,1000000 for the 1M index)
 SEARCH_SIZES ?= 100000
-bench: $(VENV)/.installed .venv-mlflow/bin/python
+bench: $(VENV)/.installed .venv-mlflow/.installed
 	infra/with-stack $(BIN)/python bench/run_all.py --search-sizes $(SEARCH_SIZES)
 
 ## bench-sdk: application-thread cost per span against MLflow's @mlflow.trace, and produce throughput
-bench-sdk: $(VENV)/.installed .venv-mlflow/bin/python
+bench-sdk: $(VENV)/.installed .venv-mlflow/.installed
 	infra/with-stack $(BIN)/python bench/sdk.py
 
 ## bench-stack: start times of the local stack

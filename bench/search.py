@@ -222,7 +222,7 @@ def measure_api(settings: Settings, mix: list[dict[str, Any]], reps: int) -> dic
 
 def measure_mlflow(total: int, mix: list[dict[str, Any]], reps: int) -> dict[str, Any] | None:
     if not MLFLOW_PYTHON.exists():
-        print(f"MLflow baseline skipped: {MLFLOW_PYTHON} is missing (make .venv-mlflow/bin/python)")
+        print(f"MLflow baseline skipped: {MLFLOW_PYTHON} is missing (make .venv-mlflow/.installed)")
         return None
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="bench-search-mlflow-") as workdir:
@@ -244,6 +244,7 @@ def measure_mlflow(total: int, mix: list[dict[str, Any]], reps: int) -> dict[str
             capture_output=True,
             text=True,
             check=False,
+            cwd=workdir,  # MLflow writes trace artifacts under ./mlruns
         )  # fmt: skip
         if completed.returncode != 0:
             raise RuntimeError(f"MLflow baseline failed:\n{completed.stderr[-4000:]}")

@@ -23,7 +23,7 @@ def mlflow_python() -> Path:
     """The interpreter that has mlflow installed (TRACESTREAM_MLFLOW_PYTHON overrides)."""
     python = Path(os.environ.get("TRACESTREAM_MLFLOW_PYTHON", ROOT / ".venv-mlflow" / "bin" / "python"))
     if not python.exists():
-        reason = f"MLflow's environment {python} is missing (make .venv-mlflow/bin/python creates it)"
+        reason = f"MLflow's environment {python} is missing (make .venv-mlflow/.installed creates it)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true)", pytrace=False)
         pytest.skip(reason)

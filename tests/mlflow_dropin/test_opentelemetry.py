@@ -26,7 +26,7 @@ def _require_otlp_exporter() -> None:
         [str(python), "-c", "import opentelemetry.exporter.otlp.proto.http"], capture_output=True, text=True
     )
     if probe.returncode != 0:
-        reason = f"{python} lacks opentelemetry-exporter-otlp-proto-http (rm -r .venv-mlflow; make test)"
+        reason = f"{python} lacks opentelemetry-exporter-otlp-proto-http (make .venv-mlflow/.installed)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
