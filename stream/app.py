@@ -33,7 +33,7 @@ import schemas
 from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError
 from stream.derive import assemble, failed_spans
 from stream.transport import App
-from tracestream.admin import TopicSpec, ensure_topics
+from tracestream.admin import MAX_MESSAGE_BYTES, TopicSpec, ensure_topics
 from tracestream.settings import Settings
 
 logger = logging.getLogger("stream")
@@ -62,6 +62,10 @@ class TraceCache:
 def _item_key(trace_id: str, n: int) -> bytes:
     """The key of a trace's n-th span (or assessment) in its table."""
     return f"{trace_id}:{n}".encode()
+
+
+class TraceTooLarge(Exception):
+    """The assembled trace does not fit in one record of the completed topic."""
 
 
 class LateEvent(Exception):
@@ -128,6 +132,8 @@ class TraceAssembler:
             # about 3 records, and the sends were a large part of the worker's time.
             producer_linger=0.005,
             producer_max_batch_size=512 * 1024,
+            # Faust's default (1 MB) would refuse any trace above it; the topics accept 8 MiB.
+            producer_max_request_size=MAX_MESSAGE_BYTES,
             web_enabled=False,
             table_standby_replicas=0,
         )
@@ -171,6 +177,9 @@ class TraceAssembler:
                 await self._dead_letter(exc.reason.value, str(exc), message, event.key, event.value)
             except LateEvent as exc:
                 await self._dead_letter("late_after_retention", str(exc), message, event.key, event.value)
+            except TraceTooLarge as exc:
+                logger.warning("stream: %s", exc)
+                await self._dead_letter("trace_too_large", str(exc), message, event.key, event.value)
             except Exception as exc:  # one bad event must not stop the worker
                 logger.exception(
                     "stream: could not process %s[%d]@%d", message.topic, message.partition, message.offset
@@ -301,16 +310,25 @@ class TraceAssembler:
             now_ms=now_ms,
         )
         key = trace_id.encode()
-        await self.completed_topic.send(key=key, value=self.completed_codec.encode(trace))
+        value = self.completed_codec.encode(trace)
+        # A trace too large for the completed topic is still finalized at this revision (and
+        # alerted), so that it is dead-lettered once, not again at every later tick.
+        too_large = len(value) > MAX_MESSAGE_BYTES
+        if not too_large:
+            await self.completed_topic.send(key=key, value=value)
         if trace["info"]["state"] == "ERROR" and (again or not state.get("alerted")):
             await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
             state["alerted"] = True
         self.emitted += 1
-        if again:
-            return  # the state already says so
-        state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
-        cache.finalized_ms = now_ms
-        self.traces[trace_id] = state
+        if not again:
+            state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
+            cache.finalized_ms = now_ms
+            self.traces[trace_id] = state
+        if too_large:
+            raise TraceTooLarge(
+                f"trace {trace_id} revision {revision} has {len(trace['spans'])} spans and is {len(value)} "
+                f"bytes as a CompletedTrace; the completed topic takes at most {MAX_MESSAGE_BYTES}"
+            )
 
     def _alert(self, trace: dict[str, Any], now_ms: int) -> dict[str, Any]:
         info = trace["info"]
@@ -407,6 +425,9 @@ class TraceAssembler:
             trace_id = event.key.decode()
             try:
                 await self._handle_tick(trace_id, event.value, event.message.partition)
+            except TraceTooLarge as exc:
+                logger.warning("stream: %s", exc)
+                await self._dead_letter("trace_too_large", str(exc), event.message, event.key, event.value)
             except Exception:
                 logger.exception("stream: tick %s for %s failed", event.value, trace_id)
 

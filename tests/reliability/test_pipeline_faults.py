@@ -224,14 +224,15 @@ def test_kafka_restarted_mid_run_loses_nothing_the_sdk_delivered(
         infra("down", "--purge", env=server)
 
 
-OVERSIZED_TRACE = """
+BIG_TRACE = """
 import json, sys
 import producers as mlflow
+spans, repeat = int(sys.argv[1]), int(sys.argv[2])
 with mlflow.start_span("batch_agent", span_type=mlflow.SpanType.AGENT) as root:
-    root.set_inputs({"documents": 10_000})
-    for n in range(9_999):
+    root.set_inputs({"documents": spans})
+    for n in range(spans - 1):
         with mlflow.start_span(f"summarize_{n}", span_type=mlflow.SpanType.CHAT_MODEL) as span:
-            span.set_inputs({"text": f"document {n} " + "lorem ipsum dolor sit amet " * 180})
+            span.set_inputs({"text": f"document {n} " + "lorem ipsum dolor sit amet " * repeat})
             span.set_outputs({"summary": "a summary " * 10})
     trace_id = mlflow.get_active_trace_id()
 mlflow.flush(120)
@@ -239,7 +240,7 @@ print(json.dumps({"trace_id": trace_id, "stats": vars(mlflow.get_stats())}))
 """
 
 
-def test_an_oversized_trace_is_indexed_truncated_or_dead_lettered_and_the_pipeline_goes_on(
+def test_an_oversized_trace_is_dead_lettered_with_its_reason_a_large_one_indexed_and_the_pipeline_goes_on(
     shared_pipeline: tuple[Pipeline, OpenSearch],
 ) -> None:
     import json
@@ -248,16 +249,27 @@ def test_an_oversized_trace_is_indexed_truncated_or_dead_lettered_and_the_pipeli
 
     pipeline, client = shared_pipeline
     pipeline.start()
-    big = subprocess.run(
-        [sys.executable, "-c", OVERSIZED_TRACE], env=pipeline.env, capture_output=True, text=True, timeout=300
-    )
-    assert big.returncode == 0, big.stderr[-2000:]
-    oversized = json.loads(big.stdout.strip().splitlines()[-1])
+
+    def big_trace(spans: int, repeat: int) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", BIG_TRACE, str(spans), str(repeat)],
+            env=pipeline.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        return json.loads(run.stdout.strip().splitlines()[-1])["trace_id"]
+
+    # ~50 MB: beyond the 8 MiB a record of the completed topic may have.
+    oversized = {"trace_id": big_trace(10_000, 180)}
+    # ~3 MB: above Kafka clients' 1 MB default request size, within the topic's limit.
+    large = big_trace(300, 350)
     after = pipeline.produce(traces_per_s=50, seconds=10, spans_per_trace=3, seed=2)
     produced = pipeline.producer_result(after)
     expected = {t["trace_id"] for t in produced.traces}
 
-    documents = _expect_all_indexed(pipeline, client, expected, timeout_s=300)
+    documents = _expect_all_indexed(pipeline, client, expected | {large}, timeout_s=300)
     letters = _dead_letters(pipeline.settings)
     big_letters = [
         letter for letter in letters if oversized["trace_id"] in (letter.get("key") or b"").decode()
