@@ -101,6 +101,7 @@ def mlflow_baseline(python: Path, calls: int) -> dict | None:
             capture_output=True,
             text=True,
             timeout=900,
+            cwd=tracking,  # MLflow writes trace artifacts under ./mlruns
         )
     if result.returncode != 0:
         print(result.stderr[-2000:], file=sys.stderr)
