@@ -1,5 +1,5 @@
 """Search latency through the HTTP API at 100,000 and 1,000,000 traces, against MLflow's own
-search_traces on its SQLite store at 10,000 traces, in the same run.
+search_traces on its SQLite store at 3,000 traces, in the same run.
 
     .venv/bin/python bench/search.py [--sizes 100000,1000000] [--mlflow-traces 10000] [--reps 30]
                                      [--reload] [--drop]                        (needs infra/up)
