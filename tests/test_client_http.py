@@ -20,6 +20,7 @@ from schemas.samples import completed_trace
 from search_api import client as client_module
 from search_api.client import TraceClient, TraceSearchError, get_trace, search_traces
 from search_api.entities import Trace
+from tracestream.settings import get_settings
 
 BASE_URL = "http://search.test:8080"
 
@@ -92,7 +93,17 @@ def test_search_sends_the_contract_body_and_the_api_key() -> None:
     assert page.token == "eyJvZmZzZXQiOiAyfQ=="
 
 
-def test_address_and_api_key_default_to_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """The process-wide settings read again from the environment this test sets."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_address_and_api_key_default_to_the_settings(
+    monkeypatch: pytest.MonkeyPatch, fresh_settings: None
+) -> None:
     monkeypatch.setenv("TRACESTREAM_API__PORT", "9181")
     monkeypatch.setenv("TRACESTREAM_API__API_KEYS", "first-key,second-key")
     seen: list[httpx.Request] = []
