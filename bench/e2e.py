@@ -14,7 +14,7 @@ producer processes emitting traces through the SDK at a fixed rate (bench/_e2e_p
     for every failed trace;
   * consumer lag of the stream's and the indexer's groups when the producers stop;
   * peak RSS (VmHWM) of every process; drops = traces the SDK counted as emitted but never indexed
-    (waiting up to 3 minutes for the backlog to drain).
+    (waiting for the backlog to drain for as long as it makes progress).
 "Sustained spans/s" is spans indexed / (last trace indexed - first span produced): what the
 pipeline as a whole delivered, backlog included.
 In the same run, MLflow 3.17.2 logs the same traces (`--mlflow-traces` of them) to its SQLite store
@@ -315,11 +315,11 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             stats.append(json.loads(lines[-1]))
         emitted_traces = sum(s["traces"] for s in stats)
         expected = baseline_count + emitted_traces
-        # Drain: wait until every trace is indexed, or 3 minutes.
-        drain_deadline = time.monotonic() + 180
+        # Drain: wait until every trace is indexed, for as long as the count keeps growing (a
+        # backlog of minutes is a figure, not a loss); a minute without progress ends the wait.
         indexed = count_indexed(run.settings)
         last_change = time.time() * 1000
-        while indexed < expected and time.monotonic() < drain_deadline:
+        while indexed < expected and time.time() * 1000 - last_change < 60_000:
             time.sleep(0.5)
             now_count = count_indexed(run.settings)
             if now_count != indexed:
