@@ -1,4 +1,9 @@
-"""Publishes events to Kafka with confluent-kafka, Avro-encoded, keyed by trace id."""
+"""Publishes events to Kafka with confluent-kafka, Avro-encoded, keyed by trace id.
+
+The events of one trace in one export batch go out as one ``EventBatch`` record (a lone
+event as itself): a Kafka record costs the stream worker about the same whatever it
+carries, so a trace's spans flushed together are read, stored and assembled together.
+"""
 
 from __future__ import annotations
 
@@ -64,53 +69,106 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     )
 
 
+def group_by_trace(events: list[Event]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The events of each trace (key), in their order."""
+    grouped: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, event in events:
+        found = grouped.get(key)
+        if found is None:
+            grouped[key] = [event]
+        else:
+            found.append(event)
+    return grouped
+
+
 class KafkaEventExporter:
     def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
         self.topic = settings.topics.events
         self._codec = schemas.events_codec(settings.kafka.schema_registry_url, topic=self.topic)
+        self._batch_by_trace = settings.sdk.batch_by_trace
+        self._max_batch_events = settings.sdk.max_batch_events
+        self._max_batch_bytes = settings.sdk.max_batch_bytes
         self._stats: SdkStats | None = None
         self._warn = RateLimitedWarning()
+        # Events per record handed over so far, to count the events of records still queued.
+        self._handed_events = 0
+        self._handed_records = 0
         config = {**producer_config(settings), "on_delivery": self._delivery_failed}
         self._producer = producer or Producer(config)
 
     def _delivery_failed(self, error: KafkaError | None, message: Message) -> None:
         if error is None or self._stats is None:
             return
-        self._stats.add(lost_in_delivery=1)
+        self._stats.add(lost_in_delivery=self._events_in(message.value()))
         self._warn("tracestream: an event was not delivered to Kafka: %s", error.str())
+
+    def _events_in(self, value: bytes | None) -> int:
+        # Only on a failed delivery: the record itself says how many events it carried.
+        try:
+            return len(schemas.events_of(self._codec.decode(value or b"")["event"]))
+        except schemas.DecodeError:
+            return 1
 
     def export(self, events: list[Event], stats: SdkStats) -> None:
         self._stats = stats
-        encode = self._codec.encode_union
-        produce = self._producer.produce
-        topic = self.topic
-        handed = 0
-        for key, event in events:
-            try:
-                value = encode(*event)
-            except schemas.EncodeError as exc:
-                stats.add(failed=1)
-                self._warn("tracestream: an event could not be encoded and was dropped: %s", exc)
-                continue
-            try:
-                produce(topic, value, key)
-                handed += 1
-            except BufferError:
-                # The client's own queue is full (Kafka unreachable for long): drop, count.
-                self._producer.poll(0)
-                stats.add(dropped=1)
-                self._warn("tracestream: Kafka client queue full, dropping events")
-            except Exception as exc:  # e.g. a record larger than message.max.bytes
-                stats.add(failed=1)
-                self._warn("tracestream: an event could not be produced: %s", exc)
-        stats.add(handed=handed)
+        if not self._batch_by_trace:
+            for key, event in events:
+                self._publish(key, [event], stats)
+        else:
+            limit = self._max_batch_events
+            for key, trace_events in group_by_trace(events).items():
+                for start in range(0, len(trace_events), limit):
+                    self._publish(key, trace_events[start : start + limit], stats)
         self._producer.poll(0)
+
+    def _publish(self, key: str, events: list[tuple[str, dict[str, Any]]], stats: SdkStats) -> None:
+        """One record of ``events`` (all of trace ``key``); split when it cannot be one."""
+        try:
+            if len(events) == 1:
+                value = self._codec.encode_union(*events[0])
+            else:
+                value = self._codec.encode_union(schemas.EVENT_BATCH, {"trace_id": key, "events": events})
+        except schemas.EncodeError as exc:
+            if len(events) > 1:
+                # One bad event must not take the others with it.
+                for event in events:
+                    self._publish(key, [event], stats)
+                return
+            stats.add(failed=1)
+            self._warn("tracestream: an event could not be encoded and was dropped: %s", exc)
+            return
+        if len(events) > 1 and len(value) > self._max_batch_bytes:
+            half = len(events) // 2
+            self._publish(key, events[:half], stats)
+            self._publish(key, events[half:], stats)
+            return
+        try:
+            self._producer.produce(self.topic, value, key)
+        except BufferError:
+            # The client's own queue is full (Kafka unreachable for long): drop, count.
+            self._producer.poll(0)
+            stats.add(dropped=len(events))
+            self._warn("tracestream: Kafka client queue full, dropping events")
+            return
+        except Exception as exc:  # e.g. a record larger than message.max.bytes
+            stats.add(failed=len(events))
+            self._warn("tracestream: an event could not be produced: %s", exc)
+            return
+        self._handed_events += len(events)
+        self._handed_records += 1
+        stats.add(handed=len(events))
 
     def poll(self) -> None:
         self._producer.poll(0)
 
     def outstanding(self) -> int:
-        return len(self._producer)
+        """Events in records the client has not delivered yet. The client reports failures only
+        (a callback per delivered record would cost more than producing it), so the events of
+        queued records are estimated from the average per record; 0 once flushed, exactly."""
+        queued = len(self._producer)
+        if not queued or not self._handed_records:
+            return queued
+        return min(self._handed_events, round(queued * self._handed_events / self._handed_records))
 
     def flush(self, timeout_s: float) -> int:
         return self._producer.flush(timeout_s)

@@ -18,9 +18,11 @@ from schemas.mlflow_keys import SpanType as SpanType
 from schemas.mlflow_keys import TraceMetadataKey as TraceMetadataKey
 from schemas.mlflow_keys import TraceTagKey as TraceTagKey
 from schemas.records import ASSESSMENT_LOGGED as ASSESSMENT_LOGGED
+from schemas.records import EVENT_BATCH as EVENT_BATCH
 from schemas.records import SPAN_ENDED as SPAN_ENDED
 from schemas.records import TRACE_ENDED as TRACE_ENDED
 from schemas.records import TRACE_TAGS_CHANGED as TRACE_TAGS_CHANGED
+from schemas.records import events_of as events_of
 from schemas.registry import SchemaSet as SchemaSet
 from schemas.registry import SchemaVersion as SchemaVersion
 from schemas.registry import shipped as shipped

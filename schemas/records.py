@@ -19,6 +19,8 @@ SPAN_ENDED = "io.tracestream.SpanEnded"
 TRACE_ENDED = "io.tracestream.TraceEnded"
 TRACE_TAGS_CHANGED = "io.tracestream.TraceTagsChanged"
 ASSESSMENT_LOGGED = "io.tracestream.AssessmentLogged"
+# Several events of one trace in one record (TraceEvent v2).
+EVENT_BATCH = "io.tracestream.EventBatch"
 
 
 class TraceLocation(TypedDict):
@@ -95,9 +97,23 @@ class AssessmentLogged(TypedDict):
 EventRecord = SpanEnded | TraceEnded | TraceTagsChanged | AssessmentLogged
 
 
+class EventBatch(TypedDict):
+    trace_id: str
+    # (full record name, record) of each event, in order; never another batch.
+    events: list[tuple[str, EventRecord]]
+
+
 class TraceEvent(TypedDict):
-    # (full record name, record), e.g. (SPAN_ENDED, {...})
-    event: tuple[str, EventRecord]
+    # (full record name, record), e.g. (SPAN_ENDED, {...}) or (EVENT_BATCH, {...})
+    event: tuple[str, EventRecord | EventBatch]
+
+
+def events_of(event: tuple[str, EventRecord | EventBatch]) -> list[tuple[str, EventRecord]]:
+    """The events a TraceEvent carries, in order: itself, or each event of its batch."""
+    kind, record = event
+    if kind == EVENT_BATCH:
+        return record["events"]  # type: ignore[typeddict-item]
+    return [event]  # type: ignore[list-item]
 
 
 class TraceInfo(TypedDict):

@@ -2,16 +2,17 @@
 
 State, per partition of the events topic, in tables backed by changelog topics:
 
-* ``spans``     ``"<trace id>:<n>"`` -> the n-th distinct span's event, as received (bytes).
-                Written once per span: the cost of a span does not grow with its trace.
+* ``spans``     ``"<trace id>:<n>"`` -> the n-th chunk of the trace: a record of the events
+                topic (one span, or a batch of the trace's events) that brought at least one
+                new span, as received (bytes). Written once per record: the cost of a span does
+                not grow with its trace, and a batch of spans costs one write.
 * ``traces``    ``"<trace id>"`` -> a small JSON record: when it was first seen, its
-                TraceEnded event, tag changes, the number of assessments, the revision
-                emitted, and whether it is finalized or purged. Written once per trace plus
-                once per trace-level event, never per span.
-* ``assessments`` ``"<trace id>:<n>"`` -> the n-th assessment event (bytes).
+                TraceEnded, tag changes, assessments, the revision emitted (and how many spans
+                it had), and whether it is finalized or purged. Written at most once per record
+                and only when a trace-level fact changes, never per span.
 
-The distinct span count and span ids of active traces are cached in memory; after a restart
-or a rebalance they are rebuilt from the ``spans`` table (reading ``<id>:0``, ``<id>:1``, ...).
+The span ids and chunk count of active traces are cached in memory; after a restart or a
+rebalance they are rebuilt from the ``spans`` table (reading ``<id>:0``, ``<id>:1``, ...).
 
 Timeouts: Faust timers may not modify tables, so the timer only finds idle traces and sends
 a tick (keyed by trace id, to the trace's own partition) to an internal topic; the tick
@@ -30,13 +31,15 @@ import faust
 from mode.utils.times import want_seconds
 
 import schemas
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError
+from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError, events_of
 from stream.derive import assemble, failed_spans
 from stream.transport import App
 from tracestream.admin import MAX_MESSAGE_BYTES, TopicSpec, ensure_topics
 from tracestream.settings import Settings
 
 logger = logging.getLogger("stream")
+
+_LEGACY_CODEC = schemas.events_codec()
 
 TICK_EXPIRE = b"expire"
 TICK_PURGE = b"purge"
@@ -49,6 +52,8 @@ class TraceCache:
 
     partition: int
     span_ids: set[str] = field(default_factory=set)
+    # Records stored in the spans table (each brought at least one new span).
+    chunks: int = 0
     last_activity: float = field(default_factory=time.time)
     ticked_at: float = 0.0
     # When the trace was last emitted (epoch ms); 0 while it is still being assembled.
@@ -60,12 +65,42 @@ class TraceCache:
 
 
 def _item_key(trace_id: str, n: int) -> bytes:
-    """The key of a trace's n-th span (or assessment) in its table."""
+    """The key of a trace's n-th chunk in the spans table."""
     return f"{trace_id}:{n}".encode()
+
+
+def _ended_of(state: dict[str, Any]) -> dict[str, Any] | None:
+    ended = state.get("ended")
+    if isinstance(ended, str):  # state written before v2 kept the encoded event
+        ended = events_of(_LEGACY_CODEC.decode(base64.b64decode(ended))["event"])[0][1]
+        state["ended"] = ended
+    return ended
+
+
+def _apply_tag_change(state: dict[str, Any], change: dict[str, Any]) -> bool:
+    """Apply a TraceTagsChanged to the state; False when it changes nothing (a replay)."""
+    tags = state.get("tags_set", {})
+    deleted = set(state.get("tags_deleted", []))
+    before = (dict(tags), set(deleted))
+    for tag, tag_value in change["set"].items():
+        tags[tag] = tag_value
+        deleted.discard(tag)
+    for tag in change["deleted"]:
+        tags.pop(tag, None)
+        deleted.add(tag)
+    if (tags, deleted) == before:
+        return False
+    state["tags_set"] = tags
+    state["tags_deleted"] = sorted(deleted)
+    return True
 
 
 class TraceTooLarge(Exception):
     """The assembled trace does not fit in one record of the completed topic."""
+
+
+class InvalidEvent(Exception):
+    """An event that decodes but cannot be used (a batch mixing trace ids)."""
 
 
 class LateEvent(Exception):
@@ -151,9 +186,6 @@ class TraceAssembler:
         self.spans = self.app.Table(
             "spans", default=None, key_type=bytes, value_type=bytes, partitions=partitions
         )
-        self.assessments = self.app.Table(
-            "assessments", default=None, key_type=bytes, value_type=bytes, partitions=partitions
-        )
         json_values = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
         self.traces = self.app.Table("traces", default=None, schema=json_values, partitions=partitions)
         self.cache: dict[str, TraceCache] = {}
@@ -175,6 +207,8 @@ class TraceAssembler:
                 await self._handle(event.key, event.value, message.partition)
             except DecodeError as exc:
                 await self._dead_letter(exc.reason.value, str(exc), message, event.key, event.value)
+            except InvalidEvent as exc:
+                await self._dead_letter("invalid_event", str(exc), message, event.key, event.value)
             except LateEvent as exc:
                 await self._dead_letter("late_after_retention", str(exc), message, event.key, event.value)
             except TraceTooLarge as exc:
@@ -188,59 +222,69 @@ class TraceAssembler:
             self.processed += 1
 
     async def _handle(self, key: bytes | None, value: bytes, partition: int) -> None:
-        kind, record = self.events_codec.decode(value)["event"]
-        trace_id = record["trace_id"]
+        """One record of the events topic: an event, or a batch of one trace's events.
+
+        The table writes are one per record, not one per event: the record's bytes go to the
+        ``spans`` table as one chunk when they bring a new span, and the trace's state is
+        written once at the end.
+        """
+        events = events_of(self.events_codec.decode(value)["event"])
+        if not events:
+            return
+        trace_id = events[0][1]["trace_id"]
+        if any(record["trace_id"] != trace_id for _, record in events):
+            raise InvalidEvent(f"a batch of {len(events)} events mixes trace ids (first: {trace_id})")
         state = self.traces.get(trace_id)
         if state is not None and state.get("purged"):
-            raise LateEvent(f"{kind} for {trace_id}, whose state was purged after the late window")
+            raise LateEvent(f"{events[0][0]} for {trace_id}, whose state was purged after the late window")
         cache = self._cache_for(trace_id, partition, state)
         cache.last_activity = time.time()
+        state_changed = state is None
         if state is None:
             state = {"first_ms": int(time.time() * 1000), "partition": partition, "revision": 0}
-            self.traces[trace_id] = state
-        state_changed = False
-
-        if kind == SPAN_ENDED:
-            span_id = record["span_id"]
-            if span_id in cache.span_ids:
-                # A duplicate (at-least-once delivery, or a producer retry).
-                await self._replayed(trace_id, state, cache)
-                return
-            self.spans[_item_key(trace_id, len(cache.span_ids))] = value
-            cache.span_ids.add(span_id)
-        elif kind == TRACE_ENDED:
-            if state.get("ended") is not None:
-                await self._replayed(trace_id, state, cache)
-                return
-            state["ended"] = base64.b64encode(value).decode()
-            state_changed = True
-        elif kind == TRACE_TAGS_CHANGED:
-            tags = state.setdefault("tags_set", {})
-            deleted = set(state.get("tags_deleted", []))
-            for tag, tag_value in record["set"].items():
-                tags[tag] = tag_value
-                deleted.discard(tag)
-            for tag in record["deleted"]:
-                tags.pop(tag, None)
-                deleted.add(tag)
-            state["tags_deleted"] = sorted(deleted)
-            state_changed = True
-        elif kind == ASSESSMENT_LOGGED:
-            count = state.get("assessments", 0)
-            self.assessments[_item_key(trace_id, count)] = value
-            state["assessments"] = count + 1
-            state_changed = True
+        new_spans = 0
+        for kind, record in events:
+            if kind == SPAN_ENDED:
+                span_id = record["span_id"]  # type: ignore[typeddict-item]
+                if span_id not in cache.span_ids:  # else a duplicate (at-least-once delivery)
+                    cache.span_ids.add(span_id)
+                    new_spans += 1
+            elif kind == TRACE_ENDED:
+                if state.get("ended") is None:
+                    state["ended"] = record
+                    state_changed = True
+            elif kind == TRACE_TAGS_CHANGED:
+                state_changed |= _apply_tag_change(state, record)  # type: ignore[arg-type]
+            elif kind == ASSESSMENT_LOGGED:
+                # Assessments are few and small: they live in the state, deduplicated by id.
+                assessments = state.setdefault("assessments", [])
+                assessment_id = record["assessment_id"]  # type: ignore[typeddict-item]
+                if all(a["assessment_id"] != assessment_id for a in assessments):
+                    assessments.append(record)
+                    state_changed = True
+        chunk = None
+        if new_spans:
+            chunk = (cache.chunks, events)
+            self.spans[_item_key(trace_id, cache.chunks)] = value
+            cache.chunks += 1
 
         if state.get("finalized"):
-            # Anything new about a finalized trace is a new revision of it.
-            await self._emit(trace_id, state, cache, incomplete=bool(state.get("incomplete")))
+            # Spans the emitted revision already had are a replay whose chunk was lost with
+            # a killed worker (the tables' changelogs are not written atomically): stored
+            # again above, they are not news.
+            late_spans = new_spans and len(cache.span_ids) > state.get("emitted_spans", 0)
+            if late_spans or state_changed:
+                # Anything new about a finalized trace is a new revision of it.
+                await self._emit(trace_id, state, cache, bool(state.get("incomplete")), chunk=chunk)
+            else:
+                await self._replayed(trace_id, state, cache)
         elif self._complete(state, cache):
-            await self._emit(trace_id, state, cache, incomplete=False)
+            await self._emit(trace_id, state, cache, incomplete=False, chunk=chunk)
         elif state_changed:
             self.traces[trace_id] = state
 
     async def _replayed(self, trace_id: str, state: dict[str, Any], cache: TraceCache) -> None:
-        """A duplicate event for a trace restored from the tables: emit its revision again, once.
+        """Nothing new for a trace restored from the tables: emit its revision again, once.
 
         Why: the tables' changelog and the outputs are separate records, so a worker that dies
         right after emitting can leave a changelog saying "revision n emitted" while the
@@ -250,19 +294,15 @@ class TraceAssembler:
         same revision again (idempotent downstream, keyed by trace id and revision) makes sure
         it is out. Alerts go again with it, at least once too.
         """
-        if cache.restored and not cache.reemitted and state.get("finalized"):
+        if cache.restored and not cache.reemitted:
             cache.reemitted = True
             await self._emit(trace_id, state, cache, incomplete=bool(state.get("incomplete")), again=True)
 
     def _complete(self, state: dict[str, Any], cache: TraceCache) -> bool:
-        ended = state.get("ended")
+        ended = _ended_of(state)
         if ended is None:
             return False
-        expected = state.get("span_count")
-        if expected is None:
-            expected = self.events_codec.decode(base64.b64decode(ended))["event"][1]["span_count"]
-            state["span_count"] = expected
-        return len(cache.span_ids) >= expected
+        return len(cache.span_ids) >= ended["span_count"]
 
     def _cache_for(self, trace_id: str, partition: int, state: dict[str, Any] | None) -> TraceCache:
         cache = self.cache.get(trace_id)
@@ -274,36 +314,50 @@ class TraceAssembler:
                 # Rebuild after a restart or rebalance from the spans table.
                 n = 0
                 while (stored := self.spans.get(_item_key(trace_id, n))) is not None:
-                    cache.span_ids.add(self.events_codec.decode(stored)["event"][1]["span_id"])
+                    for kind, record in events_of(self.events_codec.decode(stored)["event"]):
+                        if kind == SPAN_ENDED:
+                            cache.span_ids.add(record["span_id"])  # type: ignore[typeddict-item]
                     n += 1
+                cache.chunks = n
         return cache
 
     # ------------------------------------------------------------ output
 
-    def _spans_of(self, trace_id: str, cache: TraceCache) -> list[dict[str, Any]]:
-        return [
-            self.events_codec.decode(self.spans[_item_key(trace_id, n)])["event"][1]
-            for n in range(len(cache.span_ids))
-        ]
+    def _spans_of(
+        self, trace_id: str, cache: TraceCache, chunk: tuple[int, list[tuple[str, Any]]] | None
+    ) -> list[dict[str, Any]]:
+        """The trace's distinct spans, from its chunks (the current record's already decoded)."""
+        spans: dict[str, dict[str, Any]] = {}
+        decode = self.events_codec.decode
+        for n in range(cache.chunks):
+            if chunk is not None and chunk[0] == n:
+                events = chunk[1]
+            else:
+                events = events_of(decode(self.spans[_item_key(trace_id, n)])["event"])
+            for kind, record in events:
+                if kind == SPAN_ENDED:
+                    spans.setdefault(record["span_id"], record)
+        return list(spans.values())
 
     async def _emit(
-        self, trace_id: str, state: dict[str, Any], cache: TraceCache, incomplete: bool, again: bool = False
+        self,
+        trace_id: str,
+        state: dict[str, Any],
+        cache: TraceCache,
+        incomplete: bool,
+        again: bool = False,
+        chunk: tuple[int, list[tuple[str, Any]]] | None = None,
     ) -> None:
         """Emit the next revision of the trace, or (``again``) the current one once more."""
-        ended_raw = state.get("ended")
-        ended = self.events_codec.decode(base64.b64decode(ended_raw))["event"][1] if ended_raw else None
-        assessments = [
-            self.events_codec.decode(self.assessments[_item_key(trace_id, n)])["event"][1]
-            for n in range(state.get("assessments", 0))
-        ]
         revision = state.get("revision", 0) + (0 if again else 1)
         now_ms = int(time.time() * 1000)
+        spans = self._spans_of(trace_id, cache, chunk)
         trace = assemble(
             trace_id,
             revision,
-            self._spans_of(trace_id, cache),
-            ended,
-            assessments,
+            spans,  # type: ignore[arg-type]
+            _ended_of(state),
+            state.get("assessments", ()),
             state.get("tags_set"),
             state.get("tags_deleted", ()),
             incomplete=incomplete,
@@ -321,7 +375,13 @@ class TraceAssembler:
             state["alerted"] = True
         self.emitted += 1
         if not again:
-            state.update(revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete)
+            state.update(
+                revision=revision,
+                finalized=True,
+                finalized_ms=now_ms,
+                incomplete=incomplete,
+                emitted_spans=len(spans),
+            )
             cache.finalized_ms = now_ms
             self.traces[trace_id] = state
         if too_large:
@@ -453,10 +513,8 @@ class TraceAssembler:
             and state.get("finalized")
             and now * 1000 - state.get("finalized_ms", 0) >= stream.late_window_s * 1000
         ):
-            for n in range(len(cache.span_ids)):
+            for n in range(cache.chunks):
                 self.spans.pop(_item_key(trace_id, n), None)
-            for n in range(state.get("assessments", 0)):
-                self.assessments.pop(_item_key(trace_id, n), None)
             self.traces[trace_id] = {
                 "purged": True,
                 "revision": state.get("revision", 0),
@@ -494,7 +552,7 @@ def ensure_internal_topics(assembler: TraceAssembler) -> None:
     settings = assembler.settings
     rf = settings.topics.replication_factor
     specs = []
-    for table in (assembler.spans, assembler.assessments, assembler.traces):
+    for table in (assembler.spans, assembler.traces):
         changelog = table.changelog_topic
         flags = (("compact", changelog.compacting), ("delete", changelog.deleting))
         cleanup = [flag for flag, on in flags if on]

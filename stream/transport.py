@@ -39,9 +39,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = self._ensure_consumer()
         committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
         changelogs = self.app.tables.changelog_topics
-        uncommitted = [
-            tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
-        ]
+        uncommitted = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
         if uncommitted:
             logger.debug("stream: no committed offset, resetting %s", uncommitted)
             if self.app.conf.consumer_auto_offset_reset == "latest":

@@ -124,6 +124,11 @@ class EventSender:
     def send(self, kind: str, record: dict[str, Any]) -> None:
         self.producer.produce(self.topic, self.codec.encode_union(kind, record), record["trace_id"])
 
+    def send_batch(self, trace_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Several events of one trace as one record, as the SDK sends them."""
+        batch = {"trace_id": trace_id, "events": events}
+        self.producer.produce(self.topic, self.codec.encode_union(schemas.EVENT_BATCH, batch), trace_id)
+
     def send_raw(self, key: bytes, value: bytes) -> None:
         self.producer.produce(self.topic, value, key)
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import copy
 import json
+from io import BytesIO
 from pathlib import Path
 
 import pytest
-from fastavro import parse_schema
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError, DecodeReason
+from schemas import (
+    ASSESSMENT_LOGGED,
+    EVENT_BATCH,
+    SPAN_ENDED,
+    TRACE_ENDED,
+    TRACE_TAGS_CHANGED,
+    DecodeError,
+    DecodeReason,
+)
 from schemas.evolution import history_incompatibilities, incompatibilities
 
 TRACE_ID = "tr-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
@@ -144,6 +153,20 @@ def test_encoding_a_union_branch_directly_gives_the_same_bytes(kind: str, record
     codec = schemas.events_codec()
 
     assert codec.encode_union(kind, record) == codec.encode({"event": (kind, record)})
+
+
+def test_a_batch_of_one_traces_events_round_trips_in_order() -> None:
+    codec = schemas.events_codec()
+    batch = {"trace_id": TRACE_ID, "events": EVERY_EVENT_KIND}
+
+    decoded = codec.decode(codec.encode_union(EVENT_BATCH, batch))["event"]
+
+    assert decoded == (EVENT_BATCH, batch)
+    assert schemas.events_of(decoded) == EVERY_EVENT_KIND
+
+
+def test_a_single_event_is_its_own_list_of_events() -> None:
+    assert schemas.events_of((SPAN_ENDED, LLM_SPAN)) == [(SPAN_ENDED, LLM_SPAN)]
 
 
 def test_completed_trace_round_trips() -> None:
@@ -334,3 +357,20 @@ def test_changing_a_field_type_breaks_both_ways() -> None:
     problems = incompatibilities(parse_schema(old), parse_schema(new))
 
     assert len(problems) == 2
+
+
+def test_the_event_batch_branch_is_compatible_for_records_that_keep_to_the_old_branches() -> None:
+    v1, v2 = schemas.shipped().versions["TraceEvent"][:2]
+
+    assert incompatibilities(v1.parsed, v2.parsed) == []
+
+
+def test_an_old_reader_cannot_read_a_record_that_takes_a_new_union_branch() -> None:
+    v1, v2 = schemas.shipped().versions["TraceEvent"][:2]
+    batch = {"event": (EVENT_BATCH, {"trace_id": LLM_SPAN["trace_id"], "events": [(SPAN_ENDED, LLM_SPAN)]})}
+    buffer = BytesIO()
+    schemaless_writer(buffer, v2.parsed, batch)
+    buffer.seek(0)
+
+    with pytest.raises(Exception, match=r"EventBatch|not found|mismatch"):
+        schemaless_reader(buffer, v2.parsed, v1.parsed)

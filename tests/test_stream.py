@@ -125,6 +125,46 @@ def test_duplicate_span_events_are_counted_once(pipeline: Pipeline) -> None:
     assert pipeline.revisions(trace_id) == [1]
 
 
+def test_a_trace_sent_as_one_batch_completes_with_all_its_spans(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    pipeline.sender.send_batch(trace_id, [*((SPAN_ENDED, s) for s in spans), (TRACE_ENDED, ended)])
+    pipeline.sender.flush()
+
+    trace = pipeline.trace(trace_id)
+
+    assert trace["revision"] == 1
+    assert sorted(s["span_id"] for s in trace["spans"]) == sorted(s["span_id"] for s in spans)
+    assert json.loads(trace["info"]["metadata"]["mlflow.trace.tokenUsage"])["total_tokens"] == 457
+
+
+def test_a_batch_repeating_spans_already_received_adds_nothing(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    pipeline.sender.send_batch(trace_id, [(SPAN_ENDED, s) for s in spans[:2]])
+    # A producer retry of the first batch, now with the last span and the end.
+    pipeline.sender.send_batch(trace_id, [*((SPAN_ENDED, s) for s in spans), (TRACE_ENDED, ended)])
+    pipeline.sender.flush()
+
+    trace = pipeline.trace(trace_id)
+
+    assert sorted(s["span_id"] for s in trace["spans"]) == sorted(s["span_id"] for s in spans)
+    time.sleep(2)
+    pipeline.completed.wait_for(lambda rs: True, timeout_s=1)
+    assert pipeline.revisions(trace_id) == [1]
+
+
+def test_a_batch_mixing_trace_ids_is_dead_lettered_whole(pipeline: Pipeline) -> None:
+    trace_id, spans, _ = rag_trace()
+    other_id, other_spans, _ = rag_trace()
+    pipeline.sender.send_batch(trace_id, [(SPAN_ENDED, spans[0]), (SPAN_ENDED, other_spans[0])])
+    pipeline.sender.flush()
+
+    letters = pipeline.dead_letters.wait_for(lambda rs: any(r["key"] == trace_id.encode() for r in rs))
+
+    letter = next(r for r in letters if r["key"] == trace_id.encode())
+    assert letter["reason"] == "invalid_event"
+    assert other_id in letter["detail"] or trace_id in letter["detail"]
+
+
 def test_a_trace_whose_root_never_ends_is_finalized_in_progress_after_the_idle_timeout(
     pipeline: Pipeline,
 ) -> None:
@@ -228,6 +268,17 @@ def test_tags_and_feedback_after_completion_make_new_revisions(pipeline: Pipelin
     assert by_id[feedback["assessment_id"]]["valid"] is False
     assert by_id[override["assessment_id"]]["valid"] is True
     assert by_id[override["assessment_id"]]["name"] == "helpfulness"
+
+    # Delivered again (at least once): the same assessment and tag change are not news.
+    pipeline.sender.send(ASSESSMENT_LOGGED, feedback)
+    pipeline.sender.send(
+        TRACE_TAGS_CHANGED,
+        {"trace_id": trace_id, "set": {"reviewed": "yes"}, "deleted": ["team"], "time_ms": 0},
+    )
+    pipeline.sender.flush()
+    time.sleep(3)
+    pipeline.completed.wait_for(lambda rs: True, timeout_s=1)
+    assert pipeline.revisions(trace_id) == [1, 2, 3, 4]
 
 
 def test_an_error_trace_raises_an_alert_with_its_failing_spans(pipeline: Pipeline) -> None:

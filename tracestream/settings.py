@@ -200,6 +200,12 @@ class SdkSettings(BaseModel):
     flush_timeout_s: float = Field(default=10.0, ge=0)
     linger_ms: int = Field(default=20, ge=0)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    # The events of one trace in one export batch go out as one EventBatch record (TraceEvent
+    # v2). Turn off while a consumer older than v2 still reads the events topic.
+    batch_by_trace: bool = True
+    max_batch_events: int = Field(default=1_000, ge=1)
+    # A batch encoding to more than this is split (the topic's records are at most 8 MiB).
+    max_batch_bytes: int = Field(default=1_048_576, ge=1_024)
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> SdkSettings:
