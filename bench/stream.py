@@ -2,12 +2,17 @@
 
     .venv/bin/python bench/stream.py [--traces 4000]     (needs the local stack: infra/up)
 
-Each scenario uses fresh topics and a fresh worker process (memory store):
-  * throughput: traces of 5 spans produced as fast as possible; span events/s from the first
-    event produced to the last completed trace received;
+Each scenario uses fresh topics and a fresh worker process (memory store unless stated):
+  * baseline: records/s a Faust agent reads doing nothing (bench/_faust_baseline.py), the
+    ceiling of any Faust worker that reads one record per event;
+  * throughput: traces of 5 spans produced as fast as possible through the SDK's exporter,
+    which sends each trace flushed whole as one record (EventBatch); span events/s from the
+    first event produced to the last completed trace received. Also with one record per event
+    (producers older than TraceEvent v2, or batching off), and with the RocksDB store;
   * the same with traces of 1,000 spans (the per-span cost must not grow with trace size);
-  * latency: traces produced at about 5,000 events/s; TraceEnded produced -> CompletedTrace received;
-  * memory: worker RSS before and after 100,000 spans of traces that have not ended.
+  * latency: traces produced at about 5,000 events/s; TraceEnded produced -> CompletedTrace out;
+  * memory: worker RSS before and after 100,000 spans of traces that have not ended (records of
+    10 spans).
 
 Prints a table, then one JSON line of the figures.
 """
@@ -16,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,9 +45,15 @@ from stream_harness import (
 )
 
 import schemas
+from producers.exporter import KafkaEventExporter
+from producers.processor import SdkStats
 from schemas import SPAN_ENDED, TRACE_ENDED, new_span_id, new_trace_id
+from tracestream.admin import TopicSpec, delete_topics, ensure_topics
 from tracestream.health import kafka_health
 from tracestream.settings import Settings
+
+# What the SDK's processor hands its exporter at most at once.
+EXPORT_BATCH_EVENTS = 2_000
 
 
 def make_trace(spans_per_trace: int) -> tuple[str, list[dict], dict]:
@@ -95,6 +109,8 @@ class Scenario:
         self.settings = stream_settings(base, name, workdir / name, partitions=6, **stream)
         create_topics(self.settings)
         self.sender = EventSender(self.settings)
+        self.exporter = KafkaEventExporter(self.settings)
+        self.stats = SdkStats()
         self.completed = TopicReader(
             self.settings, self.settings.topics.completed, schemas.completed_codec(), f"{name}-reader"
         )
@@ -110,25 +126,76 @@ class Scenario:
         if ended is not None:
             self.sender.send(TRACE_ENDED, ended)
 
+    def export(self, traces: list[tuple[list[dict], dict | None]]) -> None:
+        """As the SDK publishes them: export batches of up to 2,000 events, grouped by trace."""
+        events: list = []
+        for spans, ended in traces:
+            events += [(record["trace_id"], (SPAN_ENDED, record)) for record in spans]
+            if ended is not None:
+                events.append((ended["trace_id"], (TRACE_ENDED, ended)))
+        for start in range(0, len(events), EXPORT_BATCH_EVENTS):
+            self.exporter.export(events[start : start + EXPORT_BATCH_EVENTS], self.stats)
+
+    def flush(self) -> None:
+        self.sender.flush()
+        assert self.exporter.flush(60) == 0
+
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.worker.process.pid}/status").read_text()
         return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
 
     def close(self) -> None:
+        self.exporter.shutdown()
         self.worker.stop()
         self.completed.close()
         delete_all_topics(self.settings)
 
 
-def throughput(base: Settings, workdir: Path, traces: int, spans_per_trace: int) -> float:
-    scenario = Scenario(base, workdir)
+def faust_baseline(base: Settings, records: int) -> float:
+    """Records/s of a Faust agent that does nothing, on 300-byte records."""
+    topic = f"bench-faust-noop-{uuid.uuid4().hex[:8]}"
+    ensure_topics(base, [TopicSpec(topic, 6, 1)])
+    try:
+        sender = EventSender(
+            base.model_copy(update={"topics": base.topics.model_copy(update={"events": topic})})
+        )
+        payload = os.urandom(300)
+        for n in range(records):
+            sender.send_raw(f"tr-{n % 5_000}".encode(), payload)
+            if n % 10_000 == 0:
+                sender.producer.poll(0)
+        sender.flush()
+        script = Path(__file__).resolve().parent / "_faust_baseline.py"
+        done = subprocess.run(
+            [sys.executable, str(script), topic, str(records)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        # Faust's worker sends the script's stdout to its log (stderr).
+        figure = re.search(r"records_per_s (\d+)", done.stdout + done.stderr)
+        if figure is None:
+            raise RuntimeError(f"the Faust baseline printed no figure:\n{done.stderr[-2000:]}")
+        return float(figure.group(1))
+    finally:
+        delete_topics(base, [topic])
+
+
+def throughput(
+    base: Settings, workdir: Path, traces: int, spans_per_trace: int, batched: bool = True, **stream: object
+) -> float:
+    scenario = Scenario(base, workdir, **stream)
     try:
         batch = [make_trace(spans_per_trace) for _ in range(traces)]
         wanted = {trace_id for trace_id, _, _ in batch}
         started = time.perf_counter()
-        for _, spans, ended in batch:
-            scenario._send(spans, ended)
-        scenario.sender.flush()
+        if batched:
+            scenario.export([(spans, ended) for _, spans, ended in batch])
+        else:
+            for _, spans, ended in batch:
+                scenario._send(spans, ended)
+        scenario.flush()
         scenario.completed.wait_for(lambda rs: wanted <= {r["trace_id"] for r in rs}, timeout_s=900)
         elapsed = time.perf_counter() - started
     finally:
@@ -146,15 +213,13 @@ def latency(base: Settings, workdir: Path, events_per_s: int, seconds: int) -> l
         next_send = time.perf_counter()
         while time.perf_counter() < deadline:
             trace_id, spans, ended = make_trace(5)
-            scenario._send(spans, None)
-            scenario.sender.send(TRACE_ENDED, ended)
-            scenario.sender.producer.poll(0)
+            scenario.export([(spans, ended)])
             sent_at[trace_id] = time.time()
             next_send += interval
             pause = next_send - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-        scenario.sender.flush()
+        scenario.flush()
         received: dict[str, float] = {}
 
         def all_seen(records: list[dict]) -> bool:
@@ -179,21 +244,20 @@ def memory(base: Settings, workdir: Path, spans: int) -> tuple[float, float]:
             trace_id = new_trace_id()
             now = int(time.time() * 1000)
             root_id = new_span_id()
-            for n in range(10):
-                scenario.sender.send(
-                    SPAN_ENDED,
-                    span(
-                        trace_id,
-                        f"tool_{n}",
-                        root_id,
-                        now,
-                        now + 1,
-                        attributes={"mlflow.spanInputs": '{"q": "status"}'},
-                    ),
+            tools = [
+                span(
+                    trace_id,
+                    f"tool_{n}",
+                    root_id,
+                    now,
+                    now + 1,
+                    attributes={"mlflow.spanInputs": '{"q": "status"}'},
                 )
+                for n in range(10)
+            ]
+            scenario.export([(tools, None)])
             sent += 10
-            scenario.sender.producer.poll(0)
-        scenario.sender.flush()
+        scenario.flush()
         # Wait until the worker has read them: its RSS stops growing.
         previous, stable = 0.0, 0
         for _ in range(240):
@@ -215,6 +279,7 @@ def main() -> None:
     parser.add_argument("--big-traces", type=int, default=20, help="1,000-span traces for the cost run")
     parser.add_argument("--latency-seconds", type=int, default=15)
     parser.add_argument("--memory-spans", type=int, default=100_000)
+    parser.add_argument("--baseline-records", type=int, default=100_000)
     args = parser.parse_args()
     base = Settings()
     if not kafka_health(base).healthy:
@@ -222,7 +287,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tracestream-bench-stream-") as scratch:
         workdir = Path(scratch)
+        noop = faust_baseline(base, args.baseline_records)
         small = throughput(base, workdir, args.traces, 5)
+        single = throughput(base, workdir, args.traces, 5, batched=False)
+        rocksdb = throughput(base, workdir, args.traces, 5, store="rocksdb")
         big = throughput(base, workdir, args.big_traces, 1000)
         latencies = sorted(latency(base, workdir, 5000, args.latency_seconds))
         rss_before, rss_after = memory(base, workdir, args.memory_spans)
@@ -231,7 +299,10 @@ def main() -> None:
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     rss_per_100k = (rss_after - rss_before) * 100_000 / args.memory_spans
     print(f"{'one worker process, memory store, 6 partitions':<62}{'value':>14}")
-    print(f"{'span events/s, 5-span traces':<62}{small:>14.0f}")
+    print(f"{'baseline: Faust agent doing nothing, records/s':<62}{noop:>14.0f}")
+    print(f"{'span events/s, 5-span traces, one record per trace (SDK)':<62}{small:>14.0f}")
+    print(f"{'span events/s, 5-span traces, one record per event':<62}{single:>14.0f}")
+    print(f"{'span events/s, 5-span traces, one record per trace, RocksDB':<62}{rocksdb:>14.0f}")
     print(f"{'span events/s, 1,000-span traces':<62}{big:>14.0f}")
     print(f"{'per-span cost, 1,000-span vs 5-span traces (x)':<62}{small / big:>14.2f}")
     print(f"{'completion latency at ~5,000 events/s, p50 ms':<62}{p50:>14.1f}")
@@ -243,7 +314,10 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "faust_noop_records_per_s": round(noop),
                 "span_events_per_s": round(small),
+                "span_events_per_s_one_record_per_event": round(single),
+                "span_events_per_s_rocksdb": round(rocksdb),
                 "span_events_per_s_1000_span_traces": round(big),
                 "per_span_cost_ratio_1000_vs_5": round(small / big, 2),
                 "completion_latency_p50_ms": round(p50, 1),
