@@ -13,6 +13,8 @@ producer processes emitting traces through the SDK at a fixed rate (bench/_e2e_p
   * alert latency: an alerts-topic consumer in this process; latency = alert received - root end,
     for every failed trace;
   * consumer lag of the stream's and the indexer's groups when the producers stop;
+  * CPU time of every process, Kafka's and OpenSearch's included, from the first span produced to
+    the last trace indexed, as a share of one core (2 cores = 200 %): where the time goes;
   * peak RSS (VmHWM) of every process; drops = traces the SDK counted as emitted but never indexed
     (waiting for the backlog to drain for as long as it makes progress).
 "Sustained spans/s" is spans indexed / (last trace indexed - first span produced): what the
@@ -67,6 +69,29 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, NaN once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def server_pids() -> dict[str, int]:
+    """Kafka's and OpenSearch's JVMs on this machine (infra/up), found by their main classes."""
+    found = {}
+    for name, main_class in (("kafka", "kafka.Kafka"), ("opensearch", "org.opensearch.bootstrap.OpenSearch")):
+        listed = subprocess.run(["pgrep", "-f", main_class], capture_output=True, text=True, check=False)
+        pids = [int(pid) for pid in listed.stdout.split()]
+        if pids:
+            found[name] = pids[0]
+    return found
 
 
 def free_port() -> int:
@@ -290,12 +315,21 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         ]
         peak_lag = {"stream": 0, "indexer": 0}
         peak_rss: dict[str, float] = {}
+        servers = {**server_pids(), "bench_harness": os.getpid()}
+        cpu_at_start = {name: cpu_seconds(pid) for name, pid in servers.items()}
+        cpu_at_start.update({name: cpu_seconds(p.pid) for name, p in run.processes.items()})
+        cpu_last: dict[str, float] = {}
 
         def sample_rss() -> None:
             for name, process in run.processes.items():
                 rss = peak_rss_mb(process.pid)
                 if rss == rss:  # not NaN: the process is still there
                     peak_rss[name] = max(peak_rss.get(name, 0.0), rss)
+            pids = {**servers, **{name: p.pid for name, p in run.processes.items()}}
+            for name, pid in pids.items():
+                used = cpu_seconds(pid)
+                if used == used:
+                    cpu_last[name] = used
 
         while any(p.poll() is None for p in producers):
             time.sleep(2)
@@ -324,6 +358,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             now_count = count_indexed(run.settings)
             if now_count != indexed:
                 indexed, last_change = now_count, time.time() * 1000
+                sample_rss()
         poller.stop_deadline = time.monotonic() + 10
         poller.stop.set()
         poller.join(30)
@@ -357,6 +392,14 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
                 "peak_indexer_lag_records": peak_lag["indexer"],
             }
         )
+        # CPU up to the last trace indexed (sampled then), as a share of one core.
+        wall_s = (last_change - produce_start) / 1000
+        cpu: dict[str, float] = {}
+        for name, used in cpu_last.items():
+            group = "producers" if name.startswith("producer-") else name.replace("-", "_")
+            cpu[group] = cpu.get(group, 0.0) + used - cpu_at_start.get(name, 0.0)
+        for group, used in cpu.items():
+            figures[f"cpu_{group}_pct"] = round(100 * used / wall_s)
         sample_rss()
         for name, rss in peak_rss.items():
             if not name.startswith("producer"):

@@ -44,6 +44,10 @@ class _Delivery:
 
 Event = tuple[str, dict[str, Any]]  # (union branch, e.g. schemas.SPAN_ENDED; record)
 
+# The stream reads a trace's events in one record far faster than one by one.
+MAX_BATCH_EVENTS = 1_000
+MAX_BATCH_BYTES = 1_048_576
+
 
 class EventPublisher:
     """A Kafka producer shared by the API's request threads; a background thread serves its
@@ -78,10 +82,13 @@ class EventPublisher:
         they share the trace id as key) and return once all are acknowledged."""
         if not trace_events:
             return
+        by_trace: dict[str, list[Event]] = {}
+        for trace_id, event in trace_events:
+            by_trace.setdefault(trace_id, []).append(event)
         encoded = []
-        for trace_id, (branch, record) in trace_events:
+        for trace_id, events in by_trace.items():
             try:
-                encoded.append((trace_id.encode(), self._codec.encode_union(branch, record)))
+                encoded += self._encode(trace_id, events)
             except schemas.EncodeError as exc:
                 raise SearchError(400, "INVALID_PARAMETER_VALUE", f"cannot store the request: {exc}") from exc
         delivery = _Delivery(len(encoded))
@@ -96,6 +103,22 @@ class EventPublisher:
             raise self._unavailable("Kafka did not acknowledge the events in time")
         if delivery.errors:
             raise self._unavailable(f"Kafka refused the events: {delivery.errors[0]}")
+
+    def _encode(self, trace_id: str, events: list[Event]) -> list[tuple[bytes, bytes]]:
+        """One trace's events as few records as fit: an EventBatch (TraceEvent v2) of up to
+        MAX_BATCH_EVENTS events and MAX_BATCH_BYTES, a lone event as itself."""
+        key = trace_id.encode()
+        if len(events) == 1:
+            return [(key, self._codec.encode_union(*events[0]))]
+        records = []
+        for start in range(0, len(events), MAX_BATCH_EVENTS):
+            chunk = events[start : start + MAX_BATCH_EVENTS]
+            value = self._codec.encode_union(schemas.EVENT_BATCH, {"trace_id": trace_id, "events": chunk})
+            if len(value) <= MAX_BATCH_BYTES:
+                records.append((key, value))
+            else:
+                records += [(key, self._codec.encode_union(*event)) for event in chunk]
+        return records
 
     @staticmethod
     def _unavailable(reason: str) -> SearchError:
