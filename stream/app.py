@@ -429,11 +429,15 @@ class TraceAssembler:
         stream = self.settings.stream
         if now - self._reported_at >= 10:
             self._reported_at = now
+            # The rebalancing and flow flags say why a worker that stops making progress waits.
             logger.info(
-                "stream: %d events processed, %d traces emitted, %d traces in memory",
+                "stream: %d records processed, %d traces emitted, %d traces in memory "
+                "(rebalancing: %s, flow active: %s)",
                 self.processed,
                 self.emitted,
                 len(self.cache),
+                self.app.rebalancing,
+                self.app.flow_control.is_active(),
             )
         if self.app.rebalancing:
             # Until recovery ends ("Worker ready") the tables are being restored: a cache built

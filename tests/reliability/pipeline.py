@@ -70,6 +70,8 @@ class Pipeline:
             "TRACESTREAM_TOPICS__COMPLETED_PARTITIONS": str(partitions),
             "TRACESTREAM_STREAM__APP_ID": f"{self.name}-stream",
             "TRACESTREAM_STREAM__IDLE_TIMEOUT_S": "10",
+            # The worker's status line every 10 s, in its log for a failing test to show.
+            "TRACESTREAM_STREAM__LOG_LEVEL": "info",
             "TRACESTREAM_INDEXER__GROUP_ID": f"{self.name}-indexer",
             "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": self.name,
             "PYTHONUNBUFFERED": "1",

@@ -78,6 +78,9 @@ def shared_pipeline(
         pipeline.cleanup(opensearch)
 
 
+# 80 s of traffic, then four table restores: runs took 96-276 s; the wait below ends first
+# with the worker's log when something is stuck.
+@pytest.mark.timeout(600)
 def test_the_stream_worker_sigkilled_three_times_loses_and_duplicates_no_trace(
     shared_pipeline: tuple[Pipeline, OpenSearch],
 ) -> None:
@@ -95,7 +98,16 @@ def test_the_stream_worker_sigkilled_three_times_loses_and_duplicates_no_trace(
     produced = pipeline.producer_result(producer)
     expected = {t["trace_id"] for t in produced.traces}
 
-    documents = _expect_all_indexed(pipeline, client, expected, timeout_s=300)
+    try:
+        documents = _expect_all_indexed(pipeline, client, expected, timeout_s=400)
+    except AssertionError as timeout:
+        status = [
+            line
+            for line in pipeline.log(worker, lines=2_000).splitlines()
+            if "stream:" in line or "Recovery" in line or "WARNING" in line or "ERROR" in line
+        ]
+        shown = "\n".join(status[-40:])
+        raise AssertionError(f"{timeout} ({pipeline.count(client)} indexed); {worker}:\n{shown}") from None
     emitted = _last_revisions(pipeline.settings)
 
     later = sum(1 for revision in emitted.values() if revision > 1)
