@@ -40,12 +40,20 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
         changelogs = self.app.tables.changelog_topics
         uncommitted = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        starts = {tp: offset for tp, offset in committed.items() if offset and tp.topic not in changelogs}
         if uncommitted:
             logger.debug("stream: no committed offset, resetting %s", uncommitted)
             if self.app.conf.consumer_auto_offset_reset == "latest":
                 await consumer.seek_to_end(*uncommitted)
+                starts.update(await consumer.end_offsets(uncommitted))
             else:
                 await consumer.seek_to_beginning(*uncommitted)
+                starts.update(await consumer.beginning_offsets(uncommitted))
+        # Where each source partition now resumes: the worker checks that its first record
+        # comes from there (see stream.app.OffsetGuard).
+        on_seek = getattr(self.app, "on_source_seek", None)
+        if on_seek is not None:
+            on_seek({TP(tp.topic, tp.partition): offset for tp, offset in starts.items()})
         return committed  # type: ignore[return-value]
 
 

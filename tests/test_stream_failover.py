@@ -81,6 +81,9 @@ def test_a_worker_killed_mid_stream_loses_no_trace(kafka_settings: Settings, tmp
     latest = latest_by_trace(records)
     for trace_id, spans, _ in traces:
         trace = latest[trace_id]
-        assert sorted(s["span_id"] for s in trace["spans"]) == sorted(s["span_id"] for s in spans)
+        emitted = [(r["revision"], len(r["spans"])) for r in records if r["trace_id"] == trace_id]
+        assert sorted(s["span_id"] for s in trace["spans"]) == sorted(s["span_id"] for s in spans), (
+            f"{trace_id}: (revision, spans) emitted {emitted}"
+        )
         assert "tracestream.trace.incomplete" not in trace["info"]["metadata"]
         assert trace["info"]["state"] == "OK"
