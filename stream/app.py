@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +154,8 @@ class OffsetGuard:
     # many attempts, with an error in the log.
     MAX_SEEKS = 5
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self.next_offsets: dict[Any, int] = {}
         self.starts: dict[Any, int] = {}
         self._seeks: dict[Any, tuple[int, int, float]] = {}  # tp -> (offset, attempts, at)
@@ -170,6 +172,16 @@ class OffsetGuard:
             self.starts[tp] = offset
             self.next_offsets.pop(tp, None)
 
+    def overdue_seeks(self) -> list[tuple[Any, int]]:
+        """Seeks issued over 2 s ago whose first record has not come; marked as issued again."""
+        now = self._clock()
+        overdue = []
+        for tp, (offset, attempts, at) in list(self._seeks.items()):
+            if now - at >= 2.0 and attempts < self.MAX_SEEKS:
+                self._seeks[tp] = (offset, attempts + 1, now)
+                overdue.append((tp, offset))
+        return overdue
+
     def admit(self, tp: Any, offset: int) -> int | None:
         """None when the record is the next one (or a re-delivery): process it. Otherwise the
         offset to seek ``tp`` back to; ``-1`` when a seek is already under way."""
@@ -179,7 +191,7 @@ class OffsetGuard:
             self._seeks.pop(tp, None)
             return None
         sought, attempts, at = self._seeks.get(tp, (-1, 0, 0.0))
-        now = time.monotonic()
+        now = self._clock()
         if sought == expected and now - at < 2.0:
             return -1
         if sought == expected and attempts >= self.MAX_SEEKS:
@@ -271,7 +283,7 @@ class TraceAssembler:
                         seek_to,
                     )
                     guard.gaps_closed += 1
-                    await self.app.consumer.seek(message.tp, seek_to)
+                    await self._rewind(message.tp, seek_to)
                 continue
             try:
                 await self._handle(event.key, event.value, message.partition)
@@ -509,6 +521,9 @@ class TraceAssembler:
                 self.app.rebalancing,
                 self.app.flow_control.is_active(),
             )
+        for tp, offset in self.offset_guard.overdue_seeks():
+            # The records after a seek did not come (nothing newer arrived to notice): again.
+            await self._rewind(tp, offset)
         if self.app.rebalancing:
             # Until recovery ends ("Worker ready") the tables are being restored: a cache built
             # from them now could miss spans, and the next span would then be written over one
@@ -602,6 +617,12 @@ class TraceAssembler:
         self.cache.clear()
         self._synced_at = 0.0
         self.offset_guard.reset()
+
+    async def _rewind(self, tp: Any, offset: int) -> None:
+        try:
+            await self.app.consumer.rewind(tp, offset)  # type: ignore[attr-defined]
+        except Exception:  # the partition may have moved away meanwhile; the guard retries
+            logger.warning("stream: could not seek %s back to %d", tp, offset, exc_info=True)
 
     def _on_source_seek(self, starts: dict[Any, int]) -> None:
         # Called from the consumer's thread: hand over to the event loop's thread.

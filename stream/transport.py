@@ -61,6 +61,13 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def rewind(self, tp: TP, offset: int) -> None:
+        """Read ``tp`` again from ``offset``: seeks in the consumer's own thread, as Faust's
+        recovery does, and resets the read offset below which Faust drops records."""
+        await self._thread.seek_wait({tp: offset})  # type: ignore[attr-defined]
+        if offset <= 0:
+            self._read_offset.pop(tp, None)
+
 
 class Transport(faust_aiokafka.Transport):
     Consumer = _Consumer

@@ -1,0 +1,99 @@
+"""The stream worker's check that no record of an events partition is skipped (no servers)."""
+
+from __future__ import annotations
+
+from stream.app import OffsetGuard
+
+EVENTS_0 = ("llm.events", 0)
+EVENTS_1 = ("llm.events", 1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_records_in_order_are_processed() -> None:
+    guard = OffsetGuard()
+    guard.on_source_seek({EVENTS_0: 40})
+
+    assert [guard.admit(EVENTS_0, offset) for offset in (40, 41, 42)] == [None, None, None]
+
+
+def test_a_skipped_record_sends_the_partition_back_to_it() -> None:
+    guard = OffsetGuard()
+    guard.on_source_seek({EVENTS_0: 0})
+    for offset in range(148):
+        guard.admit(EVENTS_0, offset)
+
+    assert guard.admit(EVENTS_0, 149) == 148
+
+
+def test_a_first_record_above_where_the_consumer_resumed_is_a_gap() -> None:
+    guard = OffsetGuard()
+    guard.on_source_seek({EVENTS_0: 0, EVENTS_1: 7})
+
+    assert guard.admit(EVENTS_0, 152) == 0
+    assert guard.admit(EVENTS_1, 7) is None
+
+
+def test_records_after_the_gap_are_skipped_while_the_seek_is_under_way() -> None:
+    guard = OffsetGuard()
+    guard.on_source_seek({EVENTS_0: 10})
+    guard.admit(EVENTS_0, 12)
+
+    assert [guard.admit(EVENTS_0, offset) for offset in (13, 14)] == [-1, -1]
+
+
+def test_records_read_again_after_the_seek_are_processed_in_order() -> None:
+    guard = OffsetGuard()
+    guard.on_source_seek({EVENTS_0: 10})
+    guard.admit(EVENTS_0, 10)
+    guard.admit(EVENTS_0, 12)
+
+    assert [guard.admit(EVENTS_0, offset) for offset in (11, 12, 13)] == [None, None, None]
+
+
+def test_a_redelivered_record_below_the_expected_offset_is_processed_again() -> None:
+    guard = OffsetGuard()
+    for offset in (5, 6, 7):
+        guard.admit(EVENTS_0, offset)
+
+    assert guard.admit(EVENTS_0, 5) is None
+    assert guard.admit(EVENTS_0, 6) is None
+
+
+def test_a_gap_that_seeking_cannot_close_is_accepted_after_the_last_attempt() -> None:
+    clock = Clock()
+    guard = OffsetGuard(clock)
+    guard.on_source_seek({EVENTS_0: 0})
+    guard.admit(EVENTS_0, 500)
+    for _ in range(OffsetGuard.MAX_SEEKS):
+        clock.now += 3  # the records 0-499 did not come after the seek
+        guard.admit(EVENTS_0, 500)
+
+    assert guard.admit(EVENTS_0, 500) is None
+    assert guard.admit(EVENTS_0, 501) is None
+
+
+def test_a_seek_whose_records_never_come_is_issued_again_by_the_timer() -> None:
+    clock = Clock()
+    guard = OffsetGuard(clock)
+    guard.on_source_seek({EVENTS_0: 3})
+    guard.admit(EVENTS_0, 9)
+    clock.now += 3
+
+    assert guard.overdue_seeks() == [(EVENTS_0, 3)]
+    assert guard.overdue_seeks() == []  # just issued again
+
+
+def test_a_rebalance_forgets_what_was_expected() -> None:
+    guard = OffsetGuard()
+    guard.on_source_seek({EVENTS_0: 0})
+    guard.admit(EVENTS_0, 0)
+    guard.reset()
+
+    assert guard.admit(EVENTS_0, 90) is None
