@@ -45,7 +45,7 @@ from confluent_kafka import Consumer, TopicPartition
 import schemas
 from indexer import IndexNames, opensearch_client
 from tracestream.admin import delete_topics, ensure_topics
-from tracestream.settings import Settings
+from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
 MLFLOW_PYTHON = ROOT / ".venv-mlflow" / "bin" / "python"
@@ -111,17 +111,7 @@ class Run:
         self.port = free_port()
         self.env = {
             **os.environ,
-            "TRACESTREAM_TOPICS__EVENTS": f"{self.name}.events",
-            "TRACESTREAM_TOPICS__COMPLETED": f"{self.name}.completed",
-            "TRACESTREAM_TOPICS__ALERTS": f"{self.name}.alerts",
-            "TRACESTREAM_TOPICS__DEAD_LETTERS": f"{self.name}.deadletters",
-            "TRACESTREAM_TOPICS__EVENTS_PARTITIONS": str(partitions),
-            "TRACESTREAM_TOPICS__COMPLETED_PARTITIONS": str(partitions),
-            "TRACESTREAM_STREAM__APP_ID": f"{self.name}-stream",
-            "TRACESTREAM_STREAM__DATA_DIR": str(self.dir / "stream"),
-            "TRACESTREAM_INDEXER__GROUP_ID": f"{self.name}-indexer",
-            "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": self.name,
-            "TRACESTREAM_API__PORT": str(self.port),
+            **isolated_env(self.name, partitions, self.dir / "stream", api_port=self.port),
             "PYTHONUNBUFFERED": "1",
         }
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("TRACESTREAM_")})

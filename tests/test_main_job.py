@@ -20,7 +20,7 @@ from opensearchpy import OpenSearch
 
 from indexer import IndexNames
 from tracestream.admin import delete_topics
-from tracestream.settings import Settings
+from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,17 +36,7 @@ def run_env(kafka_settings: Settings, opensearch: OpenSearch, tmp_path: Path) ->
     run = f"ts-test-run-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
-        "TRACESTREAM_TOPICS__EVENTS": f"{run}.events",
-        "TRACESTREAM_TOPICS__COMPLETED": f"{run}.completed",
-        "TRACESTREAM_TOPICS__ALERTS": f"{run}.alerts",
-        "TRACESTREAM_TOPICS__DEAD_LETTERS": f"{run}.deadletters",
-        "TRACESTREAM_TOPICS__EVENTS_PARTITIONS": "2",
-        "TRACESTREAM_TOPICS__COMPLETED_PARTITIONS": "2",
-        "TRACESTREAM_STREAM__APP_ID": f"{run}-stream",
-        "TRACESTREAM_STREAM__DATA_DIR": str(tmp_path / "stream"),
-        "TRACESTREAM_INDEXER__GROUP_ID": f"{run}-indexer",
-        "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": run,
-        "TRACESTREAM_API__PORT": str(_free_port()),
+        **isolated_env(run, 2, tmp_path / "stream", api_port=_free_port()),
         "COLUMNS": "200",
     }
     yield env

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from tracestream.settings import Settings
+from tracestream.settings import Settings, isolated_env
 
 
 @pytest.fixture(autouse=True)
@@ -113,3 +114,23 @@ def test_an_index_prefix_opensearch_would_reject_is_refused(
 
     with pytest.raises(ValidationError, match="index_prefix"):
         Settings()
+
+
+def test_an_isolated_environment_gives_a_run_its_own_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key, value in isolated_env("bench-e2e-1a2b3c", 6, tmp_path / "stream", api_port=18080).items():
+        monkeypatch.setenv(key, value)
+
+    settings = Settings()
+
+    assert (settings.topics.events, settings.topics.completed) == (
+        "bench-e2e-1a2b3c.events",
+        "bench-e2e-1a2b3c.completed",
+    )
+    assert (settings.topics.events_partitions, settings.topics.completed_partitions) == (6, 6)
+    assert settings.stream.app_id == "bench-e2e-1a2b3c-stream"
+    assert settings.stream.data_dir == str(tmp_path / "stream")
+    assert settings.indexer.group_id == "bench-e2e-1a2b3c-indexer"
+    assert settings.opensearch.index_prefix == "bench-e2e-1a2b3c"
+    assert settings.api.port == 18080

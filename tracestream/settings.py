@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -280,3 +281,27 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
     return Settings()
+
+
+def isolated_env(
+    name: str, partitions: int, data_dir: str | Path, api_port: int | None = None
+) -> dict[str, str]:
+    """The environment variables that give one run of the pipeline its own topics, consumer
+    groups, stream app id and state directory, index prefix and (optionally) API port, so that
+    several runs share one Kafka and OpenSearch without seeing each other (tests, benchmarks)."""
+    prefix = ENV_PREFIX
+    env = {
+        f"{prefix}TOPICS__EVENTS": f"{name}.events",
+        f"{prefix}TOPICS__COMPLETED": f"{name}.completed",
+        f"{prefix}TOPICS__ALERTS": f"{name}.alerts",
+        f"{prefix}TOPICS__DEAD_LETTERS": f"{name}.deadletters",
+        f"{prefix}TOPICS__EVENTS_PARTITIONS": str(partitions),
+        f"{prefix}TOPICS__COMPLETED_PARTITIONS": str(partitions),
+        f"{prefix}STREAM__APP_ID": f"{name}-stream",
+        f"{prefix}STREAM__DATA_DIR": str(data_dir),
+        f"{prefix}INDEXER__GROUP_ID": f"{name}-indexer",
+        f"{prefix}OPENSEARCH__INDEX_PREFIX": name,
+    }
+    if api_port is not None:
+        env[f"{prefix}API__PORT"] = str(api_port)
+    return env

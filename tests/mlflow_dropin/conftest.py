@@ -21,7 +21,7 @@ from indexer import IndexNames
 from mlflow_dropin.support import Pipeline
 from search_api.mlflow_rest.experiments import experiments_index
 from tracestream.admin import admin_client, delete_topics, ensure_topics
-from tracestream.settings import Settings
+from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,22 +41,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     port = _free_port()
     env = {
         **os.environ,
-        "TRACESTREAM_TOPICS__EVENTS": f"{run}.events",
-        "TRACESTREAM_TOPICS__COMPLETED": f"{run}.completed",
-        "TRACESTREAM_TOPICS__ALERTS": f"{run}.alerts",
-        "TRACESTREAM_TOPICS__DEAD_LETTERS": f"{run}.deadletters",
-        "TRACESTREAM_TOPICS__EVENTS_PARTITIONS": "2",
-        "TRACESTREAM_TOPICS__COMPLETED_PARTITIONS": "2",
-        "TRACESTREAM_STREAM__APP_ID": f"{run}-stream",
-        "TRACESTREAM_STREAM__DATA_DIR": str(logs / "stream"),
+        **isolated_env(run, 2, logs / "stream", api_port=port),
         "TRACESTREAM_STREAM__STORE": "memory",
         "TRACESTREAM_STREAM__IDLE_TIMEOUT_S": "3",
         "TRACESTREAM_STREAM__TICK_INTERVAL_S": "0.5",
-        "TRACESTREAM_INDEXER__GROUP_ID": f"{run}-indexer",
         "TRACESTREAM_INDEXER__BATCH_LINGER_MS": "50",
-        "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": run,
         "TRACESTREAM_API__HOST": "127.0.0.1",
-        "TRACESTREAM_API__PORT": str(port),
     }
     settings = Settings(
         **{

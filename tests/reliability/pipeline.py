@@ -22,7 +22,7 @@ from opensearchpy import OpenSearch
 
 from indexer import IndexNames
 from tracestream.admin import delete_topics, ensure_topics
-from tracestream.settings import Settings
+from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -62,18 +62,10 @@ class Pipeline:
         self.workdir = workdir
         self.env = {
             **os.environ,
-            "TRACESTREAM_TOPICS__EVENTS": f"{self.name}.events",
-            "TRACESTREAM_TOPICS__COMPLETED": f"{self.name}.completed",
-            "TRACESTREAM_TOPICS__ALERTS": f"{self.name}.alerts",
-            "TRACESTREAM_TOPICS__DEAD_LETTERS": f"{self.name}.deadletters",
-            "TRACESTREAM_TOPICS__EVENTS_PARTITIONS": str(partitions),
-            "TRACESTREAM_TOPICS__COMPLETED_PARTITIONS": str(partitions),
-            "TRACESTREAM_STREAM__APP_ID": f"{self.name}-stream",
+            **isolated_env(self.name, partitions, workdir / "stream"),
             "TRACESTREAM_STREAM__IDLE_TIMEOUT_S": "10",
             # The worker's status line every 10 s, in its log for a failing test to show.
             "TRACESTREAM_STREAM__LOG_LEVEL": "info",
-            "TRACESTREAM_INDEXER__GROUP_ID": f"{self.name}-indexer",
-            "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": self.name,
             "PYTHONUNBUFFERED": "1",
             **(overrides or {}),
         }
