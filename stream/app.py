@@ -230,8 +230,8 @@ class TraceAssembler:
             broker_heartbeat_interval=max(1.0, stream.session_timeout_s / 4),
             stream_buffer_maxsize=stream.stream_buffer_maxsize,
             producer_acks=-1,
-            # Every span writes a changelog record: without linger each produce request carried
-            # about 3 records, and the sends were a large part of the worker's time.
+            # Each record writes one or two changelog records: without linger each produce
+            # request carried about 3 records, and the sends were a large part of the time.
             producer_linger=0.005,
             producer_max_batch_size=512 * 1024,
             # Faust's default (1 MB) would refuse any trace above it; the topics accept 8 MiB.
@@ -513,11 +513,12 @@ class TraceAssembler:
             self._reported_at = now
             # The rebalancing and flow flags say why a worker that stops making progress waits.
             logger.info(
-                "stream: %d records processed, %d traces emitted, %d traces in memory "
-                "(rebalancing: %s, flow active: %s)",
+                "stream: %d records processed, %d traces emitted, %d traces in memory, "
+                "%d gaps read again (rebalancing: %s, flow active: %s)",
                 self.processed,
                 self.emitted,
                 len(self.cache),
+                self.offset_guard.gaps_closed,
                 self.app.rebalancing,
                 self.app.flow_control.is_active(),
             )
