@@ -45,6 +45,7 @@ from confluent_kafka import Consumer, TopicPartition
 import schemas
 from indexer import IndexNames, opensearch_client
 from tracestream.admin import delete_topics, ensure_topics
+from tracestream.main_job import stop_processes
 from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,14 +128,7 @@ class Run:
         return process
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(list(self.processes.values()), timeout_s=20)
 
     def cleanup(self) -> None:
         client = opensearch_client(self.settings)

@@ -64,6 +64,12 @@ class Pipeline:
     def revisions(self, trace_id: str) -> list[int]:
         return [r["revision"] for _, r in self.completed.records if r["trace_id"] == trace_id]
 
+    def settled_revisions(self, trace_id: str, seconds: float = 2) -> list[int]:
+        """The revisions emitted once the worker had ``seconds`` to emit anything more."""
+        time.sleep(seconds)
+        self.completed.wait_for(lambda rs: True, timeout_s=1)
+        return self.revisions(trace_id)
+
 
 @pytest.fixture(scope="module")
 def pipeline(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
@@ -120,9 +126,7 @@ def test_duplicate_span_events_are_counted_once(pipeline: Pipeline) -> None:
     trace = pipeline.trace(trace_id)
 
     assert sorted(s["span_id"] for s in trace["spans"]) == sorted(s["span_id"] for s in spans)
-    time.sleep(2)
-    pipeline.completed.wait_for(lambda rs: True, timeout_s=1)
-    assert pipeline.revisions(trace_id) == [1]
+    assert pipeline.settled_revisions(trace_id) == [1]
 
 
 def test_a_trace_sent_as_one_batch_completes_with_all_its_spans(pipeline: Pipeline) -> None:
@@ -147,9 +151,7 @@ def test_a_batch_repeating_spans_already_received_adds_nothing(pipeline: Pipelin
     trace = pipeline.trace(trace_id)
 
     assert sorted(s["span_id"] for s in trace["spans"]) == sorted(s["span_id"] for s in spans)
-    time.sleep(2)
-    pipeline.completed.wait_for(lambda rs: True, timeout_s=1)
-    assert pipeline.revisions(trace_id) == [1]
+    assert pipeline.settled_revisions(trace_id) == [1]
 
 
 def test_a_batch_mixing_trace_ids_is_dead_lettered_whole(pipeline: Pipeline) -> None:
@@ -276,9 +278,7 @@ def test_tags_and_feedback_after_completion_make_new_revisions(pipeline: Pipelin
         {"trace_id": trace_id, "set": {"reviewed": "yes"}, "deleted": ["team"], "time_ms": 0},
     )
     pipeline.sender.flush()
-    time.sleep(3)
-    pipeline.completed.wait_for(lambda rs: True, timeout_s=1)
-    assert pipeline.revisions(trace_id) == [1, 2, 3, 4]
+    assert pipeline.settled_revisions(trace_id, seconds=3) == [1, 2, 3, 4]
 
 
 def test_an_error_trace_raises_an_alert_with_its_failing_spans(pipeline: Pipeline) -> None:

@@ -58,18 +58,22 @@ class Child:
             return ""
 
 
-def stop_children(children: list[Child], timeout_s: float = STOP_TIMEOUT_S) -> None:
+def stop_processes(processes: list[subprocess.Popen[bytes]], timeout_s: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM each, wait up to ``timeout_s`` for all of them, SIGKILL what is left."""
-    running = [c for c in children if c.process is not None and c.process.poll() is None]
-    for child in running:
-        child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    for child in running:
+    for process in running:
         try:
-            child.process.wait(max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
+            process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.process.kill()  # type: ignore[union-attr]
-            child.process.wait()  # type: ignore[union-attr]
+            process.kill()
+            process.wait()
+
+
+def stop_children(children: list[Child], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    stop_processes([c.process for c in children if c.process is not None], timeout_s)
 
 
 def api_base_url(settings: Settings) -> str:

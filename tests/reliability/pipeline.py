@@ -22,6 +22,7 @@ from opensearchpy import OpenSearch
 
 from indexer import IndexNames
 from tracestream.admin import delete_topics, ensure_topics
+from tracestream.main_job import stop_processes
 from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,15 +137,7 @@ class Pipeline:
         return ProducerResult(traces, stats)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(list(self.processes.values()), timeout_s=20)
 
     # ------------------------------------------------------------ results
 
