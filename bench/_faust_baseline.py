@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 import uuid
 
@@ -30,6 +31,8 @@ def main() -> None:
         value_serializer="raw",
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
+        # Faust's default data directory is "<app id>-data" in the working directory.
+        datadir=tempfile.mkdtemp(prefix="bench-faust-noop-"),
     )
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
     progress = {"read": 0, "started": 0.0}

@@ -34,6 +34,7 @@ from mode.utils.times import want_seconds
 import schemas
 from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError, events_of
 from stream.derive import assemble, failed_spans
+from stream.stall import stall_report
 from stream.transport import App
 from tracestream.admin import MAX_MESSAGE_BYTES, TopicSpec, ensure_topics
 from tracestream.settings import Settings
@@ -258,6 +259,11 @@ class TraceAssembler:
         self.cache: dict[str, TraceCache] = {}
         self.processed = 0
         self.emitted = 0
+        self.ticks_sent = 0
+        self.ticks_handled = 0
+        # When a record or tick last reached an agent (monotonic), to notice a stalled worker.
+        self._progress_at = time.monotonic()
+        self._stall_reported_at = 0.0
         self._synced_at = 0.0
         self._reported_at = 0.0
         self.app.agent(self.events_topic, name="assemble-traces")(self._process_events)
@@ -273,6 +279,7 @@ class TraceAssembler:
         guard = self.offset_guard
         async for event in stream.events():
             message = event.message
+            self._progress_at = time.monotonic()
             seek_to = guard.admit(message.tp, message.offset)
             if seek_to is not None:
                 if seek_to >= 0:
@@ -522,6 +529,7 @@ class TraceAssembler:
                 self.app.rebalancing,
                 self.app.flow_control.is_active(),
             )
+        self._check_progress()
         for tp, offset in self.offset_guard.overdue_seeks():
             # The records after a seek did not come (nothing newer arrived to notice): again.
             await self._rewind(tp, offset)
@@ -547,6 +555,43 @@ class TraceAssembler:
                 cache.ticked_at = now
                 await self._tick(trace_id, cache.partition, TICK_PURGE)
 
+    def _lag(self) -> int:
+        """Records of the events topic's assigned partitions not yet read (as far as known)."""
+        consumer = self.app.consumer
+        events = self.events_topic.get_topic_name()
+        guard = self.offset_guard
+        lag = 0
+        for tp in consumer.assignment():
+            if tp.topic != events:
+                continue
+            highwater = consumer.highwater(tp)
+            position = guard.next_offsets.get(tp, guard.starts.get(tp))
+            if highwater is not None and position is not None:
+                lag += max(0, highwater - position)
+        return lag
+
+    def _check_progress(self) -> None:
+        """Logs what a worker is waiting for when nothing has reached its agents for a minute
+        although records or ticks are waiting for them."""
+        now = time.monotonic()
+        stall_after_s = self.settings.stream.stall_after_s
+        if now - self._progress_at < stall_after_s or now - self._stall_reported_at < 5 * stall_after_s:
+            return
+        try:
+            lag = self._lag()
+        except Exception:  # between generations: no assignment to read
+            return
+        unhandled_ticks = self.ticks_sent - self.ticks_handled
+        if lag or unhandled_ticks > 0:
+            self._stall_reported_at = now
+            logger.error(
+                "stream: no progress for %.0f s with %d records and %d ticks waiting\n%s",
+                now - self._progress_at,
+                lag,
+                unhandled_ticks,
+                stall_report(self.app, limit=16),
+            )
+
     async def _sync_cache_from_tables(self) -> None:
         """After a restart or rebalance: traces known to the tables but not in memory, and purge
         markers old enough to forget."""
@@ -569,9 +614,12 @@ class TraceAssembler:
 
     async def _tick(self, trace_id: str, partition: int, action: bytes) -> None:
         await self.ticks_topic.send(key=trace_id.encode(), value=action, partition=partition)
+        self.ticks_sent += 1
 
     async def _process_ticks(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
+            self.ticks_handled += 1
+            self._progress_at = time.monotonic()
             trace_id = event.key.decode()
             try:
                 await self._handle_tick(trace_id, event.value, event.message.partition)

@@ -233,6 +233,9 @@ class StreamSettings(BaseModel):
     session_timeout_s: float = Field(default=10.0, gt=0)
     tick_interval_s: float = Field(default=1.0, gt=0)
     stream_buffer_maxsize: int = Field(default=16_384, ge=1)
+    # A worker whose agents get nothing for this long while records or ticks wait for them
+    # logs what it is waiting for.
+    stall_after_s: float = Field(default=60.0, gt=0)
     # How the worker logs: "info" or "warning".
     log_level: str = "warning"
 
