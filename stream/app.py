@@ -139,7 +139,8 @@ def _broker_credentials(settings: Settings) -> Any:
 
 
 class OffsetGuard:
-    """Makes sure no record of the events topic is skipped on its way to the agent.
+    """Makes sure no record of the events topic is skipped on its way to the agent, and that
+    the offsets committed never pass a record that was not processed.
 
     Why: around a rebalance Faust can drop a record it has already fetched (its flow is stopped
     or resumed, its buffers cleared, or its generation changed mid-batch) while the consumer's
@@ -149,22 +150,34 @@ class OffsetGuard:
     sought back to the first missing offset and the out-of-order records are skipped, to come
     again in order. Records below the expected offset are re-deliveries (after a seek) and are
     processed again; the stream is idempotent for them.
+
+    Faust's own bookkeeping must not undo this: its read offsets (records below the last one
+    delivered are dropped as re-deliveries, which dropped the records a seek back had just
+    asked for) and its commits (computed from acknowledgements, with missing offsets counted
+    as done) are replaced, for the guarded topic, by :meth:`guards` and :meth:`commit_offset`
+    (see stream.transport).
     """
 
-    # A gap that seeking does not close (the records are gone: retention) is accepted after this
-    # many attempts, with an error in the log.
+    # A gap still open after this many seeks is checked against the partition's log start:
+    # records deleted by retention can never come, any others are sought again.
     MAX_SEEKS = 5
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, topic: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.topic = topic
         self._clock = clock
         self.next_offsets: dict[Any, int] = {}
         self.starts: dict[Any, int] = {}
+        self._done: dict[Any, int] = {}
         self._seeks: dict[Any, tuple[int, int, float]] = {}  # tp -> (offset, attempts, at)
         self.gaps_closed = 0
+
+    def guards(self, tp: Any) -> bool:
+        return bool(tp.topic == self.topic)
 
     def reset(self) -> None:
         self.next_offsets.clear()
         self.starts.clear()
+        self._done.clear()
         self._seeks.clear()
 
     def on_source_seek(self, starts: dict[Any, int]) -> None:
@@ -178,7 +191,7 @@ class OffsetGuard:
         now = self._clock()
         overdue = []
         for tp, (offset, attempts, at) in list(self._seeks.items()):
-            if now - at >= 2.0 and attempts < self.MAX_SEEKS:
+            if now - at >= 2.0:
                 self._seeks[tp] = (offset, attempts + 1, now)
                 overdue.append((tp, offset))
         return overdue
@@ -195,13 +208,27 @@ class OffsetGuard:
         now = self._clock()
         if sought == expected and now - at < 2.0:
             return -1
-        if sought == expected and attempts >= self.MAX_SEEKS:
-            logger.error("stream: records %d-%d of %s are gone; going on", expected, offset - 1, tp)
-            self.next_offsets[tp] = offset + 1
-            self._seeks.pop(tp, None)
-            return None
         self._seeks[tp] = (expected, attempts + 1 if sought == expected else 1, now)
         return expected
+
+    def attempts(self, tp: Any) -> int:
+        """How many times ``tp`` was sought back for the gap now open (0: none open)."""
+        return self._seeks.get(tp, (-1, 0, 0.0))[1]
+
+    def skip_to(self, tp: Any, offset: int) -> None:
+        """Accept that the records of ``tp`` below ``offset`` cannot be read (retention)."""
+        self.next_offsets[tp] = offset
+        self._done[tp] = max(self._done.get(tp, offset), offset)
+        self._seeks.pop(tp, None)
+
+    def processed(self, tp: Any, offset: int) -> None:
+        """The record at ``offset`` (admitted) has been handled, outputs sent."""
+        self._done[tp] = offset + 1
+
+    def commit_offset(self, tp: Any) -> int | None:
+        """Where a consumer may resume ``tp`` without missing a record: every record below it
+        was handled, in order; None when none has been since the partition was assigned."""
+        return self._done.get(tp)
 
 
 class TraceAssembler:
@@ -270,7 +297,8 @@ class TraceAssembler:
         self.app.agent(self.ticks_topic, name="trace-ticks")(self._process_ticks)
         self.app.timer(stream.tick_interval_s)(self._find_idle_traces)
         self.app.on_partitions_revoked.connect(self._forget_cache)
-        self.offset_guard = OffsetGuard()
+        self.offset_guard = OffsetGuard(self.events_topic.get_topic_name())
+        self.app.offset_guard = self.offset_guard
         self.app.on_source_seek = self._on_source_seek  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ events
@@ -281,6 +309,8 @@ class TraceAssembler:
             message = event.message
             self._progress_at = time.monotonic()
             seek_to = guard.admit(message.tp, message.offset)
+            if seek_to is not None and seek_to >= 0 and guard.attempts(message.tp) > guard.MAX_SEEKS:
+                seek_to = await self._maybe_deleted(message.tp, seek_to, message.offset)
             if seek_to is not None:
                 if seek_to >= 0:
                     logger.warning(
@@ -308,7 +338,28 @@ class TraceAssembler:
                     "stream: could not process %s[%d]@%d", message.topic, message.partition, message.offset
                 )
                 await self._dead_letter("processing_error", repr(exc), message, event.key, event.value)
+            guard.processed(message.tp, message.offset)
             self.processed += 1
+
+    async def _maybe_deleted(self, tp: Any, missing: int, offset: int) -> int | None:
+        """A gap that seeks did not close: if retention deleted its records, go on after it
+        (the guard's answer for ``offset`` then); otherwise seek again."""
+        try:
+            start = (await self.app.consumer.earliest_offsets(tp))[tp]
+        except Exception:  # the partition may have moved away meanwhile
+            logger.warning("stream: could not read the log start of %s", tp, exc_info=True)
+            return missing
+        if start <= missing:
+            return missing
+        logger.error(
+            "stream: records %d-%d of %s were deleted (retention) before they were read; going on from %d",
+            missing,
+            start - 1,
+            tp,
+            start,
+        )
+        self.offset_guard.skip_to(tp, start)
+        return self.offset_guard.admit(tp, offset)
 
     async def _handle(self, key: bytes | None, value: bytes, partition: int) -> None:
         """One record of the events topic: an event, or a batch of one trace's events.

@@ -75,6 +75,16 @@ def stall_report(app: Any, limit: int = 6) -> str:
     )
     lines.append(f"  unacked messages: {len(getattr(consumer, '_unacked_messages', ()))}")
     lines.append(f"  producer buffer size: {app.producer.buffer.size}")
+    services = {
+        "producer": app.producer,
+        "producer buffer": app.producer.buffer,
+        "consumer": consumer,
+        "fetcher": getattr(app, "_fetcher", None),
+        "conductor": app.topics,
+        "tables": app.tables,
+    }
+    states = ", ".join(f"{name} {getattr(service, 'state', '?')}" for name, service in services.items())
+    lines.append(f"  services: {states}")
     for agent in app.agents.values():
         channel = getattr(agent, "channel", None)
         queue = getattr(channel, "queue", None) if channel is not None else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 import faust
 from aiokafka import TopicPartition
@@ -57,7 +58,59 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return committed  # type: ignore[return-value]
 
 
+class SourceOffsets(Protocol):
+    """What the app knows of the partitions it checks itself (stream.app.OffsetGuard)."""
+
+    def guards(self, tp: TP) -> bool: ...
+
+    def commit_offset(self, tp: TP) -> int | None: ...
+
+
+class _ReadOffsets(dict):
+    """Faust's read offsets, with none for the partitions the app checks itself.
+
+    Why: Faust drops a fetched record below the last offset it delivered, as a re-delivery.
+    When the app seeks a partition back to records that never reached it, the records still
+    being delivered from before the seek raise that offset again, and the records the seek
+    asked for were dropped: seen as a gap of 2,458 records that 5 seeks in a row could not
+    close. Re-deliveries of a guarded partition reach the app, which handles them.
+    """
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self._app = app
+
+    def __getitem__(self, tp: TP) -> int | None:
+        guard: SourceOffsets | None = getattr(self._app, "offset_guard", None)
+        if guard is not None and guard.guards(tp):
+            return None
+        return self.get(tp)
+
+
 class _Consumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _ReadOffsets(self.app)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for ``tp``: for a partition the app checks, where it says.
+
+        Why: Faust's is the end of the first run of acknowledged offsets, where offsets it
+        saw skipped count as acknowledged and so do records the app set aside to read again
+        after a seek; a worker killed after such a commit would leave the records in between
+        unprocessed for good.
+        """
+        guard: SourceOffsets | None = getattr(self.app, "offset_guard", None)
+        if guard is None or not guard.guards(tp):
+            return super()._new_offset(tp)
+        offset = guard.commit_offset(tp)
+        if offset is not None:
+            # Faust's acknowledgements of this partition are not used: forget the old ones.
+            acked = self._acked[tp]
+            acked[:] = [n for n in acked if n >= offset]
+            self._acked_index[tp] = set(acked)
+        return offset
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -75,6 +128,9 @@ class Transport(faust_aiokafka.Transport):
 
 class App(faust.App):
     """A Faust app whose consumer uses :class:`Transport` (kafka:// broker URLs only)."""
+
+    # Set by the app that checks the offsets of its source partitions itself.
+    offset_guard: SourceOffsets | None = None
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from faust.types import TP
+
 from stream.app import OffsetGuard
 
-EVENTS_0 = ("llm.events", 0)
-EVENTS_1 = ("llm.events", 1)
+EVENTS_0 = TP("llm.events", 0)
+EVENTS_1 = TP("llm.events", 1)
 
 
 class Clock:
@@ -17,14 +19,14 @@ class Clock:
 
 
 def test_records_in_order_are_processed() -> None:
-    guard = OffsetGuard()
+    guard = OffsetGuard("llm.events")
     guard.on_source_seek({EVENTS_0: 40})
 
     assert [guard.admit(EVENTS_0, offset) for offset in (40, 41, 42)] == [None, None, None]
 
 
 def test_a_skipped_record_sends_the_partition_back_to_it() -> None:
-    guard = OffsetGuard()
+    guard = OffsetGuard("llm.events")
     guard.on_source_seek({EVENTS_0: 0})
     for offset in range(148):
         guard.admit(EVENTS_0, offset)
@@ -33,7 +35,7 @@ def test_a_skipped_record_sends_the_partition_back_to_it() -> None:
 
 
 def test_a_first_record_above_where_the_consumer_resumed_is_a_gap() -> None:
-    guard = OffsetGuard()
+    guard = OffsetGuard("llm.events")
     guard.on_source_seek({EVENTS_0: 0, EVENTS_1: 7})
 
     assert guard.admit(EVENTS_0, 152) == 0
@@ -41,7 +43,7 @@ def test_a_first_record_above_where_the_consumer_resumed_is_a_gap() -> None:
 
 
 def test_records_after_the_gap_are_skipped_while_the_seek_is_under_way() -> None:
-    guard = OffsetGuard()
+    guard = OffsetGuard("llm.events")
     guard.on_source_seek({EVENTS_0: 10})
     guard.admit(EVENTS_0, 12)
 
@@ -49,7 +51,7 @@ def test_records_after_the_gap_are_skipped_while_the_seek_is_under_way() -> None
 
 
 def test_records_read_again_after_the_seek_are_processed_in_order() -> None:
-    guard = OffsetGuard()
+    guard = OffsetGuard("llm.events")
     guard.on_source_seek({EVENTS_0: 10})
     guard.admit(EVENTS_0, 10)
     guard.admit(EVENTS_0, 12)
@@ -58,7 +60,7 @@ def test_records_read_again_after_the_seek_are_processed_in_order() -> None:
 
 
 def test_a_redelivered_record_below_the_expected_offset_is_processed_again() -> None:
-    guard = OffsetGuard()
+    guard = OffsetGuard("llm.events")
     for offset in (5, 6, 7):
         guard.admit(EVENTS_0, offset)
 
@@ -66,22 +68,66 @@ def test_a_redelivered_record_below_the_expected_offset_is_processed_again() -> 
     assert guard.admit(EVENTS_0, 6) is None
 
 
-def test_a_gap_that_seeking_cannot_close_is_accepted_after_the_last_attempt() -> None:
+def test_a_gap_is_sought_again_every_two_seconds_while_it_stays_open() -> None:
     clock = Clock()
-    guard = OffsetGuard(clock)
+    guard = OffsetGuard("llm.events", clock)
     guard.on_source_seek({EVENTS_0: 0})
     guard.admit(EVENTS_0, 500)
-    for _ in range(OffsetGuard.MAX_SEEKS):
+    for _ in range(OffsetGuard.MAX_SEEKS + 2):
         clock.now += 3  # the records 0-499 did not come after the seek
-        guard.admit(EVENTS_0, 500)
+        assert guard.admit(EVENTS_0, 500) == 0
+
+    assert guard.attempts(EVENTS_0) == OffsetGuard.MAX_SEEKS + 3
+
+
+def test_records_deleted_by_retention_are_skipped_once_accepted() -> None:
+    guard = OffsetGuard("llm.events")
+    guard.on_source_seek({EVENTS_0: 0})
+    guard.admit(EVENTS_0, 500)
+    guard.skip_to(EVENTS_0, 500)
 
     assert guard.admit(EVENTS_0, 500) is None
-    assert guard.admit(EVENTS_0, 501) is None
+    assert guard.attempts(EVENTS_0) == 0
+
+
+def test_nothing_is_committable_before_a_record_is_processed() -> None:
+    guard = OffsetGuard("llm.events")
+    guard.on_source_seek({EVENTS_0: 40})
+
+    assert guard.commit_offset(EVENTS_0) is None
+
+
+def test_the_commit_offset_follows_the_records_processed() -> None:
+    guard = OffsetGuard("llm.events")
+    guard.on_source_seek({EVENTS_0: 40})
+    for offset in (40, 41):
+        guard.admit(EVENTS_0, offset)
+        guard.processed(EVENTS_0, offset)
+
+    assert guard.commit_offset(EVENTS_0) == 42
+
+
+def test_records_skipped_while_a_gap_is_read_again_are_not_committed() -> None:
+    guard = OffsetGuard("llm.events")
+    guard.on_source_seek({EVENTS_0: 40})
+    guard.admit(EVENTS_0, 40)
+    guard.processed(EVENTS_0, 40)
+    for offset in (45, 46, 47):  # 41-44 were dropped on the way: skipped, to come again
+        guard.admit(EVENTS_0, offset)
+
+    assert guard.commit_offset(EVENTS_0) == 41
+
+
+def test_only_the_events_topic_is_guarded() -> None:
+    guard = OffsetGuard("llm.events")
+
+    assert guard.guards(EVENTS_0)
+    assert not guard.guards(TP("tracestream-stream-ticks", 0))
 
 
 def test_a_seek_whose_records_never_come_is_issued_again_by_the_timer() -> None:
     clock = Clock()
-    guard = OffsetGuard(clock)
+    guard = OffsetGuard("llm.events", clock)
     guard.on_source_seek({EVENTS_0: 3})
     guard.admit(EVENTS_0, 9)
     clock.now += 3
@@ -91,7 +137,7 @@ def test_a_seek_whose_records_never_come_is_issued_again_by_the_timer() -> None:
 
 
 def test_a_rebalance_forgets_what_was_expected() -> None:
-    guard = OffsetGuard()
+    guard = OffsetGuard("llm.events")
     guard.on_source_seek({EVENTS_0: 0})
     guard.admit(EVENTS_0, 0)
     guard.reset()
