@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -16,17 +15,6 @@ import schemas
 from indexer import Indexer, IndexNames
 from schemas.records import CompletedTrace
 from tracestream.settings import IndexerSettings, Settings, TopicSettings
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def isolated_settings(base: Settings, name: str, **indexer: Any) -> Settings:

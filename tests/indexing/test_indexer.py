@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 
 from opensearchpy import OpenSearch
+from waiting import wait_until
 
 from indexer import IndexNames, get_trace
 from indexing.support import (
@@ -15,7 +16,6 @@ from indexing.support import (
     count_documents,
     produce,
     read_dead_letters,
-    wait_until,
 )
 from schemas.samples import completed_trace
 from tracestream.settings import Settings

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from opensearchpy import OpenSearch
+from waiting import wait_until
 
 from indexing.support import (
     RunningIndexer,
@@ -24,7 +25,6 @@ from indexing.support import (
     isolated_settings,
     produce,
     read_dead_letters,
-    wait_until,
 )
 from schemas.samples import completed_trace
 from tracestream.admin import delete_topics, ensure_topics, pipeline_topics

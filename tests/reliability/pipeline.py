@@ -10,9 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,17 +26,6 @@ from tracestream.settings import Settings, isolated_env
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 PRODUCER = ROOT / "bench" / "_e2e_producer.py"
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
 
 
 def infra(command: str, *args: str, env: dict[str, str]) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from opensearchpy import OpenSearch
+from waiting import wait_until
 
 import schemas
-from reliability.pipeline import Pipeline, infra, wait_until
+from reliability.pipeline import Pipeline, infra
 from tracestream.settings import Settings
 
 
