@@ -1,8 +1,8 @@
 """What a stream worker that has stopped making progress is waiting for, written to its log.
 
-Why: a worker restarted after a SIGKILL was seen, rarely, to stop reading while records
-waited in its partitions; its log said nothing. The report shows what the event loop's tasks
-and the consumer's thread are awaiting, and the consumer's view of its partitions.
+Why: a worker whose agents get nothing while records wait (a blocked await, a partition left
+paused) otherwise logs nothing but an unchanging status line. The report shows what the event
+loop's tasks and the consumer's thread are awaiting, and the consumer's view of its partitions.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Faust's aiokafka transport with one fix: a partition without a committed offset is rewound too.
+"""Faust's aiokafka transport with fixes: a partition without a committed offset is rewound too;
+the app's OffsetGuard owns the read offsets and commits of its source topic (see below).
 
 Why: during a rebalance, Faust may take records out of aiokafka's fetcher and then drop them
 (the flow is stopped, or the partition is not active yet: ``Consumer.getmany`` and
