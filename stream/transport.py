@@ -82,7 +82,8 @@ class _ReadOffsets(dict):
         self._app = app
 
     def __getitem__(self, tp: TP) -> int | None:
-        guard: SourceOffsets | None = getattr(self._app, "offset_guard", None)
+        # Read for every record delivered: the app's attribute, not a lookup with a default.
+        guard: SourceOffsets | None = self._app.offset_guard
         if guard is not None and guard.guards(tp):
             return None
         return self.get(tp)
@@ -117,10 +118,9 @@ class _Consumer(faust_aiokafka.Consumer):
 
     async def rewind(self, tp: TP, offset: int) -> None:
         """Read ``tp`` again from ``offset``: seeks in the consumer's own thread, as Faust's
-        recovery does, and resets the read offset below which Faust drops records."""
+        recovery does. (Faust's read offset, which would drop the records read again, is
+        ignored for the guarded partitions this is used for: see :class:`_ReadOffsets`.)"""
         await self._thread.seek_wait({tp: offset})  # type: ignore[attr-defined]
-        if offset <= 0:
-            self._read_offset.pop(tp, None)
 
 
 class Transport(faust_aiokafka.Transport):
