@@ -158,8 +158,10 @@ def _set_repr(values: frozenset[str] | set[str]) -> str:
 
 
 ENTITY_TYPES_REPR = _set_repr(set(ENTITY_TYPES))
-SEARCH_ATTRIBUTE_KEYS_REPR = _set_repr(SEARCH_ATTRIBUTE_KEYS)
-ORDER_BY_ATTRIBUTE_KEYS_REPR = _set_repr(ORDER_BY_ATTRIBUTE_KEYS)
+# The keys each place accepts, as the parser checks them: MLflow's attribute keys plus the
+# token-usage keys we add. The error message lists this same set, so it names every key that works.
+SEARCH_KEYS = SEARCH_ATTRIBUTE_KEYS | TOKEN_USAGE_KEYS
+ORDER_BY_KEYS = ORDER_BY_ATTRIBUTE_KEYS | TOKEN_USAGE_KEYS
 
 
 def _is_enclosed(text: str, quote: str) -> bool:
@@ -174,8 +176,9 @@ def _strip_quotes(text: str) -> str:
     return text[1:-1] if _is_enclosed(text, "'") or _is_enclosed(text, '"') else text
 
 
-def _split_identifier(text: str, attribute_keys: frozenset[str], keys_repr: str) -> tuple[str, str]:
-    """MLflow's ``_get_identifier``: split at the first dot; no dot means a trace attribute."""
+def _split_identifier(text: str, valid_keys: frozenset[str]) -> tuple[str, str]:
+    """MLflow's ``_get_identifier``: split at the first dot; no dot means a trace attribute,
+    which must be one of ``valid_keys``."""
     prefix, dot, key = text.partition(".")
     if not dot:
         prefix, key = "attribute", text
@@ -185,10 +188,12 @@ def _split_identifier(text: str, attribute_keys: frozenset[str], keys_repr: str)
         raise FilterError(f"Invalid entity type '{prefix}'. Valid values are {ENTITY_TYPES_REPR}")
     key = _trim_backticks(_strip_quotes(key))
     if entity == "attribute":
+        if key not in valid_keys:
+            raise FilterError(
+                f"Invalid attribute key '{key}' specified. Valid keys are '{_set_repr(valid_keys)}'"
+            )
         if key in TOKEN_USAGE_KEYS:
             return "token_usage", key
-        if key not in attribute_keys:
-            raise FilterError(f"Invalid attribute key '{key}' specified. Valid keys are '{keys_repr}'")
     return entity, key
 
 
@@ -702,7 +707,7 @@ def _check_clause(clause: _Clause) -> None:
         raise clause.deferred
     target = clause.target
     try:
-        entity, key = _split_identifier(target.text, SEARCH_ATTRIBUTE_KEYS, SEARCH_ATTRIBUTE_KEYS_REPR)
+        entity, key = _split_identifier(target.text, SEARCH_KEYS)
     except FilterError as error:
         error.position, error.token = target.start, target.text
         raise
@@ -928,7 +933,7 @@ def _parse_order_by_clause(clause: str) -> OrderBy:
             raise FilterError(f"Invalid ordering key in order_by clause '{clause}'.", token=clause)
         ascending = direction.text.lower() == "asc"
     try:
-        entity, key = _split_identifier(first.text, ORDER_BY_ATTRIBUTE_KEYS, ORDER_BY_ATTRIBUTE_KEYS_REPR)
+        entity, key = _split_identifier(first.text, ORDER_BY_KEYS)
     except FilterError as error:
         error.token = clause
         raise

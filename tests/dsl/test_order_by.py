@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from search_api.dsl import (
@@ -118,6 +120,17 @@ def test_attributes_that_cannot_be_ordered(clause: str) -> None:
     assert message.startswith("Invalid attribute key '")
     assert "specified. Valid keys are '{" in message
     assert "'experiment_id'" in message
+
+
+def test_the_invalid_key_message_lists_exactly_the_keys_that_can_be_ordered_by() -> None:
+    # The CLI's users read this list to find a key that works: the token counts work too.
+    message = order_error(["trace_id DESC"]).message
+    listed = re.search(r"Valid keys are '\{(.*)\}'$", message).group(1).split(", ")  # type: ignore[union-attr]
+    keys = [key.strip("'") for key in listed]
+
+    assert {"input_tokens", "output_tokens", "total_tokens", "request_id"} <= set(keys)
+    for key in keys:
+        assert parse_order_by([f"{key} DESC"])  # every listed key is accepted
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ prints a Python set, the tests assert on fragments that do not depend on the set
 from __future__ import annotations
 
 import pickle
+import re
 import timeit
 
 import pytest
@@ -600,6 +601,19 @@ def test_set_reprs_in_messages_are_sorted() -> None:
     assert error("status < 'OK'").message == (
         "Invalid comparator '<' not one of '{'!=', '=', 'ILIKE', 'IN', 'LIKE', 'NOT IN', 'RLIKE'}'"
     )
+
+
+def test_the_invalid_key_message_lists_every_attribute_key_a_filter_accepts() -> None:
+    message = error("trace_id = 'tr-1'").message
+    listed = re.search(r"Valid keys are '\{(.*)\}'$", message).group(1).split(", ")  # type: ignore[union-attr]
+    keys = [key.strip("'") for key in listed]
+
+    assert {"input_tokens", "output_tokens", "total_tokens", "request_id", "text"} <= set(keys)
+    for key in keys:
+        try:
+            parse_filter(f"`{key}` IS NULL")
+        except FilterError as rejected:  # a comparator a key does not take is another matter
+            assert not rejected.message.startswith("Invalid attribute key"), rejected.message
 
 
 def test_mlflows_missing_closing_quote_is_reproduced() -> None:

@@ -101,7 +101,7 @@ class Deviation:
 
 
 def _dev(
-    text: str, reason: str, mlflow: Expect, ours: Expect, order_by: tuple[str, ...] | None = None
+    text: str | None, reason: str, mlflow: Expect, ours: Expect, order_by: tuple[str, ...] | None = None
 ) -> Deviation:
     return Deviation(Case(text, order_by), reason, mlflow, ours)
 
@@ -113,6 +113,12 @@ def _invalid(fragment: str) -> Expect:
 BEYOND = "beyond MLflow (OR, NOT and parentheses, issue mlflow#6075)"
 TOKENS = "beyond MLflow: numeric filters on the trace's token usage"
 DURATION = "beyond MLflow: span.duration_ms"
+KEYS_LISTED = (
+    "beyond MLflow: the invalid-key message lists every key that works, the token-usage keys too "
+    "(the message's set is the parser's own table)"
+)
+# A run of the sorted set that holds only in a list with the token-usage keys.
+TOKEN_KEYS_IN_LIST = "'input_tokens', 'name', 'output_tokens'"
 SPAN_EQ = "MLflow defect: span.attributes.<k> = compares the JSON-encoded text and never matches"
 SPAN_LIKE = "MLflow defect: span.attributes LIKE is '%\"<k>\"<pattern>%' over the whole span JSON"
 UNICODE_FOLD = "ILIKE folds all of Unicode; MLflow's SQLite lower() folds ASCII letters only"
@@ -215,6 +221,21 @@ DEVIATIONS: list[Deviation] = [
                 ),
             )
         ),
+    ),
+    *(
+        _dev(
+            text,
+            KEYS_LISTED,
+            _invalid(f"Invalid attribute key '{key}' specified. Valid keys are '{{"),
+            Expect(error=TOKEN_KEYS_IN_LIST, code="INVALID_PARAMETER_VALUE"),
+            order_by=order_by,
+        )
+        for text, key, order_by in [
+            ("state = 'OK'", "state", None),
+            ("trace.tags.env = 'x'", "tags.env", None),
+            (None, "client_request_id", ("client_request_id",)),
+            (None, "foo", ("foo ASC",)),
+        ]
     ),
     # ---------------------------------------------------------------- MLflow defects
     _dev(
