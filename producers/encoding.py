@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
+
+from schemas import AvroCodec, EncodeError
 
 TRUNCATION_MARKER = "...[truncated by tracestream: {dropped} of {total} characters]"
 
@@ -32,6 +35,16 @@ _encode = json.JSONEncoder(ensure_ascii=False, default=_to_jsonable).encode
 _encode_str = json.encoder.py_encode_basestring
 if json.encoder.c_encode_basestring is not None:
     _encode_str = json.encoder.c_encode_basestring
+
+
+def as_text(value: Any) -> str:
+    """``str(value)``, never raising: names, keys and messages the caller passed as anything."""
+    if value.__class__ is str:
+        return value
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
 
 
 def dump_json(value: Any) -> str:
@@ -65,3 +78,44 @@ def truncate_json(text: str, limit: int) -> tuple[str, bool]:
             return cut, True
         # Escaping made it longer than the limit: keep less.
         keep = max(0, keep - (len(cut) - limit))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(value: Any) -> Any:
+    """``value`` with every string's lone surrogates replaced by U+FFFD (and split surrogate
+    pairs joined), containers copied only where something changed. Such strings (from
+    ``surrogateescape`` decoding, or JSON with a lone escape) are not UTF-8, so Avro cannot
+    write them."""
+    if isinstance(value, str):
+        if value.isascii() or _SURROGATE.search(value) is None:
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        changed = False
+        cleaned = {}
+        for key, item in value.items():
+            new_key, new_item = without_surrogates(key), without_surrogates(item)
+            changed = changed or new_key is not key or new_item is not item
+            cleaned[new_key] = new_item
+        return cleaned if changed else value
+    if isinstance(value, (list, tuple)):
+        items = [without_surrogates(item) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+def encode_event(codec: AvroCodec, kind: str, record: Any) -> bytes:
+    """``record`` of union branch ``kind`` encoded; a record that cannot be written only because
+    of lone surrogates is written with U+FFFD in their place, so one bad character never costs
+    a span or a trace's metadata."""
+    try:
+        return codec.encode_union(kind, record)
+    except EncodeError:
+        cleaned = without_surrogates(record)
+        if cleaned is record:
+            raise
+        return codec.encode_union(kind, cleaned)

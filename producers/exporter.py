@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
+from producers.encoding import encode_event
 from producers.processor import Event, RateLimitedWarning, SdkStats
 from tracestream.settings import Settings
 
@@ -69,6 +70,14 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     )
 
 
+def _keep_forever(client: Producer) -> None:
+    """One more reference that is never released, so that not even the interpreter's
+    shutdown deallocates ``client``."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(client))
+
+
 def group_by_trace(events: list[Event]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """The events of each trace (key), in their order."""
     grouped: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -93,8 +102,18 @@ class KafkaEventExporter:
         # Events per record handed over so far, to count the events of records still queued.
         self._handed_events = 0
         self._handed_records = 0
-        config = {**producer_config(settings), "on_delivery": self._delivery_failed}
-        self._producer = producer or Producer(config)
+        self._config = {**producer_config(settings), "on_delivery": self._delivery_failed}
+        self._producer = producer or Producer(self._config)
+
+    def after_fork(self) -> None:
+        # librdkafka's threads do not survive a fork: the inherited client can neither send
+        # nor be destroyed (destroying it waits a second for threads that are not there and
+        # logs an error), so it is kept alive for good and the child gets a client of its own.
+        _keep_forever(self._producer)
+        self._producer = Producer(self._config)
+        self._handed_events = self._handed_records = 0
+        self._stats = None
+        self._warn = RateLimitedWarning()
 
     def _delivery_failed(self, error: KafkaError | None, message: Message) -> None:
         if error is None or self._stats is None:
@@ -124,10 +143,7 @@ class KafkaEventExporter:
     def _publish(self, key: str, events: list[tuple[str, dict[str, Any]]], stats: SdkStats) -> None:
         """One record of ``events`` (all of trace ``key``); split when it cannot be one."""
         try:
-            if len(events) == 1:
-                value = self._codec.encode_union(*events[0])
-            else:
-                value = self._codec.encode_union(schemas.EVENT_BATCH, {"trace_id": key, "events": events})
+            value = self._encode(key, events)
         except schemas.EncodeError as exc:
             if len(events) > 1:
                 # One bad event must not take the others with it.
@@ -157,6 +173,11 @@ class KafkaEventExporter:
         self._handed_events += len(events)
         self._handed_records += 1
         stats.add(handed=len(events))
+
+    def _encode(self, key: str, events: list[tuple[str, dict[str, Any]]]) -> bytes:
+        if len(events) == 1:
+            return encode_event(self._codec, *events[0])
+        return encode_event(self._codec, schemas.EVENT_BATCH, {"trace_id": key, "events": events})
 
     def poll(self) -> None:
         self._producer.poll(0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from producers import provider as _provider_module
-from producers.encoding import dump_json
+from producers.encoding import as_text, dump_json
 from producers.processor import RecordEvent
 from producers.provider import get_provider
 from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
@@ -237,12 +237,20 @@ def trace(
     """
 
     def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
-        span_name = name or function.__name__
+        try:
+            return traced(function)
+        except Exception:  # e.g. attributes that are not a mapping: run the function untraced
+            logger.exception("tracestream: could not trace %r; it runs untraced", function)
+            return function
+
+    def traced(function: Callable[..., Any]) -> Callable[..., Any]:
+        span_name = str(name or getattr(function, "__name__", type(function).__name__))
+        function_name = getattr(function, "__name__", span_name)
         bind = _input_binder(function)
         static_attributes = dict(attributes or {})
         is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
         if not is_generator:  # MLflow names the function on function spans only
-            static_attributes.setdefault(SpanAttributeKey.FUNCTION_NAME, function.__name__)
+            static_attributes.setdefault(SpanAttributeKey.FUNCTION_NAME, function_name)
         # Encoded once here rather than on every call.
         encoded_attributes = {str(k): dump_json(v) for k, v in static_attributes.items()}
 
@@ -413,9 +421,9 @@ def update_current_trace(
             logger.warning("tracestream: update_current_trace called with no active trace; ignored")
             return
         if tags:
-            trace.tags.update({str(k): str(v) for k, v in tags.items()})
+            trace.tags.update({as_text(k): as_text(v) for k, v in tags.items()})
         if metadata:
-            trace.metadata.update({str(k): str(v) for k, v in metadata.items()})
+            trace.metadata.update({as_text(k): as_text(v) for k, v in metadata.items()})
         for key, value in (
             (TraceMetadataKey.MODEL_ID, model_id),
             (TraceMetadataKey.TRACE_SESSION, session_id),
@@ -533,7 +541,10 @@ def _log_assessment(
     overrides: str | None = None,
 ) -> Assessment | None:
     try:
-        source = source or AssessmentSource()
+        source = source if isinstance(source, AssessmentSource) else AssessmentSource()
+        name = as_text(name)
+        rationale = None if rationale is None else as_text(rationale)
+        span_id = None if span_id is None else as_text(span_id)
         if isinstance(error, Exception):
             error = AssessmentError(type(error).__name__, str(error))
         assessment = kind(
@@ -543,7 +554,7 @@ def _log_assessment(
             value=value,
             source=source,
             rationale=rationale,
-            metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+            metadata={as_text(k): as_text(v) for k, v in (metadata or {}).items()},
             span_id=span_id,
             create_time_ms=time.time_ns() // 1_000_000,
             overrides=overrides,
@@ -559,7 +570,7 @@ def _log_assessment(
             if error is None
             else {"error_code": error.error_code, "error_message": error.error_message},
             "source_type": str(getattr(source.source_type, "value", source.source_type)).upper(),  # type: ignore[typeddict-item]
-            "source_id": source.source_id,
+            "source_id": as_text(source.source_id),
             "rationale": rationale,
             "metadata": assessment.metadata,
             "span_id": span_id,

@@ -11,8 +11,10 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 logger = logging.getLogger("producers")
@@ -58,7 +60,17 @@ class EventExporter(Protocol):
         """Events handed to the transport and neither acknowledged nor failed yet."""
         ...
 
+    def after_fork(self) -> None:
+        """Called in a forked child: the parent's transport is unusable there; start a new one."""
+        ...
+
     def shutdown(self) -> None: ...
+
+
+class TracingStatus(StrEnum):
+    ACTIVE = "active"  # events are exported
+    DISABLED = "disabled"  # turned off by TRACESTREAM_SDK__ENABLED=false: nothing is recorded
+    FAILED = "failed"  # could not start (bad setting, schemas or client): every event counts as failed
 
 
 class SdkStats:
@@ -95,6 +107,9 @@ class SdkStatsSnapshot:
     delivered: int
     dropped: int
     failed: int
+    status: TracingStatus = TracingStatus.ACTIVE
+    # Why tracing is not active, when it is not.
+    error: str | None = None
 
     @property
     def undelivered(self) -> int:
@@ -108,9 +123,10 @@ class SdkStatsSnapshot:
 class RateLimitedWarning:
     """Logs at most once per interval, with the number of occurrences since the last log."""
 
-    def __init__(self, interval_s: float = 10.0) -> None:
+    def __init__(self, interval_s: float = 10.0, quiet_first: bool = False) -> None:
+        """``quiet_first``: the first occurrence is not logged (the caller has just said why)."""
         self._interval_s = interval_s
-        self._last = -interval_s
+        self._last = time.monotonic() if quiet_first else -interval_s
         self._suppressed = 0
         self._lock = threading.Lock()
 
@@ -140,9 +156,21 @@ class BatchEventProcessor:
         self._max_batch = max_export_batch_size
         self._delay_s = schedule_delay_ms / 1000
         self._warn_full = RateLimitedWarning()
+        self._shutdown = False
         self._init_worker()
-        # A forked child inherits the deque but not the thread: start over there.
-        os.register_at_fork(after_in_child=self._init_worker)
+        # A forked child inherits the deque and the exporter's client but not their threads:
+        # start over there. Weakly, so a processor replaced by configure() can be freed.
+        after_fork = weakref.WeakMethod(self._after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: (method := after_fork()) and method())
+
+    def _after_fork_in_child(self) -> None:
+        if self._shutdown:
+            return
+        # Counters are per process: the parent's events are the parent's to report.
+        self.stats = SdkStats()
+        self._warn_full = RateLimitedWarning()
+        self.exporter.after_fork()
+        self._init_worker()
 
     def _init_worker(self) -> None:
         self._queue: deque[QueuedEvent] = deque()
@@ -150,7 +178,6 @@ class BatchEventProcessor:
         self._idle = threading.Event()
         self._idle.set()
         self._flush_requested = threading.Event()
-        self._shutdown = False
         self._worker = threading.Thread(target=self._run, name="tracestream-exporter", daemon=True)
         self._worker.start()
 
@@ -235,3 +262,35 @@ class BatchEventProcessor:
         self._wake.set()
         self._worker.join(timeout=1.0)
         self.exporter.shutdown()
+
+
+class UnavailableProcessor:
+    """Stands in for the batching processor when tracing could not start: spans still run (the
+    application sees no difference), and every event they emit is counted as failed and
+    warned about, so the loss shows in ``get_stats()`` and the logs."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.stats = SdkStats()
+        self._warn = RateLimitedWarning(quiet_first=True)
+        after_fork = weakref.WeakMethod(self._after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: (method := after_fork()) and method())
+
+    def _after_fork_in_child(self) -> None:
+        self.stats = SdkStats()
+        self._warn = RateLimitedWarning()
+
+    def emit(self, event: QueuedEvent) -> None:
+        self.stats.add(failed=1)
+        self._warn("tracestream: tracing is off (%s); trace events are being lost", self.reason)
+
+    def stats_snapshot(self) -> SdkStatsSnapshot:
+        failed = self.stats.failed
+        return SdkStatsSnapshot(failed, 0, 0, 0, failed, TracingStatus.FAILED, self.reason)
+
+    def force_flush(self, timeout_s: float) -> bool:
+        """Nothing is ever sent: True only while nothing was lost."""
+        return self.stats.failed == 0
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        return None

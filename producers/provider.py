@@ -8,28 +8,54 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import signal
+import sys
 import threading
 
+from pydantic import ValidationError
+
 from producers.metadata import automatic_metadata
-from producers.processor import BatchEventProcessor, EventExporter, SdkStatsSnapshot
+from producers.processor import (
+    BatchEventProcessor,
+    EventExporter,
+    SdkStatsSnapshot,
+    TracingStatus,
+    UnavailableProcessor,
+)
 from producers.span import TraceState
 from schemas.records import TraceLocation
-from tracestream.settings import Settings, get_settings
+from tracestream.settings import ProducerSettings, SdkSettings, Settings, describe_settings_error
 
 logger = logging.getLogger("producers")
 
+# What the SDK reads: its own settings (the environment's, by default), or a whole Settings.
+SdkConfig = ProducerSettings | Settings
+
 
 class TracerProvider:
-    def __init__(self, settings: Settings, exporter: EventExporter | None = None) -> None:
-        if exporter is None:
-            from producers.exporter import KafkaEventExporter
-
-            exporter = KafkaEventExporter(settings)
-        sdk = settings.sdk
+    def __init__(
+        self,
+        settings: SdkConfig | None,
+        exporter: EventExporter | None = None,
+        unavailable_reason: str | None = None,
+    ) -> None:
+        """``unavailable_reason``: tracing could not start; spans run and their events are
+        counted as failed (``settings`` may then be None: the SDK's defaults apply)."""
+        sdk = settings.sdk if settings is not None else SdkSettings()
         self.settings = settings
-        self.processor = BatchEventProcessor(
-            exporter, sdk.max_queue_size, sdk.max_export_batch_size, sdk.schedule_delay_ms
-        )
+        self.flush_timeout_s = sdk.flush_timeout_s
+        self.processor: BatchEventProcessor | UnavailableProcessor
+        if unavailable_reason is not None or settings is None:
+            self.processor = UnavailableProcessor(unavailable_reason or "no settings")
+        else:
+            if exporter is None:
+                from producers.exporter import KafkaEventExporter
+
+                exporter = KafkaEventExporter(settings)
+            self.processor = BatchEventProcessor(
+                exporter, sdk.max_queue_size, sdk.max_export_batch_size, sdk.schedule_delay_ms
+            )
         self.location: TraceLocation = {"type": "MLFLOW_EXPERIMENT", "experiment_id": sdk.experiment_id}
         self.max_attribute_length = sdk.max_attribute_length
         self.metadata = automatic_metadata()
@@ -42,12 +68,10 @@ class TracerProvider:
         return state
 
     def flush(self, timeout_s: float | None = None) -> bool:
-        timeout = self.settings.sdk.flush_timeout_s if timeout_s is None else timeout_s
-        return self.processor.force_flush(timeout)
+        return self.processor.force_flush(self.flush_timeout_s if timeout_s is None else timeout_s)
 
     def shutdown(self, timeout_s: float | None = None) -> None:
-        timeout = self.settings.sdk.flush_timeout_s if timeout_s is None else timeout_s
-        self.processor.shutdown(timeout)
+        self.processor.shutdown(self.flush_timeout_s if timeout_s is None else timeout_s)
 
 
 _provider: TracerProvider | None = None
@@ -55,44 +79,71 @@ _disabled = False
 _lock = threading.Lock()
 
 
+def _start_provider(settings: SdkConfig, exporter: EventExporter | None) -> TracerProvider:
+    """A provider, or, when its exporter cannot start, one that counts every event as failed.
+    The cause is logged once, as an error, in one line (the traceback at debug)."""
+    try:
+        return TracerProvider(settings, exporter)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        logger.debug("tracestream: the exporter could not start", exc_info=True)
+        return _unavailable(f"the Kafka exporter could not start ({reason})")
+
+
+def _unavailable(reason: str) -> TracerProvider:
+    logger.error(
+        "tracestream: tracing is OFF: %s. Trace events are counted as failed "
+        "(producers.get_stats()); the application is not affected.",
+        reason,
+    )
+    return TracerProvider(None, unavailable_reason=reason)
+
+
+def _provider_from(settings: SdkConfig | None, exporter: EventExporter | None) -> TracerProvider | None:
+    """A provider for ``settings`` (default: the environment's); None when they disable tracing."""
+    if settings is None:
+        try:
+            settings = ProducerSettings()
+        except ValidationError as exc:
+            return _unavailable(f"invalid setting: {describe_settings_error(exc)}")
+        except Exception as exc:  # e.g. an unreadable .env file
+            return _unavailable(f"the settings could not be read ({type(exc).__name__}: {exc})")
+    if not settings.sdk.enabled:
+        return None
+    return _start_provider(settings, exporter)
+
+
 def configure(
-    settings: Settings | None = None, exporter: EventExporter | None = None
+    settings: SdkConfig | None = None, exporter: EventExporter | None = None
 ) -> TracerProvider | None:
     """Set up tracing explicitly (optional: the first span does it from the environment).
 
     A previous provider is flushed and shut down first. Returns None when the settings
-    disable tracing.
+    disable tracing. Never raises: when tracing cannot start, the provider counts every
+    event as failed and ``get_stats()`` says why.
     """
     global _provider, _disabled
-    settings = settings or get_settings()
     with _lock:
         previous, _provider = _provider, None
         if previous is not None:
             previous.shutdown()
-        _disabled = not settings.sdk.enabled
-        if not _disabled:
-            _provider = TracerProvider(settings, exporter)
+        _provider = _provider_from(settings, exporter)
+        _disabled = _provider is None
         return _provider
 
 
 def get_provider() -> TracerProvider | None:
-    """The provider, created on first use; None when tracing is disabled or cannot start."""
+    """The provider, created on first use from the environment; None when tracing is disabled."""
     global _provider, _disabled
     provider = _provider
     if provider is not None or _disabled:
         return None if _disabled else provider
     with _lock:
         if _provider is None and not _disabled:
-            try:
-                settings = get_settings()
-                if not settings.sdk.enabled:
-                    _disabled = True
-                    return None
-                _provider = TracerProvider(settings)
-            except Exception:  # bad configuration must not break the application
-                logger.exception("tracestream: tracing could not start and is disabled")
-                _disabled = True
-                return None
+            _provider = _provider_from(None, None)
+            _disabled = _provider is None
+            if _forked_child and _provider is not None:
+                _flush_before_exit_of_forked_child(_provider, during_fork=False)
         return _provider
 
 
@@ -103,10 +154,11 @@ def flush(timeout_s: float | None = None) -> bool:
 
 
 def get_stats() -> SdkStatsSnapshot:
-    """Counters of emitted, enqueued, delivered, dropped and failed events."""
-    provider = _provider
+    """Counters of emitted, enqueued, delivered, dropped and failed events, and whether
+    tracing is active, disabled by its setting, or failed to start (with why)."""
+    provider = _provider or get_provider()
     if provider is None:
-        return SdkStatsSnapshot(0, 0, 0, 0, 0)
+        return SdkStatsSnapshot(0, 0, 0, 0, 0, TracingStatus.DISABLED, "TRACESTREAM_SDK__ENABLED is false")
     return provider.processor.stats_snapshot()
 
 
@@ -123,7 +175,59 @@ def _flush_at_exit() -> None:
     provider = _provider
     if provider is not None:
         try:
-            if not provider.flush():
-                logger.warning("tracestream: some trace events were still unsent at exit: %s", get_stats())
+            if provider.flush():
+                return
+            stats = provider.processor.stats_snapshot()
+            if stats.status is TracingStatus.FAILED:
+                logger.error(
+                    "tracestream: tracing was off (%s): %d trace events lost", stats.error, stats.failed
+                )
+            else:
+                logger.warning("tracestream: some trace events were still unsent at exit: %s", stats)
         except Exception:
             logger.exception("tracestream: flush at exit failed")
+
+
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_child
+    _forked_child = True
+    provider = _provider
+    if provider is not None:
+        _flush_before_exit_of_forked_child(provider, during_fork=True)
+
+
+def _flush_before_exit_of_forked_child(provider: TracerProvider, during_fork: bool) -> None:
+    """Forked workers rarely leave through atexit: multiprocessing's leave through os._exit,
+    and a Pool used as a context manager ends its workers with SIGTERM. Flush on both ways out."""
+    multiprocessing_util = sys.modules.get("multiprocessing.util")
+    if multiprocessing_util is not None:
+        if during_fork:
+            # multiprocessing's bootstrap clears the exit hooks a child inherits: register ours
+            # after it, from its after-fork hooks.
+            multiprocessing_util.register_after_fork(provider, _register_multiprocessing_exit_flush)
+        else:
+            _register_multiprocessing_exit_flush(provider)
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _flush_then_terminate)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        pass
+
+
+def _register_multiprocessing_exit_flush(_: TracerProvider) -> None:
+    sys.modules["multiprocessing.util"].Finalize(None, _flush_at_exit, exitpriority=100)
+
+
+def _flush_then_terminate(signum: int, frame: object) -> None:
+    # Installed only where SIGTERM had its default action: after a bounded flush, take it.
+    try:
+        flush(2.0)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

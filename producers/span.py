@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from producers.encoding import dump_json, truncate_json
+from producers.encoding import as_text, dump_json, truncate_json
 from schemas import (
     SPAN_ENDED,
     TRACE_ENDED,
@@ -81,6 +81,28 @@ def _event_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and all(isinstance(item, _SCALARS) for item in value):
         return [_event_value(item) for item in value]
     return dump_json(value)
+
+
+def _event_record(event: SpanEvent) -> dict[str, Any]:
+    attributes = event.attributes if isinstance(event.attributes, dict) else {}
+    return {
+        "name": as_text(event.name),
+        "time_ns": _time_ns(event.timestamp),
+        "attributes": {as_text(k): _event_value(v) for k, v in attributes.items()},
+    }
+
+
+def _time_ns(value: Any) -> int:
+    """A timestamp in ns the caller passed, or now when it is not a usable one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < _INT64:
+        return value
+    return time.time_ns()
+
+
+def _misuse(method: str, argument: Any) -> None:
+    logger.warning(
+        "tracestream: %s(%s) ignored: not a value tracing can record", method, type(argument).__name__
+    )
 
 
 _SPAN_TYPE_JSON: dict[str, str] = {}
@@ -243,7 +265,8 @@ class LiveSpan:
         self._trace = trace
         self.span_id = new_span_id()
         self.parent_id = parent_id
-        self.name = name
+        self.name = name if name.__class__ is str else as_text(name)
+        span_type = span_type if span_type.__class__ is str else as_text(span_type)
         self.span_type = span_type
         self.start_time_ns = start_time_ns or time.time_ns()
         self.end_time_ns: int | None = None
@@ -295,7 +318,10 @@ class LiveSpan:
         return list(self._events or ())
 
     def get_attribute(self, key: str) -> Any:
-        value = self._attributes.get(key)
+        try:
+            value = self._attributes.get(key)
+        except TypeError:  # an unhashable key
+            return None
         return None if value is None else json.loads(value)
 
     # ------------------------------------------------------------ mutation
@@ -312,10 +338,20 @@ class LiveSpan:
         if self._ended:
             logger.debug("set_attribute(%r) on ended span %s ignored", key, self.name)
             return
-        self._set_json(str(key), dump_json(value))
+        try:
+            self._set_json(key if key.__class__ is str else as_text(key), dump_json(value))
+        except Exception:
+            _misuse("set_attribute", key)
 
     def set_attributes(self, attributes: dict[str, Any]) -> None:
-        for key, value in attributes.items():
+        if not attributes:
+            return
+        try:
+            items = list(attributes.items())
+        except Exception:
+            _misuse("set_attributes", attributes)
+            return
+        for key, value in items:
             self.set_attribute(key, value)
 
     def set_inputs(self, inputs: Any) -> None:
@@ -325,7 +361,7 @@ class LiveSpan:
         self.set_attribute(SpanAttributeKey.OUTPUTS, outputs)
 
     def set_span_type(self, span_type: str) -> None:
-        self.span_type = str(span_type)
+        self.span_type = as_text(span_type)
         self._attributes[SpanAttributeKey.SPAN_TYPE] = _span_type_json(self.span_type)
 
     def set_status(self, status: SpanStatus | SpanStatusCode | str, description: str | None = None) -> None:
@@ -334,17 +370,18 @@ class LiveSpan:
         else:
             code = status
         try:
-            self._status_code = SpanStatusCode(str(code).upper().removeprefix("STATUS_CODE_"))
+            self._status_code = SpanStatusCode(as_text(code).upper().removeprefix("STATUS_CODE_"))
         except ValueError:
             logger.warning("unknown span status %r ignored; use OK, ERROR or UNSET", code)
             return
-        self._status_message = description or ""
+        self._status_message = as_text(description) if description else ""
 
     def add_event(
         self, event: SpanEvent | str, attributes: dict[str, Any] | None = None, timestamp: int | None = None
     ) -> None:
-        if isinstance(event, str):
-            event = SpanEvent(event, timestamp or time.time_ns(), attributes or {})
+        if not isinstance(event, SpanEvent):
+            attributes = attributes if isinstance(attributes, dict) else {}
+            event = SpanEvent(as_text(event), _time_ns(timestamp), attributes)
         if self._events is None:
             self._events = []
         self._events.append(event)
@@ -355,8 +392,9 @@ class LiveSpan:
             self.add_event(SpanEvent.from_exception(exception))
             self.set_status(SpanStatusCode.ERROR, f"{type(exception).__name__}: {exception}")
         else:
-            self.add_event(SpanEvent("exception", attributes={"exception.message": str(exception)}))
-            self.set_status(SpanStatusCode.ERROR, str(exception))
+            message = as_text(exception)
+            self.add_event(SpanEvent("exception", attributes={"exception.message": message}))
+            self.set_status(SpanStatusCode.ERROR, message)
 
     def end(
         self,
@@ -375,8 +413,10 @@ class LiveSpan:
                 self.set_attributes(attributes)
             if status is not None:
                 self.set_status(status)
+        except Exception:
+            _misuse("end", outputs)
         finally:
-            self.end_time_ns = end_time_ns or time.time_ns()
+            self.end_time_ns = _time_ns(end_time_ns)
             self._ended = True
             self._trace.span_ended(self)
 
@@ -398,14 +438,7 @@ class LiveSpan:
             "status_code": self._status_code.value,  # type: ignore[typeddict-item]
             "status_message": self._status_message,
             "attributes": self._attributes,
-            "events": [
-                {
-                    "name": e.name,
-                    "time_ns": e.timestamp,
-                    "attributes": {str(k): _event_value(v) for k, v in e.attributes.items()},
-                }
-                for e in self._events or ()
-            ],
+            "events": [_event_record(e) for e in self._events or ()],
             "location": self._trace.location,
         }
 

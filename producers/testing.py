@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import schemas
+from producers.encoding import encode_event
 from producers.processor import Event, SdkStats
 
 
@@ -21,7 +22,7 @@ class InMemoryEventExporter:
         decoded = []
         for key, event in events:
             try:
-                decoded.append((key, self._codec.decode(self._codec.encode_union(*event))["event"]))
+                decoded.append((key, self._codec.decode(encode_event(self._codec, *event))["event"]))
             except schemas.SchemaError:
                 stats.add(failed=1)
         with self._lock:
@@ -36,6 +37,9 @@ class InMemoryEventExporter:
 
     def outstanding(self) -> int:
         return 0
+
+    def after_fork(self) -> None:
+        return None
 
     def shutdown(self) -> None:
         return None

@@ -38,6 +38,11 @@ class SchemaVersion:
 
 
 def _versions_on_disk(avro_dir: Path) -> list[tuple[int, Path]]:
+    if not avro_dir.is_dir():
+        raise FileNotFoundError(
+            f"the Avro schemas are missing: {avro_dir} is not a directory "
+            "(an install that left out the package's data files?)"
+        )
     found = []
     for child in avro_dir.iterdir():
         match = _VERSION_DIR.match(child.name)

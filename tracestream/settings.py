@@ -14,15 +14,18 @@ the servers bind IPv4 only and ``localhost`` may resolve to ``::1`` first).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TRACESTREAM_"
+
+logger = logging.getLogger("tracestream.settings")
 
 
 class KafkaSettings(BaseModel):
@@ -167,6 +170,11 @@ class ApiSettings(BaseModel):
     max_results_limit: int = Field(default=1_000, ge=1)
     # Origins allowed to call the API from a browser; empty: CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A request body as sent (Content-Length, else counted as it arrives) and, for a gzip or
+    # deflate body, as inflated: 413 beyond either. 20 MiB is the OpenTelemetry Collector's
+    # default for both; the checks keep a compression bomb from exhausting the API's memory.
+    max_request_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_inflated_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -210,8 +218,19 @@ class SdkSettings(BaseModel):
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> SdkSettings:
+        # A batch larger than the buffer can never fill: correct it rather than turn tracing off.
         if self.max_export_batch_size > self.max_queue_size:
-            raise ValueError("max_export_batch_size must not exceed max_queue_size")
+            logger.warning(
+                "tracestream: %sSDK__MAX_EXPORT_BATCH_SIZE (%d) exceeds %sSDK__MAX_QUEUE_SIZE (%d); "
+                "using %d. Set %sSDK__MAX_EXPORT_BATCH_SIZE to at most the queue size to silence this.",
+                ENV_PREFIX,
+                self.max_export_batch_size,
+                ENV_PREFIX,
+                self.max_queue_size,
+                self.max_queue_size,
+                ENV_PREFIX,
+            )
+            self.max_export_batch_size = self.max_queue_size
         return self
 
 
@@ -278,6 +297,37 @@ class Settings(BaseSettings):
     sdk: SdkSettings = Field(default_factory=SdkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+
+
+class EventsTopicSettings(BaseModel):
+    """The one topic the SDK writes to (the other topic settings are the servers')."""
+
+    events: str = TopicSettings.model_fields["events"].default
+
+
+class ProducerSettings(BaseSettings):
+    """What an instrumented application reads: the SDK's own settings and how to reach the
+    events topic. Settings of the servers (API, OpenSearch, stream, indexer) are not read, so a
+    bad value there cannot turn tracing off in every application that shares the environment."""
+
+    model_config = Settings.model_config
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: EventsTopicSettings = Field(default_factory=EventsTopicSettings)
+    sdk: SdkSettings = Field(default_factory=SdkSettings)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """A pydantic error of the settings, one line per bad value, each named by the
+    environment variable that sets it."""
+    lines = []
+    for item in error.errors(include_url=False):
+        location = [str(part) for part in item["loc"] if not isinstance(part, int)]
+        variable = ENV_PREFIX + "__".join(location).upper() if location else "the settings"
+        given = item.get("input")
+        shown = "" if isinstance(given, (dict, BaseModel)) or given is None else f" (got {given!r})"
+        lines.append(f"{variable}: {item['msg']}{shown}")
+    return "; ".join(lines)
 
 
 @lru_cache(maxsize=1)

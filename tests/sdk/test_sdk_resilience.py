@@ -5,10 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 import producers as mlflow
-from producers import provider as provider_module
 from producers.processor import SdkStats
 from producers.testing import InMemoryEventExporter
 from schemas import SPAN_ENDED
@@ -114,19 +111,3 @@ def test_disabled_tracing_runs_the_function_and_emits_nothing() -> None:
         mlflow.shutdown()
 
     assert exporter.events == []
-
-
-def test_configuration_that_cannot_load_disables_tracing_but_not_the_app(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    mlflow.shutdown()
-
-    def broken_settings() -> Settings:
-        raise ValueError("TRACESTREAM_SDK__MAX_QUEUE_SIZE: not a number")
-
-    monkeypatch.setattr(provider_module, "get_settings", broken_settings)
-    monkeypatch.setattr(provider_module, "_disabled", False)
-
-    assert lookup(3)["order_id"] == 3
-    assert "tracing could not start and is disabled" in caplog.text
-    assert mlflow.get_stats().emitted == 0
