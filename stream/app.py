@@ -41,6 +41,12 @@ from tracestream.settings import Settings
 
 logger = logging.getLogger("stream")
 
+# The status line: after this long when the counts changed, else after STATUS_IDLE_S, so an idle
+# worker says it is alive without filling its log.
+STATUS_EVERY_S = 30.0
+STATUS_IDLE_S = 300.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"  # the messages say "stream: ..."
+
 _LEGACY_CODEC = schemas.events_codec()
 
 TICK_EXPIRE = b"expire"
@@ -293,10 +299,14 @@ class TraceAssembler:
         self._stall_reported_at = 0.0
         self._synced_at = 0.0
         self._reported_at = 0.0
+        self._reported_counts: tuple[int, ...] | None = None
         self.app.agent(self.events_topic, name="assemble-traces")(self._process_events)
         self.app.agent(self.ticks_topic, name="trace-ticks")(self._process_ticks)
         self.app.timer(stream.tick_interval_s)(self._find_idle_traces)
         self.app.on_partitions_revoked.connect(self._forget_cache)
+        self.app.on_partitions_revoked.connect(self._log_revoked)
+        self.app.on_partitions_assigned.connect(self._log_assigned)
+        self.app.on_rebalance_complete.connect(self._log_ready)
         self.offset_guard = OffsetGuard(self.events_topic.get_topic_name())
         self.app.offset_guard = self.offset_guard
         self.app.on_source_seek = self._on_source_seek  # type: ignore[attr-defined]
@@ -567,8 +577,11 @@ class TraceAssembler:
         """Timer: finds traces to finalize or purge and ticks their partition (no table writes here)."""
         now = time.time()
         stream = self.settings.stream
-        if now - self._reported_at >= 10:
+        counts = (self.processed, self.emitted, len(self.cache), self.offset_guard.gaps_closed)
+        every_s = STATUS_EVERY_S if counts != self._reported_counts else STATUS_IDLE_S
+        if now - self._reported_at >= every_s:
             self._reported_at = now
+            self._reported_counts = counts
             # The rebalancing and flow flags say why a worker that stops making progress waits.
             logger.info(
                 "stream: %d records processed, %d traces emitted, %d traces in memory, "
@@ -712,6 +725,32 @@ class TraceAssembler:
             }
             self.cache.pop(trace_id, None)
 
+    def _events_partitions(self, tps: Any) -> list[int]:
+        events = self.events_topic.get_topic_name()
+        return sorted(tp.partition for tp in tps if tp.topic == events)
+
+    def _log_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # Changelog and tick partitions follow the events partitions; these say what this worker owns.
+        logger.info(
+            "stream: assigned partitions %s of %s; recovering the tables",
+            self._events_partitions(assigned),
+            self.events_topic.get_topic_name(),
+        )
+
+    def _log_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        if revoked:
+            logger.info(
+                "stream: revoked partitions %s of %s (rebalancing)",
+                self._events_partitions(revoked),
+                self.events_topic.get_topic_name(),
+            )
+
+    def _log_ready(self, *args: Any, **kwargs: Any) -> None:
+        logger.info(
+            "stream: ready: tables recovered, assembling traces of partitions %s",
+            self._events_partitions(self.app.consumer.assignment()),
+        )
+
     def _forget_cache(self, *args: Any, **kwargs: Any) -> None:
         # Partitions may move to another worker: rebuild from the tables when they come back.
         self.cache.clear()
@@ -777,9 +816,40 @@ def ensure_internal_topics(assembler: TraceAssembler) -> None:
     ensure_topics(settings, specs)
 
 
+def _log_own_lines_at_info(settings: Settings) -> None:
+    """The worker's own lines (start-up, assignment, status) at INFO whatever Faust's level.
+
+    Faust's log level (``stream.log_level``, "warning" by default) is its root handler's level
+    too: the worker's INFO lines went nowhere and a normal run printed nothing. They get a
+    handler of their own; Faust and aiokafka stay at ``log_level``, where they are not chatty."""
+    handler = logging.StreamHandler()  # stderr, as the indexer's lines
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.handlers[:] = [handler]
+    faust_level = logging.getLevelNamesMapping().get(settings.stream.log_level.upper(), logging.WARNING)
+    logger.setLevel(min(logging.INFO, faust_level))
+    logger.propagate = False  # the root handler (Faust's) would print the warnings twice
+    # Faust's services log "Starting..."/"Stopping..." through our transport module's logger.
+    logging.getLogger("stream.transport").setLevel(faust_level)
+
+
 def run_worker(settings: Settings) -> None:
     """Run a worker until stopped (SIGINT/SIGTERM). Several workers share the partitions."""
+    _log_own_lines_at_info(settings)
     assembler = create_app(settings)
+    topics = settings.topics
+    logger.info(
+        "stream: worker of app %s starting: events %s (%d partitions) -> completed %s, alerts %s, "
+        "dead letters %s; store %s in %s; Kafka at %s",
+        settings.stream.app_id,
+        topics.events,
+        topics.events_partitions,
+        topics.completed,
+        topics.alerts,
+        topics.dead_letters,
+        _store_url(settings),
+        settings.stream.data_dir,
+        settings.kafka.bootstrap_servers,
+    )
     ensure_internal_topics(assembler)
     worker = faust.Worker(assembler.app, loglevel=settings.stream.log_level, quiet=True)
     # At a log level of WARNING or above, Faust's start-up spinner sets the root logger to DEBUG

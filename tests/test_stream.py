@@ -10,6 +10,7 @@ partitions); and Faust's internal topics could be missing from the worker's meta
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from stream_harness import (
     stream_settings,
 )
 from typer.testing import CliRunner
+from waiting import wait_until
 
 import schemas
 from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
@@ -90,6 +92,22 @@ def pipeline(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         for reader in (running.completed, running.alerts, running.dead_letters):
             reader.close()
         delete_all_topics(settings)
+
+
+def test_the_worker_logs_its_start_partitions_and_status_at_the_default_log_level(pipeline: Pipeline) -> None:
+    # The harness runs the worker at the default log level, "warning", which hides Faust's lines.
+    assert pipeline.settings.stream.log_level == "warning"
+    events = re.escape(pipeline.settings.topics.events)
+
+    log = pipeline.worker.log_path.read_text(errors="replace")
+
+    app_id = re.escape(pipeline.settings.stream.app_id)
+    started = rf"INFO stream: worker of app {app_id} starting: events {events} \(3 partitions\)"
+    assert re.search(started, log), log
+    assert re.search(rf"INFO stream: assigned partitions \[0, 1, 2\] of {events}", log), log
+    assert "INFO stream: ready: tables recovered, assembling traces of partitions [0, 1, 2]" in log
+    status = r"INFO stream: \d+ records processed, \d+ traces emitted"
+    wait_until(lambda: re.search(status, pipeline.worker.log_path.read_text()), 30, "a status line")
 
 
 def test_a_trace_completes_when_its_end_and_all_its_spans_have_arrived(pipeline: Pipeline) -> None:
