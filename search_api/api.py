@@ -195,7 +195,8 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
             lines(), media_type="application/x-ndjson", headers={TOTAL_COUNT_HEADER: str(export.total)}
         )
 
-    @app.get("/api/v1/traces/{trace_id}")
+    # :path, so that an id holding "/" is answered as the id it is (not found), not as a route miss.
+    @app.get("/api/v1/traces/{trace_id:path}")
     def get_trace(trace_id: str, searcher: SearchDep) -> Response:
         """One trace with its spans and assessments."""
         return Response(orjson.dumps(searcher.get(trace_id)), media_type="application/json")

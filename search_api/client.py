@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -75,6 +75,11 @@ class TraceSearchError(Exception):
         where = f" (at position {self.position})" if self.position is not None else ""
         return f"{self.error_code}: {self.message}{where}"
 
+    @property
+    def is_usage_error(self) -> bool:
+        """Refused by the client before any request: the caller's arguments or URL are wrong."""
+        return self.status_code is None and self.error_code == INVALID_PARAMETER_VALUE
+
 
 @dataclass(frozen=True)
 class ExportStream:
@@ -114,6 +119,20 @@ def _default_api_key() -> str | None:
 
     keys = get_settings().api.api_keys
     return keys[0].get_secret_value() if keys else None
+
+
+def _checked_base_url(url: str) -> str:
+    """``url`` without a trailing slash, if httpx can send requests to it. Without this check
+    "127.0.0.1:8080" fails at the first request as an unreachable server."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        hint = url.split("://", 1)[-1].lstrip("/")
+        raise TraceSearchError(
+            f"Configuration error: the search API URL {url!r} is not an http(s) URL; the URL needs a "
+            f"scheme, e.g. http://{hint or '127.0.0.1:8080'}",
+            INVALID_PARAMETER_VALUE,
+        )
+    return url.rstrip("/")
 
 
 def _validate_list(name: str, value: Any) -> None:
@@ -173,7 +192,7 @@ class TraceClient:
         *,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = (base_url or _default_base_url()).rstrip("/")
+        self.base_url = _checked_base_url(base_url or _default_base_url())
         key = api_key if api_key is not None else _default_api_key()
         headers = {"Accept": "application/json"}
         if key:
@@ -236,6 +255,9 @@ class TraceClient:
 
     def get_trace(self, trace_id: str) -> Trace | None:
         """The trace, or None when the API does not have it."""
+        if not trace_id.strip():
+            # GET /api/v1/traces/ would be another endpoint's URL: refuse it here.
+            raise TraceSearchError("trace_id must not be empty, e.g. tr-0123…", INVALID_PARAMETER_VALUE)
         try:
             response = self._send("GET", f"{API_PREFIX}/{quote(trace_id, safe='')}")
         except TraceSearchError as error:
@@ -372,6 +394,14 @@ def search_traces(
             INVALID_PARAMETER_VALUE,
         )
     _validate_list("locations", locations)
+    if max_results is not None and max_results < 1:
+        # The API answers 400 to it; without this check the loop below would ask nothing and
+        # return an empty result as if no trace matched.
+        raise TraceSearchError(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. "
+            "It must be a positive integer",
+            INVALID_PARAMETER_VALUE,
+        )
     if return_type == "pandas":
         from search_api.dataframe import parse_fields
 

@@ -22,6 +22,7 @@ from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportE
 
 from indexer import IndexNames, get_trace, hit_fetch, trace_from_hit
 from indexer.query import experiments_query, to_query, to_sort
+from schemas import is_trace_id
 from search_api.dsl import FilterError, parse_filter, parse_order_by, with_default_order
 from tracestream.settings import Settings
 
@@ -198,6 +199,12 @@ class TraceSearch:
         return SearchPage([trace_from_hit(hit, include_spans) for hit in hits[:max_results]], token)
 
     def get(self, trace_id: str) -> dict[str, Any]:
+        if not trace_id.strip():
+            raise invalid("Invalid value '' for parameter 'trace_id' supplied. It must not be empty")
+        if not is_trace_id(trace_id):
+            # No trace can have it (ids are checked when traces are written): not found, without
+            # asking OpenSearch.
+            raise SearchError(404, "RESOURCE_DOES_NOT_EXIST", f"Trace with ID '{trace_id}' not found.")
         try:
             trace = get_trace(self.client, self.settings, trace_id)
         except (OpenSearchConnectionError, ConnectionTimeout) as exc:

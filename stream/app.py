@@ -836,6 +836,8 @@ def run_worker(settings: Settings) -> None:
     """Run a worker until stopped (SIGINT/SIGTERM). Several workers share the partitions."""
     _log_own_lines_at_info(settings)
     assembler = create_app(settings)
+    # Kafka unreachable: ensure_topics raises, the command says so in a line or two (no start line).
+    ensure_internal_topics(assembler)
     topics = settings.topics
     logger.info(
         "stream: worker of app %s starting: events %s (%d partitions) -> completed %s, alerts %s, "
@@ -850,7 +852,6 @@ def run_worker(settings: Settings) -> None:
         settings.stream.data_dir,
         settings.kafka.bootstrap_servers,
     )
-    ensure_internal_topics(assembler)
     worker = faust.Worker(assembler.app, loglevel=settings.stream.log_level, quiet=True)
     # At a log level of WARNING or above, Faust's start-up spinner sets the root logger to DEBUG
     # and animates on every record: each debug call of aiokafka and Faust then built a record

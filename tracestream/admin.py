@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
@@ -45,6 +46,32 @@ class TopicReport:
 
 class AdminError(RuntimeError):
     """A topic could not be created or inspected."""
+
+
+class KafkaUnreachableError(AdminError):
+    """No broker answered at the configured bootstrap servers within the request timeout."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"Kafka is unreachable at {address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+# librdkafka errors that mean no broker could be reached (as opposed to a broker refusing).
+_UNREACHABLE_CODES = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+)
+
+
+class _DebugLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """librdkafka logs every failed connection attempt at ERROR; our callers report the outcome
+    themselves, so its own lines are kept at DEBUG (shown with `tracestream --debug`)."""
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
+kafka_client_logger = _DebugLogger(logging.getLogger("tracestream.kafka"), {})
 
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
@@ -98,7 +125,24 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka.confluent_config())
+    # Without a logger, librdkafka writes its log lines straight to the process's stderr.
+    return AdminClient(settings.kafka.confluent_config({"logger": kafka_client_logger}))
+
+
+def check_reachable(settings: Settings, admin: AdminClient, timeout: float) -> ClusterMetadata:
+    """The cluster's metadata, or :class:`KafkaUnreachableError` once ``timeout`` passes without
+    a broker answering (CreateTopics would instead wait for a controller and say only
+    "Timed out")."""
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.code() in _UNREACHABLE_CODES:
+            raise KafkaUnreachableError(settings.kafka.bootstrap_servers, error.str()) from exc
+        raise AdminError(f"Kafka at {settings.kafka.bootstrap_servers} refused: {error.str()}") from exc
+    finally:
+        # Hands librdkafka's queued log lines to the logger.
+        admin.poll(0)
 
 
 def ensure_topics(
@@ -113,6 +157,7 @@ def ensure_topics(
     specs = list(pipeline_topics(settings) if specs is None else specs)
     admin = admin or admin_client(settings)
     timeout = settings.kafka.request_timeout_s
+    check_reachable(settings, admin, timeout)
     futures = admin.create_topics(
         [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in specs],
         operation_timeout=timeout,

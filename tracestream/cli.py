@@ -10,11 +10,18 @@ from rich.console import Console
 from rich.table import Table
 
 from search_api.cli import traces_app
-from tracestream.admin import AdminError, TopicReport, ensure_topics
+from tracestream.admin import TopicReport, ensure_topics
+from tracestream.errors import DEBUG_KEY, ErrorReportingGroup
 from tracestream.health import ServerHealth, check_all
 from tracestream.settings import get_settings
 
-app = typer.Typer(help="tracestream: MLflow-style tracing for production fleets, on Kafka and OpenSearch.")
+app = typer.Typer(
+    help="tracestream: MLflow-style tracing for production fleets, on Kafka and OpenSearch.",
+    # Failures are told in a line or two (tracestream/errors.py); Rich's traceback with every
+    # frame's locals would bury the message and print secrets held in the settings.
+    cls=ErrorReportingGroup,
+    pretty_exceptions_enable=False,
+)
 admin_app = typer.Typer(help="Create and inspect the pipeline's topics.")
 app.add_typer(admin_app, name="admin")
 stream_app = typer.Typer(help="The trace-assembly stream (Faust).")
@@ -30,6 +37,19 @@ demo_app = typer.Typer(help="The demo workload of the main job.")
 app.add_typer(demo_app, name="demo")
 
 console = Console()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    debug: bool = typer.Option(
+        False, "--debug", envvar="TRACESTREAM_DEBUG", help="On failure, print the traceback; log at debug."
+    ),
+) -> None:
+    if debug:
+        ctx.meta[DEBUG_KEY] = True
+        logging.getLogger("tracestream").setLevel(logging.DEBUG)
+        logging.getLogger("opensearch").setLevel(logging.WARNING)
 
 
 def _health_table(reports: list[ServerHealth]) -> Table:
@@ -80,12 +100,7 @@ def health(
 @admin_app.command("init")
 def admin_init() -> None:
     """Create the pipeline topics (idempotent)."""
-    try:
-        reports = ensure_topics(get_settings())
-    except AdminError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    console.print(_topics_table(reports))
+    console.print(_topics_table(ensure_topics(get_settings())))
 
 
 @stream_app.command("worker")
@@ -202,8 +217,9 @@ def demo_agent(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # opensearch-py logs every request at INFO.
-    logging.getLogger("opensearch").setLevel(logging.WARNING)
+    # opensearch-py logs every request at INFO, and a failed one at WARNING with urllib3's
+    # traceback; callers report failures themselves (--debug shows these again).
+    logging.getLogger("opensearch").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app()
 

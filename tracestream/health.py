@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import OpenSearchException
 
+from tracestream.admin import admin_client
 from tracestream.settings import Settings
 
 
@@ -23,11 +23,13 @@ class ServerHealth:
 
 def kafka_health(settings: Settings, timeout_s: float = 5.0) -> ServerHealth:
     address = settings.kafka.bootstrap_servers
-    admin = AdminClient(settings.kafka.confluent_config())
+    admin = admin_client(settings)
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         return ServerHealth("kafka", address, False, error=f"unreachable: {exc.args[0].str()}")
+    finally:
+        admin.poll(0)  # librdkafka's log lines to the logger, at debug
     brokers = ", ".join(f"{b.id}@{b.host}:{b.port}" for b in metadata.brokers.values())
     return ServerHealth(
         "kafka",

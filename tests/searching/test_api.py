@@ -195,6 +195,23 @@ def test_get_returns_the_whole_trace_and_404_for_an_unknown_id(
     assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
+@pytest.mark.parametrize("trace_id", ["a%2Fb%2F..%2Fc", "a/b", "not-a-trace-id"])
+def test_get_of_an_id_no_trace_can_have_is_not_found_not_a_missing_endpoint(
+    api: TestClient, trace_id: str
+) -> None:
+    response = api.get(f"/api/v1/traces/{trace_id}")
+
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_get_of_an_empty_id_is_an_invalid_parameter(api: TestClient) -> None:
+    response = api.get("/api/v1/traces/")
+
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
 def test_searching_before_anything_is_indexed_finds_nothing(api: TestClient) -> None:
     response = api.post("/api/v1/traces/search", json={})
 

@@ -115,6 +115,42 @@ def test_get_trace_returns_spans_and_none_for_an_unknown_id(
     assert missing is None
 
 
+@pytest.mark.parametrize("max_results", [0, -1])
+def test_search_traces_below_one_result_raises_the_apis_400_error(
+    api: ApiProcess, api_env: None, max_results: int
+) -> None:
+    with TraceClient(api.base_url) as client, pytest.raises(TraceSearchError) as answered:
+        client.search_traces(max_results=max_results)
+
+    with pytest.raises(TraceSearchError) as raised:
+        search_api.search_traces(max_results=max_results)
+
+    assert answered.value.status_code == 400
+    assert raised.value.error_code == answered.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "max_results" in raised.value.message
+
+
+def test_get_trace_of_an_id_with_slashes_is_none(api: ApiProcess, traces: list[CompletedTrace]) -> None:
+    with TraceClient(api.base_url) as client:
+        assert client.get_trace("a/b/../c") is None
+
+
+def test_get_trace_of_an_empty_id_is_an_invalid_parameter() -> None:
+    with TraceClient("http://127.0.0.1:1") as client, pytest.raises(TraceSearchError) as raised:
+        client.get_trace("")
+
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert raised.value.is_usage_error
+
+
+def test_a_url_without_a_scheme_is_a_configuration_error_not_an_unreachable_server() -> None:
+    with pytest.raises(TraceSearchError) as raised:
+        TraceClient("127.0.0.1:8080")
+
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "needs a scheme, e.g. http://127.0.0.1:8080" in raised.value.message
+
+
 def test_export_traces_streams_every_match_in_order(api: ApiProcess, traces: list[CompletedTrace]) -> None:
     with TraceClient(api.base_url) as client:
         exported = [t.info.trace_id for t in client.export_traces(filter_string="status = 'ERROR'")]
@@ -216,3 +252,37 @@ def test_cli_export_writes_one_trace_per_line(
         [t for t in traces if t["info"]["tags"]["env"] == "prod"]
     )
     assert f"{PROD} traces written" in err
+
+
+def test_cli_get_of_an_empty_trace_id_is_a_usage_error(api: ApiProcess) -> None:
+    code, out, err = _cli("traces", "get", "--url", api.base_url, "--trace-id", "")
+
+    assert code == 2
+    assert "must not be empty" in err
+    assert "ENDPOINT_NOT_FOUND" not in err
+    assert out == ""
+
+
+def test_cli_get_of_an_id_with_slashes_is_not_found(api: ApiProcess, traces: list[CompletedTrace]) -> None:
+    code, _, err = _cli("traces", "get", "--url", api.base_url, "--trace-id", "a/b/../c")
+
+    assert code == 1
+    assert "not found" in err
+    assert "ENDPOINT_NOT_FOUND" not in err
+
+
+def test_cli_url_without_a_scheme_is_a_configuration_error() -> None:
+    code, _, err = _cli("traces", "search", "--url", "127.0.0.1:8080")
+
+    assert code == 2
+    assert "needs a scheme" in err
+    assert "unreachable" not in err
+
+
+def test_cli_export_to_a_missing_directory_says_so_in_a_line(api: ApiProcess, tmp_path: Path) -> None:
+    target = tmp_path / "nonexistent" / "x.ndjson"
+
+    code, _, err = _cli("traces", "export", "--url", api.base_url, "-o", str(target))
+
+    assert code == 1
+    assert err.splitlines() == [f"error: {target}: No such file or directory"]
