@@ -403,6 +403,15 @@ def _live_trace(trace_id: str | None):  # -> TraceState | None
     return provider.live_traces.get(trace_id)
 
 
+def _text_mapping(value: Any, what: str) -> dict[str, str]:
+    """A mapping's keys and values as text; anything else is ignored, with a warning."""
+    try:
+        return {as_text(k): as_text(v) for k, v in value.items()}
+    except Exception:
+        logger.warning("tracestream: %s must be a mapping, not %s; ignored", what, type(value).__name__)
+        return {}
+
+
 def update_current_trace(
     tags: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -421,22 +430,22 @@ def update_current_trace(
             logger.warning("tracestream: update_current_trace called with no active trace; ignored")
             return
         if tags:
-            trace.tags.update({as_text(k): as_text(v) for k, v in tags.items()})
+            trace.tags.update(_text_mapping(tags, "tags"))
         if metadata:
-            trace.metadata.update({as_text(k): as_text(v) for k, v in metadata.items()})
+            trace.metadata.update(_text_mapping(metadata, "metadata"))
         for key, value in (
             (TraceMetadataKey.MODEL_ID, model_id),
             (TraceMetadataKey.TRACE_SESSION, session_id),
             (TraceMetadataKey.TRACE_USER, user),
         ):
             if value is not None:
-                trace.metadata[key] = str(value)
+                trace.metadata[key] = as_text(value)
         if client_request_id is not None:
-            trace.client_request_id = str(client_request_id)
+            trace.client_request_id = as_text(client_request_id)
         if request_preview is not None:
-            trace.request_preview = str(request_preview)
+            trace.request_preview = as_text(request_preview)
         if response_preview is not None:
-            trace.response_preview = str(response_preview)
+            trace.response_preview = as_text(response_preview)
         if state is not None:
             normalized = str(getattr(state, "value", state)).upper()
             if normalized not in ("OK", "ERROR", "IN_PROGRESS", "STATE_UNSPECIFIED"):
@@ -470,11 +479,11 @@ def _tags_changed(trace_id: str, set_tags: dict[str, str], deleted: list[str]) -
 
 def set_trace_tag(trace_id: str, key: str, value: Any) -> None:
     """Set a tag on a trace, running or already ended."""
-    _tags_changed(trace_id, {str(key): str(value)}, [])
+    _tags_changed(as_text(trace_id), {as_text(key): as_text(value)}, [])
 
 
 def delete_trace_tag(trace_id: str, key: str) -> None:
-    _tags_changed(trace_id, {}, [str(key)])
+    _tags_changed(as_text(trace_id), {}, [as_text(key)])
 
 
 # ---------------------------------------------------------------- assessments
@@ -554,7 +563,7 @@ def _log_assessment(
             value=value,
             source=source,
             rationale=rationale,
-            metadata={as_text(k): as_text(v) for k, v in (metadata or {}).items()},
+            metadata=_text_mapping(metadata, "metadata") if metadata else {},
             span_id=span_id,
             create_time_ms=time.time_ns() // 1_000_000,
             overrides=overrides,
