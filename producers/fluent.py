@@ -62,7 +62,9 @@ def _start(
         if provider is None:
             return NoOpSpan()
         parent = parent if parent is not None else _current_span.get()
-        if parent is None or parent._trace.ended:
+        # A span under a parent belongs to the parent's trace even after its root ended (a task
+        # that outlives its request): the stream makes it a new revision of that trace.
+        if parent is None:
             trace = provider.new_trace(new_trace_id())
             span = LiveSpan(trace, name, span_type, None, provider.max_attribute_length)
             trace.root = span

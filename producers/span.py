@@ -127,6 +127,7 @@ class TraceState:
         "base_metadata",
         "client_request_id",
         "ended",
+        "ended_span_count",
         "location",
         "metadata",
         "open_spans",
@@ -168,6 +169,7 @@ class TraceState:
         self.response_preview: str | None = None
         self.state: str | None = None
         self.ended = False
+        self.ended_span_count = 0
 
     def span_ended(self, span: LiveSpan) -> None:
         with _TRACE_LOCK:
@@ -188,6 +190,10 @@ class TraceState:
         for child in still_open:
             child.set_attribute(SpanAttributeKey.AUTO_CLOSED, True)
             child.end(end_time_ns=root.end_time_ns)
+        # The spans of the trace as its root ended: a span started later under it (a task that
+        # outlived the request) is late data, not part of this count.
+        with _TRACE_LOCK:
+            self.ended_span_count = self.span_count
         # Built on the exporter thread: after its root ended, a trace's state no longer changes
         # (later tag changes become TraceTagsChanged events).
         self.processor.emit(self)
@@ -225,7 +231,7 @@ class TraceState:
             if self.response_preview is not None
             else preview(outputs, "assistant"),
             "root_span_id": root.span_id,
-            "span_count": self.span_count,
+            "span_count": self.ended_span_count,
         }
         # Break the root <-> trace reference cycle, so both are freed by reference counting
         # instead of waiting for (and costing) a garbage collection.

@@ -263,3 +263,39 @@ def test_a_failing_generator_keeps_the_items_it_yielded(flushed) -> None:
     span = spans_by_name(flushed())["pages"]
     assert span["status_code"] == "ERROR"
     assert span["attributes"]["mlflow.spanOutputs"] == "[1]"
+
+
+def test_a_span_started_under_an_ended_root_joins_the_root_trace_as_late_data(flushed) -> None:
+    with mlflow.start_span("request") as root:
+        pass
+    late = mlflow.start_span_no_context("late", parent_span=root)
+    late.end()
+
+    exporter = flushed()
+    spans = spans_by_name(exporter)
+    assert spans["late"]["trace_id"] == root.trace_id
+    assert spans["late"]["parent_span_id"] == root.span_id
+    [ended] = exporter.records(TRACE_ENDED)
+    assert ended["span_count"] == 1, "the count is of the spans there when the root ended"
+
+
+def test_a_task_that_outlives_its_root_stays_in_the_root_trace(flushed) -> None:
+    @mlflow.trace
+    async def send_receipt() -> str:
+        await asyncio.sleep(0.01)
+        return "sent"
+
+    @mlflow.trace
+    async def handle_order() -> str:
+        asyncio.get_running_loop().create_task(send_receipt())
+        return "accepted"
+
+    async def serve() -> None:
+        await handle_order()
+        await asyncio.sleep(0.1)
+
+    asyncio.run(serve())
+
+    spans = spans_by_name(flushed())
+    assert spans["send_receipt"]["trace_id"] == spans["handle_order"]["trace_id"]
+    assert spans["send_receipt"]["parent_span_id"] == spans["handle_order"]["span_id"]
