@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -18,6 +17,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer import opensearch_client
+from search_api.auth import API_KEY_HEADER, api_key_dependencies
+from search_api.limits import TOO_LARGE_ERROR_CODE, RequestBodyLimit
 from search_api.mlflow_rest import mlflow_router
 from search_api.search import SearchError, TraceSearch
 from tracestream.health import kafka_health, opensearch_health
@@ -25,11 +26,10 @@ from tracestream.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-API_KEY_HEADER = "X-API-Key"
 # How many traces an export will stream (known from its point in time before the first line).
 TOTAL_COUNT_HEADER = "X-Total-Count"
-# Paths anyone may call: probes and metrics scrapers carry no key.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# error_code of the HTTP errors raised by the framework or search_api.limits, by status.
+HTTP_ERROR_CODES = {404: "ENDPOINT_NOT_FOUND", 413: TOO_LARGE_ERROR_CODE}
 
 
 class SearchRequest(BaseModel):
@@ -96,6 +96,8 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         responses={
             400: {"model": ErrorResponse},
             401: {"model": ErrorResponse},
+            403: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
             503: {"model": ErrorResponse},
         },
     )
@@ -108,22 +110,13 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
             allow_headers=[API_KEY_HEADER, "Content-Type"],
         )
 
+    # Every body any endpoint reads is bounded here; 413 in the error format below.
+    app.add_middleware(RequestBodyLimit, max_body_bytes=settings.api.max_request_body_bytes)
+
     @app.middleware("http")
-    async def authenticate_and_measure(request: Request, call_next: Any) -> Response:
+    async def measure(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
-        route = request.url.path
-        if keys and route not in OPEN_PATHS:
-            # MLflow's client sends MLFLOW_TRACKING_TOKEN as a bearer token.
-            bearer = request.headers.get("Authorization", "")
-            given = request.headers.get(API_KEY_HEADER) or bearer.removeprefix("Bearer ") or None
-            if given is None:
-                response: Response = _error(401, "UNAUTHENTICATED", f"missing {API_KEY_HEADER} header")
-            elif not any(hmac.compare_digest(given.encode(), key) for key in keys):
-                response = _error(403, "PERMISSION_DENIED", "invalid API key")
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
+        response: Response = await call_next(request)
         matched = request.scope.get("route")
         label = getattr(matched, "path", "unmatched")
         metrics.latency.labels(label, request.method, str(response.status_code)).observe(
@@ -146,7 +139,7 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "ENDPOINT_NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
+        code = HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
         metrics.errors.labels(code).inc()
         return _error(exc.status_code, code, str(exc.detail))
 
@@ -156,7 +149,11 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         metrics.errors.labels("INTERNAL_ERROR").inc()
         return _error(500, "INTERNAL_ERROR", "internal error")
 
-    @app.post("/api/v1/traces/search", response_model=SearchResponse)
+    # The data endpoints: they need a key when keys are set. The docs pages, the OpenAPI schema,
+    # health and metrics are the app's own routes and stay open.
+    data = APIRouter(dependencies=api_key_dependencies(keys))
+
+    @data.post("/api/v1/traces/search", response_model=SearchResponse)
     def search_traces(body: SearchRequest, searcher: SearchDep) -> Response:
         """Traces matching a filter, a page at a time; pass `next_page_token` back for the next page."""
         page = searcher.search(
@@ -165,7 +162,7 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         content = orjson.dumps({"traces": page.traces, "next_page_token": page.next_page_token})
         return Response(content, media_type="application/json")
 
-    @app.get("/api/v1/traces/export")
+    @data.get("/api/v1/traces/export")
     def export_traces(
         searcher: SearchDep,
         filter: str | None = None,
@@ -196,13 +193,14 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         )
 
     # :path, so that an id holding "/" is answered as the id it is (not found), not as a route miss.
-    @app.get("/api/v1/traces/{trace_id:path}")
+    @data.get("/api/v1/traces/{trace_id:path}")
     def get_trace(trace_id: str, searcher: SearchDep) -> Response:
         """One trace with its spans and assessments."""
         return Response(orjson.dumps(searcher.get(trace_id)), media_type="application/json")
 
     # MLflow's tracking protocol for traces: the unmodified mlflow client works against this API.
-    app.include_router(mlflow_router(settings, search))
+    data.include_router(mlflow_router(settings, search))
+    app.include_router(data)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gzip
 import hashlib
 import json
 import time
@@ -91,19 +90,46 @@ class OtlpError(Exception):
     """An OTLP request that cannot be read (answered 400, as MLflow's server does)."""
 
 
-def decompress(body: bytes, content_encoding: str | None) -> bytes:
+class OtlpTooLarge(OtlpError):
+    """A compressed OTLP body that inflates beyond the limit (answered 413)."""
+
+
+# Inflated at most this much per step, so a step never holds more than the limit allows.
+_INFLATE_STEP_BYTES = 1024 * 1024
+
+
+def _inflate(body: bytes, wbits: int, max_bytes: int) -> bytes:
+    """The inflated body, stopped as soon as it passes ``max_bytes``: a bomb (a few MB inflating
+    to GiB) costs at most the limit in memory and its inflation in time, never the whole."""
+    inflated = bytearray()
+    pending = body
+    while pending:
+        inflater = zlib.decompressobj(wbits)
+        while pending and not inflater.eof:
+            inflated += inflater.decompress(pending, _INFLATE_STEP_BYTES)
+            if len(inflated) > max_bytes:
+                raise OtlpTooLarge(f"The request body inflates beyond the limit of {max_bytes} bytes")
+            pending = inflater.unconsumed_tail
+        if not inflater.eof:
+            raise zlib.error("truncated stream")
+        # gzip allows several members one after the other (as gzip.decompress reads them).
+        pending = inflater.unused_data if wbits > zlib.MAX_WBITS else b""
+    return bytes(inflated)
+
+
+def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
     encoding = (content_encoding or "").strip().lower()
     if encoding in ("", "identity"):
         return body
     try:
         if encoding == "gzip":
-            return gzip.decompress(body)
+            return _inflate(body, 16 + zlib.MAX_WBITS, max_bytes)
         if encoding == "deflate":
             try:
-                return zlib.decompress(body)
+                return _inflate(body, zlib.MAX_WBITS, max_bytes)
             except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)  # a raw deflate stream
-    except (OSError, EOFError, zlib.error) as exc:
+                return _inflate(body, -zlib.MAX_WBITS, max_bytes)  # a raw deflate stream
+    except zlib.error as exc:
         raise OtlpError(f"Failed to decompress {encoding} payload") from exc
     raise OtlpError(f"Unsupported Content-Encoding: {content_encoding}")
 
@@ -122,14 +148,14 @@ def _hex_ids_to_base64(data: Any) -> Any:
 
 
 def parse_otlp(
-    body: bytes, content_type: str | None, content_encoding: str | None
+    body: bytes, content_type: str | None, content_encoding: str | None, max_inflated_bytes: int
 ) -> ExportTraceServiceRequest:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type not in ("application/x-protobuf", "application/json"):
         raise OtlpError(
             f"Invalid Content-Type: {content_type}. Expected: application/x-protobuf or application/json"
         )
-    raw = decompress(body, content_encoding)
+    raw = decompress(body, content_encoding, max_inflated_bytes)
     request = ExportTraceServiceRequest()
     try:
         if media_type == "application/json":

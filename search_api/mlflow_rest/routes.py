@@ -20,9 +20,11 @@ from starlette.concurrency import run_in_threadpool
 
 from schemas import ASSESSMENT_LOGGED, is_trace_id
 from schemas.mlflow_format import mlflow_assessment_dict
+from search_api.limits import TOO_LARGE_ERROR_CODE
 from search_api.mlflow_rest.experiments import ExperimentStore
 from search_api.mlflow_rest.ingest import (
     OtlpError,
+    OtlpTooLarge,
     assessment_deletion,
     assessment_record,
     assessment_update,
@@ -217,10 +219,13 @@ def mlflow_router(settings: Settings, search: TraceSearch) -> APIRouter:
         """OTLP/HTTP span export (protobuf or JSON, optionally gzip/deflate), from MLflow's
         client or any OpenTelemetry SDK. Spans go to the experiment named by the
         ``x-mlflow-experiment-id`` header, else to the default experiment "0"."""
+        # At most max_request_body_bytes (search_api.limits); inflated at most max_inflated_body_bytes.
         body = await request.body()
         try:
-            parsed = parse_otlp(body, content_type, content_encoding)
+            parsed = parse_otlp(body, content_type, content_encoding, settings.api.max_inflated_body_bytes)
             events = otlp_events(parsed, experiment_id)
+        except OtlpTooLarge as exc:
+            raise SearchError(413, TOO_LARGE_ERROR_CODE, str(exc)) from exc
         except OtlpError as exc:
             raise SearchError(400, "BAD_REQUEST", str(exc)) from exc
         await run_in_threadpool(backend.publisher.publish, events)

@@ -23,9 +23,11 @@ from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANG
 from schemas.mlflow_format import mlflow_assessment_dict
 from search_api.mlflow_rest.ingest import (
     OtlpError,
+    OtlpTooLarge,
     assessment_deletion,
     assessment_record,
     assessment_update,
+    decompress,
     otlp_events,
     parse_otlp,
     tag_event,
@@ -34,6 +36,8 @@ from search_api.mlflow_rest.ingest import (
 )
 from search_api.mlflow_rest.protojson import visible_assessments
 from search_api.search import SearchError
+
+LIMIT = 20 * 1024 * 1024  # the default of TRACESTREAM_API__MAX_INFLATED_BODY_BYTES
 
 
 def _encodable(events: list) -> None:
@@ -153,9 +157,9 @@ def test_genai_semantic_conventions_map_to_mlflows_span_attributes() -> None:
 def test_otlp_comes_as_protobuf_or_json_plain_gzip_or_deflate() -> None:
     request = export_request(*mlflow_spans())
     binary = request.SerializeToString()
-    assert parse_otlp(binary, "application/x-protobuf", None) == request
-    assert parse_otlp(gzip.compress(binary), "application/x-protobuf", "gzip") == request
-    assert parse_otlp(zlib.compress(binary), "application/x-protobuf", "deflate") == request
+    assert parse_otlp(binary, "application/x-protobuf", None, LIMIT) == request
+    assert parse_otlp(gzip.compress(binary), "application/x-protobuf", "gzip", LIMIT) == request
+    assert parse_otlp(zlib.compress(binary), "application/x-protobuf", "deflate", LIMIT) == request
     # OTLP/JSON writes ids in hex and field names in lowerCamelCase
     as_json = json_format.MessageToDict(request)
     for resource in as_json["resourceSpans"]:
@@ -163,7 +167,7 @@ def test_otlp_comes_as_protobuf_or_json_plain_gzip_or_deflate() -> None:
             for key in ("traceId", "spanId", "parentSpanId"):
                 if key in s:
                     s[key] = base64.b64decode(s[key]).hex()
-    assert parse_otlp(json.dumps(as_json).encode(), "application/json; charset=utf-8", None) == request
+    assert parse_otlp(json.dumps(as_json).encode(), "application/json; charset=utf-8", None, LIMIT) == request
 
 
 @pytest.mark.parametrize(
@@ -180,7 +184,28 @@ def test_unreadable_otlp_is_refused(
     body: bytes, content_type: str, encoding: str | None, message: str
 ) -> None:
     with pytest.raises(OtlpError, match=message):
-        parse_otlp(body, content_type, encoding)
+        parse_otlp(body, content_type, encoding, LIMIT)
+
+
+def test_a_compressed_body_is_inflated_up_to_the_limit_and_no_further() -> None:
+    # 50 MB of zeros compress to about 50 kB: a small bomb against a 1 MiB limit
+    bomb = gzip.compress(bytes(50_000_000))
+    exactly = zlib.compress(bytes(1024 * 1024))
+
+    assert decompress(exactly, "deflate", 1024 * 1024) == bytes(1024 * 1024)
+    with pytest.raises(OtlpTooLarge, match="inflates beyond the limit of 1048576 bytes"):
+        decompress(bomb, "gzip", 1024 * 1024)
+
+
+def test_gzip_members_raw_deflate_and_truncated_streams_inflate_as_before() -> None:
+    binary = export_request(*mlflow_spans()).SerializeToString()
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    raw = raw_deflate.compress(binary) + raw_deflate.flush()
+
+    assert decompress(gzip.compress(binary[:100]) + gzip.compress(binary[100:]), "gzip", LIMIT) == binary
+    assert decompress(raw, "deflate", LIMIT) == binary
+    with pytest.raises(OtlpError, match="Failed to decompress gzip payload"):
+        decompress(gzip.compress(binary)[:-12], "gzip", LIMIT)
 
 
 # ---------------------------------------------------------------- trace info

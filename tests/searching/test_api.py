@@ -241,6 +241,64 @@ def test_with_api_keys_every_endpoint_but_health_needs_one(
     assert health.status_code == 200
 
 
+def _with_api(settings: Settings, **api: object) -> Settings:
+    return settings.model_copy(update={"api": settings.api.model_copy(update=api)})
+
+
+def test_with_api_keys_the_docs_and_the_schema_stay_open(api_settings: Settings) -> None:
+    with TestClient(create_app(_with_api(api_settings, api_keys=[SecretStr("k-ops-1")]))) as client:
+        docs = client.get("/docs")
+        schema = client.get("/openapi.json")
+        search = client.post("/api/v1/traces/search", json={})
+
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assert schema.status_code == 200 and "/api/v1/traces/search" in schema.json()["paths"]
+    assert search.status_code == 401
+
+
+def test_the_schema_offers_the_api_key_header_on_data_endpoints_only(api_settings: Settings) -> None:
+    with TestClient(create_app(_with_api(api_settings, api_keys=[SecretStr("k-ops-1")]))) as client:
+        schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+
+    # what Swagger UI's "Authorize" asks for and then sends
+    assert schema["components"]["securitySchemes"] == {
+        "ApiKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "One of the keys of TRACESTREAM_API__API_KEYS",
+        }
+    }
+    assert paths["/api/v1/traces/search"]["post"]["security"] == [{"ApiKey": []}]
+    assert paths["/v1/traces"]["post"]["security"] == [{"ApiKey": []}]
+    assert "security" not in paths["/healthz"]["get"]
+
+
+def test_without_api_keys_the_schema_asks_for_no_key(api: TestClient) -> None:
+    schema = api.get("/openapi.json").json()
+
+    assert "securitySchemes" not in schema.get("components", {})
+    assert "security" not in schema["paths"]["/api/v1/traces/search"]["post"]
+
+
+def test_a_search_body_beyond_the_limit_is_a_413_in_the_error_format(api_settings: Settings) -> None:
+    body = b'{"filter": "tags.env = \'prod\'", "order_by": ["' + b"x" * 2_000 + b'"]}'
+    with TestClient(create_app(_with_api(api_settings, max_request_body_bytes=1_000))) as client:
+        declared = client.post("/api/v1/traces/search", content=body)
+        chunked = client.post("/api/v1/traces/search", content=iter([body[:600], body[600:]]))
+        small = client.post("/api/v1/traces/search", json={"filter": "tags.env = 'prod'"})
+
+    for response in (declared, chunked):
+        assert response.status_code == 413
+        assert response.json() == {
+            "error_code": "RESOURCE_LIMIT_EXCEEDED",
+            "message": "The request body exceeds the limit of 1000 bytes",
+            "position": None,
+        }
+    assert small.status_code == 200
+
+
 def test_opensearch_unreachable_is_a_503(api_settings: Settings) -> None:
     settings = api_settings.model_copy(
         update={
