@@ -20,6 +20,7 @@ from rich.table import Table
 
 from search_api.client import TraceClient, TraceSearchError
 from search_api.entities import Trace
+from tracestream.console import output_console
 
 traces_app = typer.Typer(help="Search, read and export traces through the search API.")
 
@@ -38,7 +39,7 @@ FILTER_OPTION = typer.Option(
 ORDER_BY_OPTION = typer.Option(
     None,
     "--order-by",
-    help="Comma-separated order_by clauses, e.g. 'timestamp_ms DESC, trace_id'; repeatable.",
+    help="Comma-separated order_by clauses, e.g. 'timestamp_ms DESC, request_id'; repeatable.",
 )
 EXPERIMENT_OPTION = typer.Option(
     None, "--experiment-id", "--location", help="Search only these experiments (repeatable; default: all)."
@@ -138,7 +139,7 @@ def search(
         payload: dict[str, Any] = {"traces": [t.to_dict() for t in page], "next_page_token": page.token}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
-    console = Console()
+    console = output_console()  # piped: wide, so that no column is dropped
     console.print(traces_table(page, console.width))
     console.print(f"{len(page)} traces")
     if page.token:

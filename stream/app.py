@@ -746,10 +746,11 @@ class TraceAssembler:
             )
 
     def _log_ready(self, *args: Any, **kwargs: Any) -> None:
-        logger.info(
-            "stream: ready: tables recovered, assembling traces of partitions %s",
-            self._events_partitions(self.app.consumer.assignment()),
-        )
+        try:
+            owned: Any = self._events_partitions(self.app.consumer.assignment())
+        except Exception:  # a log line must never fail Faust's recovery (between generations)
+            owned = "?"
+        logger.info("stream: ready: tables recovered, assembling traces of partitions %s", owned)
 
     def _forget_cache(self, *args: Any, **kwargs: Any) -> None:
         # Partitions may move to another worker: rebuild from the tables when they come back.

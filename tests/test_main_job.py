@@ -3,6 +3,7 @@ fleet's traces become searchable, failures reach the alerts, and it stops what i
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -17,9 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 from opensearchpy import OpenSearch
+from rich.console import Console
 
 from indexer import IndexNames
 from tracestream.admin import delete_topics
+from tracestream.main_job import print_search_examples, search_examples
 from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,3 +118,40 @@ def test_the_main_job_makes_the_demo_fleets_traces_searchable_and_alerts_on_fail
     assert indexed > 100  # two agents at 4 traces/s for a minute, less the start-up
     assert len(children) == 5  # stream, indexer, api, two agents
     assert not any(_alive(child) for child in children)
+
+
+def test_run_with_the_api_port_taken_fails_at_once_naming_the_setting(run_env: dict[str, str]) -> None:
+    with socket.socket() as other_api:
+        other_api.bind(("127.0.0.1", 0))
+        other_api.listen()
+        env = {**run_env, "TRACESTREAM_API__PORT": str(other_api.getsockname()[1])}
+
+        # Before the fix the job ran its whole --duration and then said nothing about the port.
+        job = subprocess.run(
+            [sys.executable, "-m", "tracestream", "run", "--agents", "0", "--duration", "30"],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert job.returncode == 1
+    assert "in use" in job.stderr and "TRACESTREAM_API__PORT" in job.stderr, job.stderr
+    assert "started" not in job.stdout  # no process was started
+    assert "searchable" not in job.stdout
+
+
+def test_the_try_commands_are_printed_whole_on_lines_of_their_own() -> None:
+    settings = Settings()
+    output = io.StringIO()
+    console = Console(file=output, width=60)  # narrower than every command
+
+    print_search_examples(console, settings, "traces are searchable (12 s after start); try")
+
+    lines = output.getvalue().splitlines()
+    commands = [command for group in search_examples(settings).values() for command in group]
+    assert len(commands) >= 5
+    for command in commands:
+        assert command in lines  # pasted as printed, it is the whole command

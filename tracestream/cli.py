@@ -6,11 +6,11 @@ import logging
 import time
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from search_api.cli import traces_app
 from tracestream.admin import TopicReport, ensure_topics
+from tracestream.console import output_console
 from tracestream.errors import DEBUG_KEY, ErrorReportingGroup
 from tracestream.health import ServerHealth, check_all
 from tracestream.settings import get_settings
@@ -36,7 +36,7 @@ app.add_typer(traces_app, name="traces")
 demo_app = typer.Typer(help="The demo workload of the main job.")
 app.add_typer(demo_app, name="demo")
 
-console = Console()
+console = output_console()
 
 
 @app.callback()
@@ -164,13 +164,16 @@ def alerts_tail(
     max_alerts: int = typer.Option(0, "--max", help="Stop after this many alerts (0: never)."),
     timeout: float = typer.Option(0.0, help="Stop after this many seconds (0: never)."),
 ) -> None:
-    """Print alerts as JSON lines, as they arrive."""
+    """Print alerts as JSON lines, as they arrive. Exits 1 if Kafka does not answer within
+    TRACESTREAM_KAFKA__REQUEST_TIMEOUT_S or the alerts topic does not exist."""
     import json
 
-    from stream.alerts import tail_alerts
+    from stream.alerts import AlertTail
 
-    for alert in tail_alerts(get_settings(), from_beginning, max_alerts or None, timeout or None):
-        typer.echo(json.dumps(alert, ensure_ascii=False))
+    # Kafka unreachable or the topic missing: AdminError, told in a line by ErrorReportingGroup.
+    with AlertTail(get_settings(), from_beginning) as tail:
+        for alert in tail.follow(max_alerts=max_alerts or None, timeout_s=timeout or None):
+            typer.echo(json.dumps(alert, ensure_ascii=False))
 
 
 @app.command()
@@ -185,8 +188,14 @@ def run(
     import tempfile
     from pathlib import Path
 
-    from tracestream.main_job import MainJob
+    from tracestream.main_job import MainJob, PortInUseError, check_api_port_free
 
+    try:
+        # First: another process's API would answer our readiness probe, then ours fail to bind.
+        check_api_port_free(get_settings())
+    except PortInUseError as exc:
+        typer.echo(f"error: {exc.strerror or exc}", err=True)  # as tracestream/errors.py reports
+        raise typer.Exit(1) from exc
     reports = _wait_healthy(wait)
     console.print(_health_table(reports))
     if not all(r.healthy for r in reports):

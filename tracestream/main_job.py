@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.panel import Panel
+from rich.rule import Rule
+from rich.text import Text
 
-from tracestream.settings import Settings
+from tracestream.settings import ENV_PREFIX, Settings
+
+if TYPE_CHECKING:
+    from stream.alerts import AlertTail
 
 STOP_TIMEOUT_S = 15.0
 
@@ -83,8 +88,36 @@ def api_base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.api.port}"
 
 
-def search_examples(settings: Settings) -> str:
-    """Searches to paste into another terminal, as rich markup."""
+class PortInUseError(OSError):
+    """The search API's address is taken by another process."""
+
+
+def check_api_port_free(settings: Settings) -> None:
+    """Raise :class:`PortInUseError` if the API could not listen on settings.api.host:port.
+
+    Otherwise another process (often an earlier run's API) answers the job's readiness probe and
+    the job announces traces as searchable before its own API fails to start."""
+    host, port = settings.api.host, settings.api.port
+    if port == 0:  # the OS picks a free port
+        return
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a finished process counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise PortInUseError(
+                exc.errno,
+                f"the search API's address {host}:{port} is in use by another process ({exc.strerror}); "
+                f"stop it, or choose another port with {ENV_PREFIX}API__PORT",
+            ) from exc
+
+
+def search_examples(settings: Settings) -> dict[str, list[str]]:
+    """Searches to paste into another terminal: commands by group title."""
     base = api_base_url(settings)
     cli = ".venv/bin/tracestream traces"
     groups = {
@@ -105,10 +138,18 @@ def search_examples(settings: Settings) -> str:
             "print(df.groupby('state')['execution_duration'].describe())\"",
         ],
     }
-    lines: list[str] = []
-    for title, commands in groups.items():
-        lines += [f"[bold]{escape(title)}[/bold]", *(f"  {escape(c)}" for c in commands), ""]
-    return "\n".join(lines[:-1])
+    return groups
+
+
+def print_search_examples(console: Console, settings: Settings, title: str) -> None:
+    """Each command on a line of its own, never wrapped by rich, so that it can be pasted whole
+    whatever the terminal's width (a panel would break commands inside their quotes)."""
+    console.print(Rule(title, align="left"))
+    for group, commands in search_examples(settings).items():
+        console.print(Text(group, style="bold"))
+        for command in commands:
+            console.print(Text(command), soft_wrap=True)
+        console.print()
 
 
 def format_alert(alert: dict[str, Any]) -> str:
@@ -152,19 +193,27 @@ class MainJob:
             for n in range(agents)
         ]
 
-    def _tail_alerts(self) -> None:
-        from stream.alerts import tail_alerts
+    def start_alerts_tail(self) -> threading.Thread:
+        """Open the job's one alerts consumer, reading alerts produced from now on, and follow
+        it in a thread until ``stop``. One consumer for the life of the job: a consumer per read
+        would skip the alerts produced between two reads."""
+        from stream.alerts import AlertTail
 
+        tail = AlertTail(self.settings).open()
+        thread = threading.Thread(target=self._follow_alerts, args=(tail,), name="alerts-tail", daemon=True)
+        thread.start()
+        return thread
+
+    def _follow_alerts(self, tail: AlertTail) -> None:
         try:
-            while not self.stop.is_set():
-                for alert in tail_alerts(self.settings, timeout_s=1.0):
-                    self.alerts_seen += 1
-                    if self.alerts_seen <= 20 or self.alerts_seen % 25 == 0:
-                        self.console.print(format_alert(alert))
-                    if self.stop.is_set():
-                        return
+            for alert in tail.follow(stop=self.stop):
+                self.alerts_seen += 1
+                if self.alerts_seen <= 20 or self.alerts_seen % 25 == 0:
+                    self.console.print(format_alert(alert))
         except Exception as exc:  # the demo goes on without its alert printout
             self.console.print(f"[yellow]alerts tail stopped: {escape(str(exc))}[/yellow]")
+        finally:
+            tail.close()
 
     def _searchable(self) -> int:
         from search_api.client import TraceClient, TraceSearchError
@@ -199,8 +248,11 @@ class MainJob:
         for child in self.services:
             child.start(env)
             self.console.print(f"started {child.name} (pid {child.process.pid})")  # type: ignore[union-attr]
-        alerts = threading.Thread(target=self._tail_alerts, name="alerts-tail", daemon=True)
-        alerts.start()
+        alerts: threading.Thread | None = None
+        try:
+            alerts = self.start_alerts_tail()
+        except Exception as exc:  # the demo goes on without its alert printout
+            self.console.print(f"[yellow]no alerts tail: {escape(str(exc))}[/yellow]")
         for child in self.agents:
             child.start(env)
         self.console.print(f"started {len(self.agents)} demo agents")
@@ -224,11 +276,8 @@ class MainJob:
                 if not shown_examples and self._searchable():
                     shown_examples = True
                     took = time.monotonic() - started
-                    self.console.print(
-                        Panel(
-                            search_examples(self.settings),
-                            title=f"traces are searchable ({took:.0f} s after start); try",
-                        )
+                    print_search_examples(
+                        self.console, self.settings, f"traces are searchable ({took:.0f} s after start); try"
                     )
                 if time.monotonic() - last_status >= 15:
                     last_status = time.monotonic()
@@ -247,7 +296,8 @@ class MainJob:
             time.sleep(3)
             stop_children(self.services)
             self.stop.set()
-            alerts.join(3)
+            if alerts is not None:
+                alerts.join(3)
             indexed = self._indexed(started_ms)
             self.console.print(
                 f"stopped. {indexed if indexed is not None else '?'} traces indexed, "
