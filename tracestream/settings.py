@@ -255,7 +255,8 @@ class StreamSettings(BaseModel):
     # A worker whose agents get nothing for this long while records or ticks wait for them
     # logs what it is waiting for.
     stall_after_s: float = Field(default=60.0, gt=0)
-    # How the worker logs: "info" or "warning".
+    # The level of Faust's and aiokafka's own lines, "info" or "warning"; the worker's own lines
+    # (start-up, partitions, status) are at INFO whatever this is.
     log_level: str = "warning"
 
 
