@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from indexer.mapping import (
+    DEFAULT_MAX_CLOCK_SKEW_MS,
     ENTRY_SEPARATOR,
     MAX_ATTRIBUTE_ENTRY_BYTES,
     MAX_TERM_BYTES,
@@ -45,6 +46,8 @@ class TraceDocument:
     trace_id: str
     revision: int
     source: str
+    # Its request time was too far from when the stream first saw it (see IndexNames.for_trace).
+    clock_skewed: bool = False
 
 
 def _utf8_start(data: bytes, position: int) -> int:
@@ -165,9 +168,26 @@ def _size_bytes(metadata: dict[str, str]) -> int | None:
     return int(raw) if raw is not None and raw.isdigit() else None
 
 
-def build_document(trace: CompletedTrace, names: IndexNames, max_content_bytes: int) -> TraceDocument:
-    """The index action for one revision of a trace. The source is serialized once, here."""
+def build_document(
+    trace: CompletedTrace,
+    names: IndexNames,
+    max_content_bytes: int,
+    first_seen_ms: int | None = None,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+) -> TraceDocument:
+    """The index action for one revision of a trace. The source is serialized once, here.
+
+    ``first_seen_ms`` is when the stream first saw the trace (the record's FIRST_SEEN_HEADER);
+    without it (a record of an older stream) the revision's completed time stands in."""
     info = trace["info"]
+    index, skewed = names.for_trace(
+        info["request_time_ms"],
+        trace["completed_time_ms"] if first_seen_ms is None else first_seen_ms,
+        max_clock_skew_ms,
+    )
+    if skewed:
+        # Flagged where users see and filter metadata; the client's times are kept as sent.
+        info = {**info, "metadata": {**info["metadata"], TraceMetadataKey.CLOCK_SKEWED: "true"}}
     tags = info["tags"]
     metadata = info["metadata"]
     span_contents = [_dumps_mlflow(mlflow_span_dict(span)) for span in trace["spans"]]
@@ -210,10 +230,11 @@ def build_document(trace: CompletedTrace, names: IndexNames, max_content_bytes: 
         "trace": {"info": info_dict, "spans_json": span_contents},
     }
     return TraceDocument(
-        index=names.daily(info["request_time_ms"]),
+        index=index,
         trace_id=trace["trace_id"],
         revision=trace["revision"],
         source=_dumps(document),
+        clock_skewed=skewed,
     )
 
 

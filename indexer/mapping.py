@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from tracestream.settings import Settings
+from tracestream.settings import IndexerSettings, Settings
 
 # Bumped whenever the mapping changes; stored in the template's _meta so an operator can see
 # which mapping an index was created with.
 MAPPING_VERSION = 2
+
+DEFAULT_MAX_CLOCK_SKEW_MS: int = IndexerSettings.model_fields["max_clock_skew_s"].default * 1000
 
 # Separator between an attribute key and its value in span attribute entries: a control
 # character that does not occur in real attribute keys, so "key=value" cannot be ambiguous.
@@ -203,6 +205,15 @@ class IndexNames:
         later revision always lands on the same document (rollover would break that)."""
         day = datetime.fromtimestamp(request_time_ms / 1000, tz=UTC)
         return f"{self._daily}{day:%Y.%m.%d}"
+
+    def for_trace(self, request_time_ms: int, first_seen_ms: int, max_skew_ms: int) -> tuple[str, bool]:
+        """The index of a trace and whether its clock is skewed: the day it started, unless that
+        is further than ``max_skew_ms`` from when the stream first saw it (a client's clock
+        must not decide which indices exist); then the day it was first seen. Both times are
+        the same on every revision, so the index is too."""
+        if first_seen_ms - max_skew_ms <= request_time_ms <= first_seen_ms + max_skew_ms:
+            return self.daily(request_time_ms), False
+        return self.daily(first_seen_ms), True
 
     def day_of(self, index: str) -> date | None:
         """The day a daily index holds, or None for a name that is not one of ours."""

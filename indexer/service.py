@@ -19,6 +19,7 @@ import schemas
 from indexer.document import TraceDocument, build_document
 from indexer.mapping import IndexNames
 from indexer.store import TraceWriter, WriteInterrupted, ensure_index_template, opensearch_client
+from schemas import TraceMetadataKey
 from tracestream.admin import ensure_topics, pipeline_topics
 from tracestream.settings import Settings
 
@@ -37,6 +38,9 @@ class IndexerStats:
     bulk_retries: int = 0
     # Revisions of a trace superseded by a later one in the same batch: never sent.
     superseded: int = 0
+    # Records whose request time was too far from when the stream first saw the trace: put in
+    # the first-seen day's index and flagged (see IndexNames.for_trace).
+    clock_skewed: int = 0
     last_commit_time: float = field(default=0.0)
 
 
@@ -60,6 +64,7 @@ class Indexer:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._dead_letter_failures = 0
+        self._max_clock_skew_ms = self.config.max_clock_skew_s * 1000
 
     # ------------------------------------------------------------ lifecycle
 
@@ -165,10 +170,13 @@ class Indexer:
     def _process(self, batch: list[Message]) -> None:
         self._revoked = False
         latest: dict[str, tuple[TraceDocument, Message]] = {}
+        skewed: list[TraceDocument] = []
         for message in batch:
             document = self._document(message)
             if document is None:
                 continue
+            if document.clock_skewed:
+                skewed.append(document)
             previous = latest.get(document.trace_id)
             if previous is None or previous[0].revision < document.revision:
                 latest[document.trace_id] = (document, message)
@@ -176,6 +184,18 @@ class Indexer:
                     self.stats.superseded += 1
             else:
                 self.stats.superseded += 1
+        if skewed:
+            self.stats.clock_skewed += len(skewed)
+            # One line a batch, however many: a fleet with a broken clock must not flood the log.
+            logger.warning(
+                "%d traces have a request time more than %d s from when they were first seen "
+                "(e.g. %s); indexed into %s and flagged %s",
+                len(skewed),
+                self.config.max_clock_skew_s,
+                skewed[0].trace_id,
+                skewed[0].index,
+                TraceMetadataKey.CLOCK_SKEWED,
+            )
         documents = [document for document, _ in latest.values()]
         try:
             report = self.writer.write(documents, self._wait)
@@ -207,7 +227,13 @@ class Indexer:
             self._dead_letter(message, exc.reason.value, str(exc))
             return None
         try:
-            return build_document(trace, self.names, self.config.max_indexed_span_content_bytes)
+            return build_document(
+                trace,
+                self.names,
+                self.config.max_indexed_span_content_bytes,
+                _first_seen_ms(message),
+                self._max_clock_skew_ms,
+            )
         except (ValueError, OverflowError, OSError, KeyError, TypeError) as exc:
             self._dead_letter(message, "unindexable", f"{type(exc).__name__}: {exc}")
             return None
@@ -307,6 +333,14 @@ class Indexer:
             logger.error("dead letters not delivered; the batch will be read again")
             return False
         return True
+
+
+def _first_seen_ms(message: Message) -> int | None:
+    """The stream's FIRST_SEEN_HEADER of a record, or None (a record of an older stream)."""
+    for key, value in message.headers() or ():
+        if key == schemas.FIRST_SEEN_HEADER and value is not None and value.isdigit():
+            return int(value)
+    return None
 
 
 def run_indexer(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from schemas.mlflow_keys import TraceMetadataKey as TraceMetadataKey
 from schemas.mlflow_keys import TraceTagKey as TraceTagKey
 from schemas.records import ASSESSMENT_LOGGED as ASSESSMENT_LOGGED
 from schemas.records import EVENT_BATCH as EVENT_BATCH
+from schemas.records import FIRST_SEEN_HEADER as FIRST_SEEN_HEADER
 from schemas.records import SPAN_ENDED as SPAN_ENDED
 from schemas.records import TRACE_ENDED as TRACE_ENDED
 from schemas.records import TRACE_TAGS_CHANGED as TRACE_TAGS_CHANGED

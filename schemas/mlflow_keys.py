@@ -46,6 +46,9 @@ class TraceMetadataKey:
     SOURCE_GIT_REPO_URL = "mlflow.source.git.repoURL"
     # tracestream: the stream finalized the trace on its idle timeout, not on completion.
     INCOMPLETE = "tracestream.trace.incomplete"
+    # tracestream: the request time is further from when the stream first saw the trace than the
+    # indexer's max_clock_skew_s; the trace is in the first-seen day's index (set by the indexer).
+    CLOCK_SKEWED = "tracestream.trace.clockSkewed"
 
 
 TRACE_SCHEMA_VERSION = "3"

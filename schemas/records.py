@@ -136,3 +136,10 @@ class CompletedTrace(TypedDict):
     spans: list[SpanEnded]
     assessments: list[AssessmentLogged]
     completed_time_ms: int
+
+
+# Kafka record header of every CompletedTrace the stream emits: when the stream first saw the
+# trace (epoch ms, ASCII digits, the stream's clock). The same on every revision, so the indexer
+# can place a trace whose client clock is wrong in a daily index that never changes. A header,
+# not a field: it is about the delivery, not the trace, and needs no schema version.
+FIRST_SEEN_HEADER = "tracestream.first_seen_ms"

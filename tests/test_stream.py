@@ -9,6 +9,7 @@ partitions); and Faust's internal topics could be missing from the worker's meta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -31,10 +32,11 @@ from stream_harness import (
 from typer.testing import CliRunner
 from waiting import wait_until
 
+import producers as mlflow
 import schemas
 from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
 from tracestream.cli import app
-from tracestream.settings import Settings
+from tracestream.settings import SdkSettings, Settings
 
 pytestmark = pytest.mark.stream_worker
 
@@ -383,3 +385,173 @@ def test_a_span_of_an_unknown_trace_without_end_still_completes_by_timeout(pipel
 
     assert trace["info"]["state"] == "IN_PROGRESS"
     assert trace["info"]["tags"]["mlflow.traceName"] == "orphan_tool_call"
+
+
+# ---------------------------------------------------------------- issue 17: trace assembly, corrected
+
+
+@pytest.fixture
+def sdk(pipeline: Pipeline) -> Iterator[None]:
+    """The real SDK publishing to this module's events topic."""
+    mlflow.configure(pipeline.settings.model_copy(update={"sdk": SdkSettings(experiment_id="3")}))
+    try:
+        yield
+    finally:
+        mlflow.shutdown()
+
+
+def test_a_root_quiet_past_the_idle_timeout_ends_complete_without_the_incomplete_flag(
+    pipeline: Pipeline,
+) -> None:
+    trace_id, (root, retriever, llm), ended = rag_trace()
+    send_trace(pipeline.sender, [retriever], None)
+    pipeline.sender.flush()
+    # The LLM call outlasts the idle timeout (3 s here): the trace is searchable, in progress.
+    in_progress = pipeline.trace(trace_id, timeout_s=30)
+    assert in_progress["info"]["state"] == "IN_PROGRESS"
+    assert in_progress["info"]["metadata"]["tracestream.trace.incomplete"] == "true"
+
+    send_trace(pipeline.sender, [llm, root], ended)
+    pipeline.sender.flush()
+    final = pipeline.trace(trace_id, revision=2)
+
+    assert final["info"]["state"] == "OK"
+    assert len(final["spans"]) == 3
+    assert final["info"]["execution_duration_ms"] == 900
+    assert "tracestream.trace.incomplete" not in final["info"]["metadata"]
+
+
+def test_tags_sent_before_their_trace_arrives_are_applied_to_it_without_a_phantom_revision(
+    pipeline: Pipeline,
+) -> None:
+    trace_id, spans, ended = rag_trace()
+    pipeline.sender.send(
+        TRACE_TAGS_CHANGED,
+        {"trace_id": trace_id, "set": {"ticket": "T-4411"}, "deleted": [], "time_ms": 1_765_000_000_000},
+    )
+    pipeline.sender.flush()
+    time.sleep(6)  # twice the idle timeout: nothing of the trace itself has come yet
+
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+    trace = pipeline.trace(trace_id)
+
+    assert trace["revision"] == 1
+    assert len(trace["spans"]) == 3
+    assert trace["info"]["tags"]["ticket"] == "T-4411"
+    assert "tracestream.trace.incomplete" not in trace["info"]["metadata"]
+    assert pipeline.settled_revisions(trace_id) == [1]
+
+
+def test_feedback_and_tags_for_an_unknown_trace_are_dead_lettered_never_emitted(
+    pipeline: Pipeline, sdk: None
+) -> None:
+    trace_id = "tr-" + uuid.uuid4().hex
+    mlflow.log_feedback(trace_id=trace_id, name="helpfulness", value=0.8)
+    mlflow.set_trace_tag(trace_id, "reviewed", "yes")
+    assert mlflow.flush(10)
+
+    # Held for the late window (20 s here), then dead-lettered with why.
+    letters = pipeline.dead_letters.wait_for(
+        lambda rs: sum(r["key"] == trace_id.encode() for r in rs) >= 1, timeout_s=60
+    )
+
+    mine = [r for r in letters if r["key"] == trace_id.encode()]
+    assert {r["reason"] for r in mine} == {"unknown_trace"}
+    held = [
+        kind
+        for letter in mine
+        for kind, _ in schemas.events_of(schemas.events_codec().decode(letter["value"])["event"])
+    ]
+    assert sorted(held) == [ASSESSMENT_LOGGED, TRACE_TAGS_CHANGED]
+    assert pipeline.settled_revisions(trace_id) == []
+
+
+def test_a_task_that_outlives_its_root_becomes_a_late_span_of_the_same_trace(
+    pipeline: Pipeline, sdk: None
+) -> None:
+    async def summarize(question: str) -> None:
+        with mlflow.start_span("summarize_for_crm", span_type=mlflow.SpanType.LLM) as task:
+            await asyncio.sleep(1.0)  # after the root returned and its trace was flushed
+            task.set_outputs("Customer asked about order 8812.")
+
+    @mlflow.trace(span_type=mlflow.SpanType.AGENT)
+    async def support_agent(question: str) -> str:
+        trace_ids.append(mlflow.get_active_trace_id())
+        tasks.append(asyncio.create_task(summarize(question)))
+        return "It ships tomorrow."
+
+    async def handle_request() -> str:
+        answer = await support_agent("Where is my order?")
+        assert mlflow.flush(10)
+        await asyncio.gather(*tasks)
+        return answer
+
+    tasks: list[asyncio.Task[None]] = []
+    trace_ids: list[str | None] = []
+    asyncio.run(handle_request())
+    assert mlflow.flush(10)
+    [trace_id] = trace_ids
+    assert trace_id is not None
+
+    second = pipeline.trace(trace_id, revision=2)
+    [first] = [r for _, r in pipeline.completed.records if r["trace_id"] == trace_id and r["revision"] == 1]
+
+    assert [s["name"] for s in first["spans"]] == ["support_agent"]
+    assert sorted(s["name"] for s in second["spans"]) == ["summarize_for_crm", "support_agent"]
+    assert second["info"]["state"] == "OK"
+    assert json.loads(second["info"]["metadata"]["mlflow.trace.sizeStats"])["num_spans"] == 2
+    assert "tracestream.trace.incomplete" not in second["info"]["metadata"]
+    assert pipeline.settled_revisions(trace_id) == [1, 2]
+
+
+def test_a_span_ending_after_the_late_window_is_dead_lettered_late_after_retention(
+    pipeline: Pipeline, sdk: None
+) -> None:
+    with mlflow.start_span("nightly_report", span_type=mlflow.SpanType.CHAIN) as root:
+        trace_id = root.trace_id
+    straggler = mlflow.start_span_no_context("upload_report", parent_span=root)
+    assert mlflow.flush(10)
+    pipeline.trace(trace_id)
+
+    time.sleep(23)  # the late window here is 20 s after the last revision
+    straggler.end()
+    assert mlflow.flush(10)
+
+    letters = pipeline.dead_letters.wait_for(lambda rs: any(r["key"] == trace_id.encode() for r in rs))
+    [letter] = [r for r in letters if r["key"] == trace_id.encode()]
+    assert letter["reason"] == "late_after_retention"
+    assert pipeline.settled_revisions(trace_id) == [1]
+
+
+def test_a_second_root_under_the_same_trace_id_is_dead_lettered_not_dropped(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+    pipeline.trace(trace_id)
+    now = int(time.time() * 1000)
+    # A broken client reuses the id for another request.
+    other_root = span(trace_id, "billing_agent", None, now, now + 300, span_type="AGENT")
+    other_end = {
+        **ended,
+        "request_time_ms": now,
+        "execution_duration_ms": 300,
+        "tags": {"mlflow.traceName": "billing_agent", "team": "billing"},
+        "root_span_id": other_root["span_id"],
+        "span_count": 1,
+    }
+
+    pipeline.sender.send_batch(trace_id, [(SPAN_ENDED, other_root), (TRACE_ENDED, other_end)])
+    pipeline.sender.flush()
+
+    letters = pipeline.dead_letters.wait_for(lambda rs: any(r["key"] == trace_id.encode() for r in rs))
+    [letter] = [r for r in letters if r["key"] == trace_id.encode()]
+    assert letter["reason"] == "duplicate_trace_id"
+    assert other_root["span_id"] in letter["detail"]
+    [(kind, dropped)] = schemas.events_of(schemas.events_codec().decode(letter["value"])["event"])
+    assert kind == TRACE_ENDED
+    assert dropped["tags"]["team"] == "billing"
+    # The first trace keeps its own end; the other root's span is late data of that id.
+    latest = pipeline.trace(trace_id, revision=2)
+    assert latest["info"]["tags"]["team"] == "care"
+    assert latest["info"]["execution_duration_ms"] == 900

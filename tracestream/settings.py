@@ -280,6 +280,13 @@ class IndexerSettings(BaseModel):
     number_of_shards: int = Field(default=1, ge=1)
     # Span JSON beyond this many bytes is stored but not searchable by trace.text / span.content.
     max_indexed_span_content_bytes: int = Field(default=131_072, ge=1024)
+    # A trace whose request time (the client's clock) is further than this from when the
+    # stream first saw it goes into the daily index of that first-seen day and is flagged
+    # (metadata tracestream.trace.clockSkewed), so no client clock can create indices outside
+    # first-seen ± this. One day either way: a clock set to local time but sent as UTC is off
+    # by at most 14 h, and traces or exporter retries rarely last a day; it bounds the indices
+    # a trace can land in to three days around its arrival.
+    max_clock_skew_s: int = Field(default=86_400, ge=0)
 
 
 class Settings(BaseSettings):

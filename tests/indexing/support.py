@@ -59,12 +59,20 @@ class RunningIndexer:
         assert not self.thread.is_alive(), "the indexer did not stop"
 
 
-def produce(settings: Settings, traces: list[CompletedTrace], raw: list[bytes] | None = None) -> None:
-    """Publish completed traces (and optionally raw values) to the completed topic, keyed by trace id."""
+def produce(
+    settings: Settings,
+    traces: list[CompletedTrace],
+    raw: list[bytes] | None = None,
+    first_seen_ms: int | None = None,
+) -> None:
+    """Publish completed traces (and optionally raw values) to the completed topic, keyed by trace
+    id; with ``first_seen_ms``, with the header the stream sets."""
     codec = schemas.completed_codec(settings.kafka.schema_registry_url, settings.topics.completed)
     producer = Producer(settings.kafka.confluent_config({"acks": "all"}))
+    headers = None if first_seen_ms is None else [(schemas.FIRST_SEEN_HEADER, str(first_seen_ms).encode())]
     for trace in traces:
-        producer.produce(settings.topics.completed, key=trace["trace_id"].encode(), value=codec.encode(trace))
+        key, value = trace["trace_id"].encode(), codec.encode(trace)
+        producer.produce(settings.topics.completed, key=key, value=value, headers=headers)
     for value in raw or ():
         producer.produce(settings.topics.completed, key=b"raw", value=value)
     assert producer.flush(30) == 0

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexer import IndexNames, build_document
-from indexer.document import CHUNK_OVERLAP_BYTES, chunks, trace_from_hit, trace_from_source
+from indexer.document import CHUNK_OVERLAP_BYTES, TraceDocument, chunks, trace_from_hit, trace_from_source
 from indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES, trace_order
 from schemas.samples import completed_trace
 
@@ -25,6 +25,58 @@ def _source(trace: dict) -> dict:
 def test_the_index_is_the_utc_day_the_trace_started() -> None:
     assert NAMES.daily(1_763_855_999_999) == "tracestream-traces-2025.11.22"
     assert NAMES.daily(1_763_856_000_000) == "tracestream-traces-2025.11.23"
+
+
+DAY_MS = 86_400_000
+# 2026-12-07 10:00 UTC: when the stream first saw the traces below.
+FIRST_SEEN_MS = 1_796_637_600_000
+Y2099, Y1990, Y1970 = 4_070_908_800_000, 631_152_000_000, 0
+
+
+def _placed(trace: dict) -> TraceDocument:
+    return build_document(trace, NAMES, 131_072, first_seen_ms=FIRST_SEEN_MS, max_clock_skew_ms=DAY_MS)
+
+
+def test_a_trace_goes_to_the_day_it_started_when_its_clock_is_within_the_skew_of_first_seen() -> None:
+    # Started 23:30 the day before it was first seen: a late night, not a broken clock.
+    trace = completed_trace(random.Random(4), request_time_ms=FIRST_SEEN_MS - 10 * 3_600_000 - 1_800_000)
+
+    document = _placed(trace)
+
+    assert (document.index, document.clock_skewed) == ("tracestream-traces-2026.12.06", False)
+    metadata = json.loads(document.source)["trace"]["info"]["trace_metadata"]
+    assert "tracestream.trace.clockSkewed" not in metadata
+
+
+def test_a_client_clock_far_off_cannot_choose_the_index_the_first_seen_day_is_used_and_flagged() -> None:
+    for request_time_ms in (Y2099, Y1990, Y1970, FIRST_SEEN_MS + DAY_MS + 1):
+        trace = completed_trace(random.Random(5), request_time_ms=request_time_ms)
+
+        document = _placed(trace)
+
+        source = json.loads(document.source)
+        assert (document.index, document.clock_skewed) == ("tracestream-traces-2026.12.07", True)
+        assert source["timestamp_ms"] == request_time_ms  # the client's time, kept as sent
+        assert {"key": "tracestream.trace.clockSkewed", "value": "true"} in source["metadata"]
+        assert source["trace"]["info"]["trace_metadata"]["tracestream.trace.clockSkewed"] == "true"
+        assert "tracestream.trace.clockSkewed" not in trace["info"]["metadata"]  # the record is not changed
+
+
+def test_every_revision_of_a_skewed_trace_lands_in_the_same_index_whenever_it_completes() -> None:
+    first = completed_trace(random.Random(6), request_time_ms=Y2099, revision=1)
+    first["completed_time_ms"] = FIRST_SEEN_MS + 60_000
+    later = {**first, "revision": 2, "completed_time_ms": FIRST_SEEN_MS + 5 * DAY_MS}
+
+    assert {_placed(revision).index for revision in (first, later)} == {"tracestream-traces-2026.12.07"}
+
+
+def test_without_a_first_seen_time_the_completed_time_bounds_the_index() -> None:
+    trace = completed_trace(random.Random(7), request_time_ms=Y2099)
+    trace["completed_time_ms"] = FIRST_SEEN_MS
+
+    document = build_document(trace, NAMES, 131_072, max_clock_skew_ms=DAY_MS)
+
+    assert (document.index, document.clock_skewed) == ("tracestream-traces-2026.12.07", True)
 
 
 def test_only_our_daily_index_names_have_a_day() -> None:

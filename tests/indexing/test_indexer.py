@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from opensearchpy import OpenSearch
 from waiting import wait_until
 
-from indexer import IndexNames, get_trace
+from indexer import IndexNames, delete_indices_older_than, get_trace
 from indexing.support import (
     RunningIndexer,
     count_documents,
@@ -187,3 +189,54 @@ def test_a_stored_trace_reads_back_as_mlflow_trace_json(
     root = stored["data"]["spans"][0]
     assert root["attributes"]["mlflow.spanInputs"] == trace["spans"][0]["attributes"]["mlflow.spanInputs"]
     assert get_trace(opensearch, settings, "tr-" + "0" * 32) is None
+
+
+def test_client_clocks_in_2099_and_1970_create_no_index_every_revision_lands_in_the_first_seen_day(
+    settings: Settings, opensearch: OpenSearch, start_indexer: StartIndexer
+) -> None:
+    names = IndexNames.from_settings(settings)
+    first_seen_ms = int(time.time() * 1000)
+    future = completed_trace(random.Random(10), request_time_ms=4_070_908_800_000)  # 2099-01-01
+    past = completed_trace(random.Random(11), request_time_ms=0)  # 1970-01-01
+    # Feedback three days later: a new revision, completed on another day, of the same trace.
+    rated = {
+        **future,
+        "revision": 2,
+        "info": {**future["info"], "tags": {**future["info"]["tags"], "reviewed": "yes"}},
+        "completed_time_ms": first_seen_ms + 3 * 86_400_000,
+    }
+    runner = start_indexer(settings)
+    produce(settings, [future, past], first_seen_ms=first_seen_ms)
+    wait_until(lambda: count_documents(opensearch, settings) == 2, 30, "both traces to be indexed")
+    produce(settings, [rated], first_seen_ms=first_seen_ms)
+    reviewed = {"nested": {"path": "tags", "query": {"term": {"tags.key": "reviewed"}}}}
+    wait_until(lambda: count_documents(opensearch, settings, reviewed) == 1, 30, "revision 2")
+
+    # Only the day the traces arrived has an index; revision 2 replaced revision 1 in it.
+    indices = opensearch.indices.get(index=names.pattern)
+    assert sorted(indices) == [names.daily(first_seen_ms)]
+    hit = _stored(opensearch, settings, future["trace_id"])
+    assert (hit["_index"], hit["_version"]) == (names.daily(first_seen_ms), 2)
+    # The client's times are kept as sent and searchable; the traces are flagged.
+    assert hit["_source"]["timestamp_ms"] == 4_070_908_800_000
+    in_2099 = {"range": {"timestamp_ms": {"gte": 4_070_908_800_000}}}
+    assert count_documents(opensearch, settings, in_2099) == 1
+    flagged = {
+        "nested": {
+            "path": "metadata",
+            "query": {"bool": {"filter": [{"term": {"metadata.key": "tracestream.trace.clockSkewed"}}]}},
+        }
+    }
+    assert count_documents(opensearch, settings, flagged) == 2
+    assert runner.indexer.stats.clock_skewed == 3
+    # Read by id, whatever the index's day.
+    stored = get_trace(opensearch, settings, past["trace_id"])
+    assert stored is not None
+    assert stored["info"]["request_time"] == "1970-01-01T00:00:00Z"
+    assert stored["info"]["trace_metadata"]["tracestream.trace.clockSkewed"] == "true"
+    # Retention counts from the day they arrived: kept 7 days, then deleted with their index.
+    arrived = datetime.fromtimestamp(first_seen_ms / 1000, tz=UTC).date()
+    assert delete_indices_older_than(opensearch, settings, days=7, today=arrived + timedelta(days=7)) == []
+    assert delete_indices_older_than(opensearch, settings, days=7, today=arrived + timedelta(days=8)) == [
+        names.daily(first_seen_ms)
+    ]
