@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +33,20 @@ import faust
 from mode.utils.times import want_seconds
 
 import schemas
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, DecodeError, events_of
+from schemas import SPAN_ENDED, TRACE_ENDED, DecodeError, events_of
 from stream.derive import assemble, failed_spans
 from stream.stall import stall_report
+from stream.state import (
+    Expiry,
+    Next,
+    after_record,
+    apply_events,
+    ended_of,
+    incomplete,
+    mark_emitted,
+    new_state,
+    on_idle,
+)
 from stream.transport import App
 from tracestream.admin import MAX_MESSAGE_BYTES, TopicSpec, ensure_topics
 from tracestream.settings import Settings
@@ -46,8 +58,6 @@ logger = logging.getLogger("stream")
 STATUS_EVERY_S = 30.0
 STATUS_IDLE_S = 300.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"  # the messages say "stream: ..."
-
-_LEGACY_CODEC = schemas.events_codec()
 
 TICK_EXPIRE = b"expire"
 TICK_PURGE = b"purge"
@@ -75,32 +85,6 @@ class TraceCache:
 def _item_key(trace_id: str, n: int) -> bytes:
     """The key of a trace's n-th chunk in the spans table."""
     return f"{trace_id}:{n}".encode()
-
-
-def _ended_of(state: dict[str, Any]) -> dict[str, Any] | None:
-    ended = state.get("ended")
-    if isinstance(ended, str):  # state written before v2 kept the encoded event
-        ended = events_of(_LEGACY_CODEC.decode(base64.b64decode(ended))["event"])[0][1]
-        state["ended"] = ended
-    return ended
-
-
-def _apply_tag_change(state: dict[str, Any], change: dict[str, Any]) -> bool:
-    """Apply a TraceTagsChanged to the state; False when it changes nothing (a replay)."""
-    tags = state.get("tags_set", {})
-    deleted = set(state.get("tags_deleted", []))
-    before = (dict(tags), set(deleted))
-    for tag, tag_value in change["set"].items():
-        tags[tag] = tag_value
-        deleted.discard(tag)
-    for tag in change["deleted"]:
-        tags.pop(tag, None)
-        deleted.add(tag)
-    if (tags, deleted) == before:
-        return False
-    state["tags_set"] = tags
-    state["tags_deleted"] = sorted(deleted)
-    return True
 
 
 class TraceTooLarge(Exception):
@@ -292,6 +276,7 @@ class TraceAssembler:
         self.cache: dict[str, TraceCache] = {}
         self.processed = 0
         self.emitted = 0
+        self.dead_lettered: Counter[str] = Counter()
         self.ticks_sent = 0
         self.ticks_handled = 0
         # When a record or tick last reached an agent (monotonic), to notice a stalled worker.
@@ -333,7 +318,7 @@ class TraceAssembler:
                     await self._rewind(message.tp, seek_to)
                 continue
             try:
-                await self._handle(event.key, event.value, message.partition)
+                await self._handle(event.key, event.value, message)
             except DecodeError as exc:
                 await self._dead_letter(exc.reason.value, str(exc), message, event.key, event.value)
             except InvalidEvent as exc:
@@ -371,7 +356,7 @@ class TraceAssembler:
         self.offset_guard.skip_to(tp, start)
         return self.offset_guard.admit(tp, offset)
 
-    async def _handle(self, key: bytes | None, value: bytes, partition: int) -> None:
+    async def _handle(self, key: bytes | None, value: bytes, message: Any) -> None:
         """One record of the events topic: an event, or a batch of one trace's events.
 
         The table writes are one per record, not one per event: the record's bytes go to the
@@ -387,50 +372,41 @@ class TraceAssembler:
         state = self.traces.get(trace_id)
         if state is not None and state.get("purged"):
             raise LateEvent(f"{events[0][0]} for {trace_id}, whose state was purged after the late window")
+        partition = message.partition
         cache = self._cache_for(trace_id, partition, state)
         cache.last_activity = time.time()
-        state_changed = state is None
+        created = state is None
         if state is None:
-            state = {"first_ms": int(time.time() * 1000), "partition": partition, "revision": 0}
-        new_spans = 0
-        for kind, record in events:
-            if kind == SPAN_ENDED:
-                span_id = record["span_id"]  # type: ignore[typeddict-item]
-                if span_id not in cache.span_ids:  # else a duplicate (at-least-once delivery)
-                    cache.span_ids.add(span_id)
-                    new_spans += 1
-            elif kind == TRACE_ENDED:
-                if state.get("ended") is None:
-                    state["ended"] = record
-                    state_changed = True
-            elif kind == TRACE_TAGS_CHANGED:
-                state_changed |= _apply_tag_change(state, record)  # type: ignore[arg-type]
-            elif kind == ASSESSMENT_LOGGED:
-                # Assessments are few and small: they live in the state, deduplicated by id.
-                assessments = state.setdefault("assessments", [])
-                assessment_id = record["assessment_id"]  # type: ignore[typeddict-item]
-                if all(a["assessment_id"] != assessment_id for a in assessments):
-                    assessments.append(record)
-                    state_changed = True
+            state = new_state(partition, int(time.time() * 1000))
+        applied = apply_events(state, cache.span_ids, events)
+        applied.changed |= created
+        for other in applied.conflicting_ends:
+            await self._dead_letter_event(
+                "duplicate_trace_id",
+                f"TraceEnded of root span {other['root_span_id']} for {trace_id}, which already ended "
+                f"with root span {state['ended']['root_span_id']}: two traces share the id",
+                message,
+                TRACE_ENDED,
+                other,
+            )
         chunk = None
-        if new_spans:
+        if applied.new_spans:
             chunk = (cache.chunks, events)
             self.spans[_item_key(trace_id, cache.chunks)] = value
             cache.chunks += 1
 
-        if state.get("finalized"):
-            # Spans the emitted revision already had are a replay whose chunk was lost with
-            # a killed worker (the tables' changelogs are not written atomically): stored
-            # again above, they are not news.
-            late_spans = new_spans and len(cache.span_ids) > state.get("emitted_spans", 0)
-            if late_spans or state_changed:
-                # Anything new about a finalized trace is a new revision of it.
-                await self._emit(trace_id, state, cache, bool(state.get("incomplete")), chunk=chunk)
-            else:
-                await self._replayed(trace_id, state, cache)
-        elif self._complete(state, cache):
-            await self._emit(trace_id, state, cache, incomplete=False, chunk=chunk)
-        elif state_changed:
+        spans = len(cache.span_ids)
+        step = after_record(state, spans, applied)
+        if step is Next.EMIT:
+            await self._emit(trace_id, state, cache, incomplete(state, spans), chunk=chunk)
+        elif step is Next.REPLAYED:
+            await self._replayed(trace_id, state, cache)
+        elif step is Next.HOLD:
+            # Kept as received, to be dead-lettered whole if the trace never comes.
+            held = state.setdefault("held", [])
+            held.append({"offset": message.offset, "value": base64.b64encode(value).decode()})
+            self.traces[trace_id] = state
+        elif step is Next.STORE:
             self.traces[trace_id] = state
 
     async def _replayed(self, trace_id: str, state: dict[str, Any], cache: TraceCache) -> None:
@@ -447,12 +423,6 @@ class TraceAssembler:
         if cache.restored and not cache.reemitted:
             cache.reemitted = True
             await self._emit(trace_id, state, cache, incomplete=bool(state.get("incomplete")), again=True)
-
-    def _complete(self, state: dict[str, Any], cache: TraceCache) -> bool:
-        ended = _ended_of(state)
-        if ended is None:
-            return False
-        return len(cache.span_ids) >= ended["span_count"]
 
     def _cache_for(self, trace_id: str, partition: int, state: dict[str, Any] | None) -> TraceCache:
         cache = self.cache.get(trace_id)
@@ -506,7 +476,7 @@ class TraceAssembler:
             trace_id,
             revision,
             spans,  # type: ignore[arg-type]
-            _ended_of(state),
+            ended_of(state),
             state.get("assessments", ()),
             state.get("tags_set"),
             state.get("tags_deleted", ()),
@@ -519,23 +489,13 @@ class TraceAssembler:
         # alerted), so that it is dead-lettered once, not again at every later tick.
         too_large = len(value) > MAX_MESSAGE_BYTES
         if not too_large:
-            # When this stream first saw the trace, the same on every revision: the indexer
-            # places a trace whose client clock is off by its day (IndexNames.for_trace).
-            first_ms = state.get("first_ms")
-            headers = None if first_ms is None else {schemas.FIRST_SEEN_HEADER: b"%d" % first_ms}
-            await self.completed_topic.send(key=key, value=value, headers=headers)
+            await self.completed_topic.send(key=key, value=value)
         if trace["info"]["state"] == "ERROR" and (again or not state.get("alerted")):
             await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
             state["alerted"] = True
         self.emitted += 1
         if not again:
-            state.update(
-                revision=revision,
-                finalized=True,
-                finalized_ms=now_ms,
-                incomplete=incomplete,
-                emitted_spans=len(spans),
-            )
+            mark_emitted(state, revision, now_ms, incomplete, len(spans))
             cache.finalized_ms = now_ms
             self.traces[trace_id] = state
         if too_large:
@@ -562,18 +522,54 @@ class TraceAssembler:
     async def _dead_letter(
         self, reason: str, detail: str, message: Any, key: bytes | None, value: bytes | None
     ) -> None:
+        source = (message.topic, message.partition, message.offset)
+        await self._send_dead_letter(reason, detail, *source, key, value)
+
+    async def _dead_letter_event(
+        self, reason: str, detail: str, message: Any, kind: str, record: dict[str, Any]
+    ) -> None:
+        """One event of a record, alone (a batch's other events were used): replayable as is."""
+        value = self.events_codec.encode_union(kind, record)
+        await self._dead_letter(reason, detail, message, record["trace_id"].encode(), value)
+
+    async def _dead_letter_held(self, trace_id: str, state: dict[str, Any]) -> None:
+        """The records held for a trace that never came, each as received."""
+        waited_s = self.settings.stream.late_window_s
+        for held in state.get("held", ()):
+            await self._send_dead_letter(
+                "unknown_trace",
+                f"tags or assessments for {trace_id}: no span or end of that trace arrived within "
+                f"the late window ({waited_s:g} s)",
+                self.events_topic.get_topic_name(),
+                state.get("partition", 0),
+                held["offset"],
+                trace_id.encode(),
+                base64.b64decode(held["value"]),
+            )
+
+    async def _send_dead_letter(
+        self,
+        reason: str,
+        detail: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> None:
         record = {
             "reason": reason,
             "detail": detail[:2000],
-            "source_topic": message.topic,
-            "source_partition": message.partition,
-            "source_offset": message.offset,
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
             "key": key,
             "value": value,
             "consumer": "stream",
             "time_ms": int(time.time() * 1000),
         }
         await self.dead_letters_topic.send(key=key, value=self.dead_letters_codec.encode(record))
+        self.dead_lettered[reason] += 1
 
     # ------------------------------------------------------------ time
 
@@ -581,7 +577,8 @@ class TraceAssembler:
         """Timer: finds traces to finalize or purge and ticks their partition (no table writes here)."""
         now = time.time()
         stream = self.settings.stream
-        counts = (self.processed, self.emitted, len(self.cache), self.offset_guard.gaps_closed)
+        dead = self.dead_lettered
+        counts = (self.processed, self.emitted, len(self.cache), self.offset_guard.gaps_closed, dead.total())
         every_s = STATUS_EVERY_S if counts != self._reported_counts else STATUS_IDLE_S
         if now - self._reported_at >= every_s:
             self._reported_at = now
@@ -589,11 +586,13 @@ class TraceAssembler:
             # The rebalancing and flow flags say why a worker that stops making progress waits.
             logger.info(
                 "stream: %d records processed, %d traces emitted, %d traces in memory, "
-                "%d gaps read again (rebalancing: %s, flow active: %s)",
+                "%d gaps read again, %d dead-lettered%s (rebalancing: %s, flow active: %s)",
                 self.processed,
                 self.emitted,
                 len(self.cache),
                 self.offset_guard.gaps_closed,
+                dead.total(),
+                f" ({', '.join(f'{reason} {n}' for reason, n in sorted(dead.items()))})" if dead else "",
                 self.app.rebalancing,
                 self.app.flow_control.is_active(),
             )
@@ -711,9 +710,18 @@ class TraceAssembler:
             self.cache.pop(trace_id, None)
             return
         cache = self._cache_for(trace_id, partition, state)
-        if action == TICK_EXPIRE and not state.get("finalized"):
-            if now - cache.last_activity >= stream.idle_timeout_s:
-                await self._emit(trace_id, state, cache, incomplete=True)
+        if action == TICK_EXPIRE:
+            spans = len(cache.span_ids)
+            expiry = on_idle(
+                state, spans, now, cache.last_activity, stream.idle_timeout_s, stream.late_window_s
+            )
+            if expiry is Expiry.EMIT_INCOMPLETE:
+                await self._emit(trace_id, state, cache, incomplete(state, spans))
+            elif expiry is Expiry.DEAD_LETTER_HELD:
+                await self._dead_letter_held(trace_id, state)
+                # Forgotten: never a trace, so a trace of that id arriving later starts afresh.
+                del self.traces[trace_id]
+                self.cache.pop(trace_id, None)
         elif (
             action == TICK_PURGE
             and state.get("finalized")
