@@ -489,7 +489,11 @@ class TraceAssembler:
         # alerted), so that it is dead-lettered once, not again at every later tick.
         too_large = len(value) > MAX_MESSAGE_BYTES
         if not too_large:
-            await self.completed_topic.send(key=key, value=value)
+            # When this stream first saw the trace, the same on every revision: the indexer
+            # places a trace whose client clock is off by its day (IndexNames.for_trace).
+            first_ms = state.get("first_ms")
+            headers = None if first_ms is None else {schemas.FIRST_SEEN_HEADER: b"%d" % first_ms}
+            await self.completed_topic.send(key=key, value=value, headers=headers)
         if trace["info"]["state"] == "ERROR" and (again or not state.get("alerted")):
             await self.alerts_topic.send(key=key, value=self.alerts_codec.encode(self._alert(trace, now_ms)))
             state["alerted"] = True
