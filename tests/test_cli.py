@@ -138,3 +138,12 @@ def test_debug_shows_the_traceback(args: list[str], env: dict[str, str]) -> None
     assert result.returncode != 0
     assert "Traceback" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("opensearchpy.exceptions.ConnectionError")
+
+
+def test_an_unknown_option_is_a_usage_error_with_the_usage_line() -> None:
+    done = _tracestream("indexer", "get", "--trace-id", "tr-1")
+
+    assert done.returncode == 2
+    assert "tracestream indexer get [OPTIONS]" in done.stderr
+    assert "No such option: --trace-id" in done.stderr
+    assert "unexpected error" not in done.stderr

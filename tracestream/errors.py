@@ -29,6 +29,13 @@ OPENSEARCH_URL_VAR = f"{ENV_PREFIX}OPENSEARCH__URL"
 DEBUG_HINT = "run with --debug for the traceback"
 
 
+# Usage errors (an unknown option, a bad value) are click's to show with the usage line. Recent
+# Typer releases carry their own copy of click, whose errors are not click's: take both.
+CLICK_ERRORS: tuple[type[Exception], ...] = tuple(
+    {click.ClickException, *(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")}
+)
+
+
 @dataclass(frozen=True)
 class UserError:
     message: str
@@ -105,7 +112,7 @@ class ErrorReportingGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, typer.Exit, typer.Abort):
+        except (*CLICK_ERRORS, click.exceptions.Exit, click.Abort, typer.Exit, typer.Abort):
             raise
         except Exception as error:
             if ctx.meta.get(DEBUG_KEY):
