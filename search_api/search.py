@@ -44,6 +44,15 @@ class SearchError(Exception):
         self.position = position
 
 
+def _busy(error: TransportError) -> SearchError | None:
+    """503 for what a retry can fix: a busy node (429, 5xx), or shards not started yet (a daily
+    index created a moment ago)."""
+    if error.status_code == 429 or (isinstance(error.status_code, int) and error.status_code >= 500):
+        logger.warning("OpenSearch failed: %s", error)
+        return SearchError(503, "TEMPORARILY_UNAVAILABLE", "the trace store is busy; retry later")
+    return None
+
+
 def invalid(message: str, position: int | None = None) -> SearchError:
     return SearchError(400, "INVALID_PARAMETER_VALUE", message, position)
 
@@ -154,11 +163,9 @@ class TraceSearch:
                 "too_complex_to_determinize" in text or "max_determinized_states" in text or "regex" in text
             ):
                 raise invalid("The RLIKE pattern is too complex to evaluate; simplify it") from exc
-            if exc.status_code == 429 or (isinstance(exc.status_code, int) and exc.status_code >= 500):
-                logger.warning("OpenSearch failed: %s", exc)
-                raise SearchError(
-                    503, "TEMPORARILY_UNAVAILABLE", "the trace store is busy; retry later"
-                ) from exc
+            busy = _busy(exc)
+            if busy is not None:
+                raise busy from exc
             logger.error("search failed: %s %s", exc.status_code, text[:2000])
             raise SearchError(500, "INTERNAL_ERROR", "the search failed") from exc
 
@@ -211,6 +218,11 @@ class TraceSearch:
             raise SearchError(
                 503, "TEMPORARILY_UNAVAILABLE", "the trace store is unavailable; retry later"
             ) from exc
+        except TransportError as exc:
+            busy = _busy(exc)
+            if busy is None:
+                raise
+            raise busy from exc
         if trace is None:
             raise SearchError(404, "RESOURCE_DOES_NOT_EXIST", f"Trace with ID '{trace_id}' not found.")
         return trace

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 from pydantic import SecretStr
 
+from indexer import IndexNames, ensure_index_template
 from search_api.api import create_app
 from searching.support import small_traces, write_traces
 from tracestream.settings import Settings
@@ -335,3 +336,23 @@ def test_the_openapi_document_describes_the_search(api: TestClient) -> None:
 
     assert "/api/v1/traces/search" in schema["paths"]
     assert "/api/v1/traces/export" in schema["paths"]
+
+
+def test_a_trace_store_whose_shards_are_not_started_is_unavailable_not_an_internal_error(
+    api: TestClient, api_settings: Settings, opensearch: OpenSearch
+) -> None:
+    """As for a moment after the indexer creates a new daily index: its shard is not started."""
+    names = IndexNames.from_settings(api_settings)
+    ensure_index_template(opensearch, api_settings)
+    opensearch.indices.create(
+        index=names.daily(1_796_601_600_000),
+        body={"settings": {"index.routing.allocation.require._name": "no-such-node"}},
+        params={"wait_for_active_shards": "0"},
+    )
+
+    got = api.get("/api/v1/traces/tr-" + "7" * 32)
+    searched = api.post("/api/v1/traces/search", json={"filter": "trace.status = 'OK'"})
+
+    for response in (got, searched):
+        assert response.status_code == 503, response.text
+        assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
