@@ -28,6 +28,7 @@ from pathlib import Path
 import producers as tracing
 import schemas
 from producers.exporter import producer_config
+from schemas.event_writer import MAX_RECORD_BYTES
 from tracestream.admin import TopicSpec, delete_topics, ensure_topics
 from tracestream.health import kafka_health
 from tracestream.settings import KafkaSettings, SdkSettings, Settings, TopicSettings
@@ -193,7 +194,7 @@ def main() -> None:
     if not kafka_health(base).healthy:
         sys.exit(f"Kafka at {base.kafka.bootstrap_servers} is not reachable: start it with infra/up")
     topic = f"tracestream.bench.sdk-{int(time.time())}"
-    ensure_topics(base, [TopicSpec(topic, 6, 1, {"max.message.bytes": str(8 * 1024 * 1024)})])
+    ensure_topics(base, [TopicSpec(topic, 6, 1, {"max.message.bytes": str(MAX_RECORD_BYTES)})])
     reachable = base.model_copy(update={"topics": TopicSettings(events=topic), "sdk": SdkSettings()})
     unreachable = Settings(
         kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), sdk=SdkSettings(delivery_timeout_ms=1_000)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from typing import Any
 
-from schemas import AvroCodec, EncodeError
+# Moved to the contract layer (one writer of the events topic); kept importable from here.
+from schemas.event_writer import encode_event as encode_event
+from schemas.event_writer import without_surrogates as without_surrogates
 
 TRUNCATION_MARKER = "...[truncated by tracestream: {dropped} of {total} characters]"
 
@@ -78,44 +79,3 @@ def truncate_json(text: str, limit: int) -> tuple[str, bool]:
             return cut, True
         # Escaping made it longer than the limit: keep less.
         keep = max(0, keep - (len(cut) - limit))
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def without_surrogates(value: Any) -> Any:
-    """``value`` with every string's lone surrogates replaced by U+FFFD (and split surrogate
-    pairs joined), containers copied only where something changed. Such strings (from
-    ``surrogateescape`` decoding, or JSON with a lone escape) are not UTF-8, so Avro cannot
-    write them."""
-    if isinstance(value, str):
-        if value.isascii() or _SURROGATE.search(value) is None:
-            return value
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, dict):
-        changed = False
-        cleaned = {}
-        for key, item in value.items():
-            new_key, new_item = without_surrogates(key), without_surrogates(item)
-            changed = changed or new_key is not key or new_item is not item
-            cleaned[new_key] = new_item
-        return cleaned if changed else value
-    if isinstance(value, (list, tuple)):
-        items = [without_surrogates(item) for item in value]
-        if all(new is old for new, old in zip(items, value, strict=True)):
-            return value
-        return items if isinstance(value, list) else tuple(items)
-    return value
-
-
-def encode_event(codec: AvroCodec, kind: str, record: Any) -> bytes:
-    """``record`` of union branch ``kind`` encoded; a record that cannot be written only because
-    of lone surrogates is written with U+FFFD in their place, so one bad character never costs
-    a span or a trace's metadata."""
-    try:
-        return codec.encode_union(kind, record)
-    except EncodeError:
-        cleaned = without_surrogates(record)
-        if cleaned is record:
-            raise
-        return codec.encode_union(kind, cleaned)

@@ -14,8 +14,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
-from producers.encoding import encode_event
 from producers.processor import Event, RateLimitedWarning, SdkStats
+from schemas.event_writer import MAX_RECORD_BYTES, encode_events
+from schemas.event_writer import group_by_trace as group_by_trace
 from tracestream.settings import Settings
 
 logger = logging.getLogger("producers")
@@ -55,8 +56,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             "compression.type": sdk.compression,
             "linger.ms": sdk.linger_ms,
             "batch.size": 1_000_000,
-            # The topics accept 8 MiB records (tracestream admin init).
-            "message.max.bytes": 8 * 1024 * 1024,
+            # The topics' limit (tracestream admin init).
+            "message.max.bytes": MAX_RECORD_BYTES,
             "queue.buffering.max.messages": max(sdk.max_queue_size, 100_000),
             "queue.buffering.max.kbytes": 512 * 1024,
             # How long the client retries an event before reporting it failed.
@@ -76,18 +77,6 @@ def _keep_forever(client: Producer) -> None:
     import ctypes
 
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(client))
-
-
-def group_by_trace(events: list[Event]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """The events of each trace (key), in their order."""
-    grouped: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for key, event in events:
-        found = grouped.get(key)
-        if found is None:
-            grouped[key] = [event]
-        else:
-            found.append(event)
-    return grouped
 
 
 class KafkaEventExporter:
@@ -130,54 +119,37 @@ class KafkaEventExporter:
 
     def export(self, events: list[Event], stats: SdkStats) -> None:
         self._stats = stats
-        if not self._batch_by_trace:
-            for key, event in events:
-                self._publish(key, [event], stats)
-        else:
-            limit = self._max_batch_events
-            for key, trace_events in group_by_trace(events).items():
-                for start in range(0, len(trace_events), limit):
-                    self._publish(key, trace_events[start : start + limit], stats)
+        encoded = encode_events(
+            self._codec,
+            events,
+            by_trace=self._batch_by_trace,
+            max_events=self._max_batch_events,
+            max_bytes=self._max_batch_bytes,
+        )
+        if encoded.failures:
+            # Each costs only itself (the writer encodes its batch one event at a time).
+            stats.add(failed=len(encoded.failures))
+            self._warn(
+                "tracestream: an event could not be encoded and was dropped: %s", encoded.failures[0].error
+            )
+        produce = self._producer.produce
+        for key, value, count in encoded.records:
+            try:
+                produce(self.topic, value, key)
+            except BufferError:
+                # The client's own queue is full (Kafka unreachable for long): drop, count.
+                self._producer.poll(0)
+                stats.add(dropped=count)
+                self._warn("tracestream: Kafka client queue full, dropping events")
+                continue
+            except Exception as exc:  # e.g. a record larger than message.max.bytes
+                stats.add(failed=count)
+                self._warn("tracestream: an event could not be produced: %s", exc)
+                continue
+            self._handed_events += count
+            self._handed_records += 1
+            stats.add(handed=count)
         self._producer.poll(0)
-
-    def _publish(self, key: str, events: list[tuple[str, dict[str, Any]]], stats: SdkStats) -> None:
-        """One record of ``events`` (all of trace ``key``); split when it cannot be one."""
-        try:
-            value = self._encode(key, events)
-        except schemas.EncodeError as exc:
-            if len(events) > 1:
-                # One bad event must not take the others with it.
-                for event in events:
-                    self._publish(key, [event], stats)
-                return
-            stats.add(failed=1)
-            self._warn("tracestream: an event could not be encoded and was dropped: %s", exc)
-            return
-        if len(events) > 1 and len(value) > self._max_batch_bytes:
-            half = len(events) // 2
-            self._publish(key, events[:half], stats)
-            self._publish(key, events[half:], stats)
-            return
-        try:
-            self._producer.produce(self.topic, value, key)
-        except BufferError:
-            # The client's own queue is full (Kafka unreachable for long): drop, count.
-            self._producer.poll(0)
-            stats.add(dropped=len(events))
-            self._warn("tracestream: Kafka client queue full, dropping events")
-            return
-        except Exception as exc:  # e.g. a record larger than message.max.bytes
-            stats.add(failed=len(events))
-            self._warn("tracestream: an event could not be produced: %s", exc)
-            return
-        self._handed_events += len(events)
-        self._handed_records += 1
-        stats.add(handed=len(events))
-
-    def _encode(self, key: str, events: list[tuple[str, dict[str, Any]]]) -> bytes:
-        if len(events) == 1:
-            return encode_event(self._codec, *events[0])
-        return encode_event(self._codec, schemas.EVENT_BATCH, {"trace_id": key, "events": events})
 
     def poll(self) -> None:
         self._producer.poll(0)

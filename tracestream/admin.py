@@ -12,13 +12,13 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
+from schemas.event_writer import MAX_RECORD_BYTES
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# One LLM span can carry megabytes of prompt and completion; the broker's 1 MB default
-# would reject them, so the event and trace topics accept up to 8 MiB per record.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# The topics' record limit is the data contract's (8 MiB: one LLM span can carry megabytes).
+MAX_MESSAGE_BYTES = MAX_RECORD_BYTES
 
 
 class TopicOutcome(StrEnum):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
+from schemas.event_writer import MAX_RECORD_BYTES, encode_events
+from schemas.event_writer import Event as Event
 from search_api.search import SearchError
 from tracestream.settings import Settings
 
@@ -42,13 +43,6 @@ class _Delivery:
                 self.done.set()
 
 
-Event = tuple[str, dict[str, Any]]  # (union branch, e.g. schemas.SPAN_ENDED; record)
-
-# The stream reads a trace's events in one record far faster than one by one.
-MAX_BATCH_EVENTS = 1_000
-MAX_BATCH_BYTES = 1_048_576
-
-
 class EventPublisher:
     """A Kafka producer shared by the API's request threads; a background thread serves its
     delivery reports. Created on the first write, so a read-only API never connects to Kafka."""
@@ -64,7 +58,7 @@ class EventPublisher:
                     "acks": "all",
                     "compression.type": "lz4",
                     "linger.ms": 5,
-                    "message.max.bytes": 8 * 1024 * 1024,
+                    "message.max.bytes": MAX_RECORD_BYTES,
                     "message.timeout.ms": int(timeout_s * 1000),
                 }
             )
@@ -82,17 +76,16 @@ class EventPublisher:
         they share the trace id as key) and return once all are acknowledged."""
         if not trace_events:
             return
-        by_trace: dict[str, list[Event]] = {}
-        for trace_id, event in trace_events:
-            by_trace.setdefault(trace_id, []).append(event)
-        encoded = []
-        for trace_id, events in by_trace.items():
-            try:
-                encoded += self._encode(trace_id, events)
-            except schemas.EncodeError as exc:
-                raise SearchError(400, "INVALID_PARAMETER_VALUE", f"cannot store the request: {exc}") from exc
-        delivery = _Delivery(len(encoded))
-        for key, value in encoded:
+        # The SDK's writer: a trace's events in as few records as fit (the stream reads a
+        # batch far faster than its events one by one).
+        encoded = encode_events(self._codec, trace_events)
+        if encoded.failures:
+            # The client is told rather than answered 200 for events that were not stored.
+            failure = encoded.failures[0]
+            raise SearchError(400, "INVALID_PARAMETER_VALUE", f"cannot store the request: {failure.error}")
+        records = encoded.records
+        delivery = _Delivery(len(records))
+        for key, value, _ in records:
             try:
                 self._producer.produce(self.topic, value, key, on_delivery=delivery.report)
             except BufferError as exc:
@@ -103,22 +96,6 @@ class EventPublisher:
             raise self._unavailable("Kafka did not acknowledge the events in time")
         if delivery.errors:
             raise self._unavailable(f"Kafka refused the events: {delivery.errors[0]}")
-
-    def _encode(self, trace_id: str, events: list[Event]) -> list[tuple[bytes, bytes]]:
-        """One trace's events as few records as fit: an EventBatch (TraceEvent v2) of up to
-        MAX_BATCH_EVENTS events and MAX_BATCH_BYTES, a lone event as itself."""
-        key = trace_id.encode()
-        if len(events) == 1:
-            return [(key, self._codec.encode_union(*events[0]))]
-        records = []
-        for start in range(0, len(events), MAX_BATCH_EVENTS):
-            chunk = events[start : start + MAX_BATCH_EVENTS]
-            value = self._codec.encode_union(schemas.EVENT_BATCH, {"trace_id": trace_id, "events": chunk})
-            if len(value) <= MAX_BATCH_BYTES:
-                records.append((key, value))
-            else:
-                records += [(key, self._codec.encode_union(*event)) for event in chunk]
-        return records
 
     @staticmethod
     def _unavailable(reason: str) -> SearchError:
