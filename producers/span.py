@@ -22,11 +22,10 @@ from schemas import (
     TRACE_ENDED,
     SpanAttributeKey,
     SpanType,
-    TraceMetadataKey,
     TraceTagKey,
     new_span_id,
 )
-from schemas.mlflow_format import TRACE_IO_METADATA_LENGTH, preview, truncate_preview
+from schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
 from schemas.records import SpanEnded, TraceEnded, TraceLocation
 
 if TYPE_CHECKING:
@@ -68,19 +67,7 @@ class SpanEvent:
         )
 
 
-_SCALARS = (str, bool, int, float)
 _INT64 = 2**63
-
-
-def _event_value(value: Any) -> Any:
-    """An event attribute value the Avro schema accepts: OTel scalars and lists of them."""
-    if isinstance(value, _SCALARS):
-        if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
-            return str(value)
-        return value
-    if isinstance(value, (list, tuple)) and all(isinstance(item, _SCALARS) for item in value):
-        return [_event_value(item) for item in value]
-    return dump_json(value)
 
 
 def _event_record(event: SpanEvent) -> dict[str, Any]:
@@ -88,7 +75,7 @@ def _event_record(event: SpanEvent) -> dict[str, Any]:
     return {
         "name": as_text(event.name),
         "time_ns": _time_ns(event.timestamp),
-        "attributes": {as_text(k): _event_value(v) for k, v in attributes.items()},
+        "attributes": {as_text(k): event_attribute_value(v, dump_json) for k, v in attributes.items()},
     }
 
 
@@ -204,16 +191,12 @@ class TraceState:
     def to_record(self) -> TraceEnded:
         root = self.root
         assert root is not None
-        attributes = root._attributes
-        inputs = attributes.get(SpanAttributeKey.INPUTS)
-        outputs = attributes.get(SpanAttributeKey.OUTPUTS)
         metadata = {**self.base_metadata, **self.metadata}
-        metadata.setdefault(TraceMetadataKey.INPUTS, truncate_preview(inputs or "", TRACE_IO_METADATA_LENGTH))
-        metadata.setdefault(
-            TraceMetadataKey.OUTPUTS, truncate_preview(outputs or "", TRACE_IO_METADATA_LENGTH)
+        request_preview, response_preview = derive_from_root(
+            root._attributes, metadata, self.request_preview, self.response_preview
         )
         tags = {TraceTagKey.TRACE_NAME: root.name, **self.tags}
-        state = self.state or ("ERROR" if root._status_code == SpanStatusCode.ERROR else "OK")
+        state = self.state or trace_state(root._status_code.value)
         assert root.end_time_ns is not None
         record: TraceEnded = {
             "trace_id": self.trace_id,
@@ -224,12 +207,8 @@ class TraceState:
             "state": state,  # type: ignore[typeddict-item]
             "tags": tags,
             "metadata": metadata,
-            "request_preview": self.request_preview
-            if self.request_preview is not None
-            else preview(inputs, "user"),
-            "response_preview": self.response_preview
-            if self.response_preview is not None
-            else preview(outputs, "assistant"),
+            "request_preview": request_preview,
+            "response_preview": response_preview,
             "root_span_id": root.span_id,
             "span_count": self.ended_span_count,
         }

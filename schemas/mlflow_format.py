@@ -1,13 +1,16 @@
-"""MLflow's conventions for trace-level text fields, shared by the SDK and the stream:
-request/response previews and the truncation of ``mlflow.traceInputs`` / ``mlflow.traceOutputs``."""
+"""MLflow's conventions for trace-level fields, shared by the SDK, the MLflow drop-in and the stream:
+request/response previews, ``mlflow.traceInputs`` / ``mlflow.traceOutputs``, a trace's state from
+its root span, span event attribute values, and MLflow's JSON renderings."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from schemas.mlflow_keys import SpanAttributeKey, TraceMetadataKey
 from schemas.records import AssessmentLogged, SpanEnded, TraceInfo
 
 REQUEST_PREVIEW_LENGTH = 1000
@@ -68,6 +71,49 @@ def preview(serialized: str | None, role: str) -> str | None:
             )
             text = _message_text(chosen)
     return truncate_preview(text or serialized, REQUEST_PREVIEW_LENGTH)
+
+
+def derive_from_root(
+    root_attributes: Mapping[str, str],
+    metadata: dict[str, str],
+    request_preview: str | None = None,
+    response_preview: str | None = None,
+) -> tuple[str | None, str | None]:
+    """What MLflow derives from the root span's JSON inputs and outputs: sets
+    ``mlflow.traceInputs`` / ``mlflow.traceOutputs`` in ``metadata`` (cut to 250 characters) unless
+    already there, and returns the request and response previews, those given winning."""
+    inputs = root_attributes.get(SpanAttributeKey.INPUTS)
+    outputs = root_attributes.get(SpanAttributeKey.OUTPUTS)
+    if TraceMetadataKey.INPUTS not in metadata:
+        metadata[TraceMetadataKey.INPUTS] = truncate_preview(inputs or "", TRACE_IO_METADATA_LENGTH)
+    if TraceMetadataKey.OUTPUTS not in metadata:
+        metadata[TraceMetadataKey.OUTPUTS] = truncate_preview(outputs or "", TRACE_IO_METADATA_LENGTH)
+    return (
+        request_preview if request_preview is not None else preview(inputs, "user"),
+        response_preview if response_preview is not None else preview(outputs, "assistant"),
+    )
+
+
+def trace_state(root_status_code: str) -> Literal["OK", "ERROR"]:
+    """A finished trace's state when nobody set one: its root span's outcome."""
+    return "ERROR" if root_status_code == "ERROR" else "OK"
+
+
+_EVENT_SCALARS = (str, bool, int, float)
+_INT64 = 2**63
+
+
+def event_attribute_value(value: Any, dump: Callable[[Any], str]) -> Any:
+    """A span event attribute value the Avro schema accepts: OpenTelemetry's scalars and lists of
+    them as they are, an integer beyond int64 (Avro's long) as its digits, anything else as
+    JSON text by ``dump``."""
+    if isinstance(value, _EVENT_SCALARS):
+        if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+            return str(value)
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(item, _EVENT_SCALARS) for item in value):
+        return [event_attribute_value(item, dump) for item in value]
+    return dump(value)
 
 
 # ---------------------------------------------------------------- MLflow's JSON renderings

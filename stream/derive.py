@@ -12,13 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from schemas import SpanAttributeKey, TraceMetadataKey, TraceTagKey
-from schemas.mlflow_format import (
-    TRACE_IO_METADATA_LENGTH,
-    mlflow_info_dict,
-    mlflow_span_dict,
-    preview,
-    truncate_preview,
-)
+from schemas.mlflow_format import derive_from_root, mlflow_info_dict, mlflow_span_dict
 from schemas.records import (
     AssessmentLogged,
     CompletedTrace,
@@ -182,9 +176,6 @@ def assemble(
     """The completed trace, with MLflow's trace-level fields derived from its spans."""
     spans = sorted(spans, key=lambda s: (s["start_time_ns"], s["span_id"]))
     root = _root(spans, ended)
-    root_attributes = root["attributes"] if root else {}
-    inputs = root_attributes.get(SpanAttributeKey.INPUTS)
-    outputs = root_attributes.get(SpanAttributeKey.OUTPUTS)
 
     if ended is not None:
         state = ended["state"]
@@ -206,13 +197,8 @@ def assemble(
         request_preview = response_preview = client_request_id = None
     if root is not None:
         tags.setdefault(TraceTagKey.TRACE_NAME, root["name"])
-        if request_preview is None:
-            request_preview = preview(inputs, "user")
-        if response_preview is None:
-            response_preview = preview(outputs, "assistant")
-        metadata.setdefault(TraceMetadataKey.INPUTS, truncate_preview(inputs or "", TRACE_IO_METADATA_LENGTH))
-        metadata.setdefault(
-            TraceMetadataKey.OUTPUTS, truncate_preview(outputs or "", TRACE_IO_METADATA_LENGTH)
+        request_preview, response_preview = derive_from_root(
+            root["attributes"], metadata, request_preview, response_preview
         )
     tags.update(tags_set or {})
     for key in tags_deleted:

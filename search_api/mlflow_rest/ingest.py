@@ -47,6 +47,7 @@ from schemas import (
     is_trace_id,
     new_assessment_id,
 )
+from schemas.mlflow_format import event_attribute_value, trace_state
 from schemas.records import AssessmentLogged, SpanEnded, SpanEvent, TraceEnded, TraceLocation
 from search_api.mlflow_rest.protojson import (
     DELETES_ASSESSMENT,
@@ -180,15 +181,6 @@ def any_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def _event_value(value: Any) -> Any:
-    """An event attribute value in the schema's union (scalars and lists of scalars)."""
-    if isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str | bool | int | float) for v in value):
-        return value
-    return _dump(value)
-
-
 # OpenTelemetry GenAI semantic conventions -> MLflow's span attributes (the subset MLflow's own
 # server translates for GenAI spans: span type, inputs/outputs, token usage, model).
 GENAI_OPERATION = "gen_ai.operation.name"
@@ -314,7 +306,7 @@ def span_ended(span: Span, experiment_id: str) -> IngestedSpan:
             "name": event.name,
             "time_ns": event.time_unix_nano,
             "attributes": {
-                kv.key: _event_value(value)
+                kv.key: event_attribute_value(value, _dump)
                 for kv in event.attributes
                 if (value := any_value(kv.value)) is not None
             },
@@ -361,9 +353,11 @@ def _trace_ended_from_root(root: IngestedSpan, spans: list[IngestedSpan]) -> Tra
         "location": root.record["location"],
         "request_time_ms": start_ms,
         "execution_duration_ms": end_ms - start_ms,
-        "state": "ERROR" if root.record["status_code"] == "ERROR" else "OK",
+        "state": trace_state(root.record["status_code"]),
         "tags": tags,
         "metadata": metadata,
+        # Left to the stream, which derives them (schemas.mlflow_format.derive_from_root) from
+        # this root span, as for every trace: one derivation, whoever wrote the spans.
         "request_preview": None,
         "response_preview": None,
         "root_span_id": root.record["span_id"],
