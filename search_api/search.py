@@ -34,14 +34,24 @@ PIT_KEEP_ALIVE = "2m"
 
 class SearchError(Exception):
     """A request the API answers with an error: the HTTP status, MLflow's error code, a message
-    meant for the caller (never OpenSearch's raw error) and, for filters, the position."""
+    meant for the caller (never OpenSearch's raw error) and, for filters, the position and the
+    filter with a caret under it (``highlight``)."""
 
-    def __init__(self, status: int, error_code: str, message: str, position: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        position: int | None = None,
+        *,
+        highlight: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
         self.message = message
         self.position = position
+        self.highlight = highlight
 
 
 def _busy(error: TransportError) -> SearchError | None:

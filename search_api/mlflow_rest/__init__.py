@@ -2,4 +2,5 @@
 the search API, so the unmodified ``mlflow`` client exports to and searches through tracestream."""
 
 from search_api.mlflow_rest.routes import MLFLOW_SERVER_VERSION as MLFLOW_SERVER_VERSION
-from search_api.mlflow_rest.routes import mlflow_router as mlflow_router
+from search_api.mlflow_rest.routes import MlflowBackend as MlflowBackend
+from search_api.mlflow_rest.routes import router as router

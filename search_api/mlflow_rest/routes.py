@@ -80,9 +80,9 @@ async def _json_body(request: Request) -> dict[str, Any]:
 Body = Annotated[dict[str, Any], Depends(_json_body)]
 
 
-class _Backend:
+class MlflowBackend:
     """What the endpoints share: the search, the experiment store and, created on the first
-    write, the Kafka publisher."""
+    write, the Kafka publisher. One per app, on ``app.state.mlflow``."""
 
     def __init__(self, settings: Settings, search: TraceSearch) -> None:
         self.settings = settings
@@ -134,6 +134,13 @@ class _Backend:
             raise
 
 
+def get_backend(request: Request) -> MlflowBackend:
+    return request.app.state.mlflow
+
+
+BackendDep = Annotated[MlflowBackend, Depends(get_backend)]
+
+
 def _search_page_size(body: dict[str, Any]) -> int:
     value = field(body, "max_results")
     if value is None:
@@ -176,175 +183,194 @@ def _checked_trace_id(trace_id: str) -> str:
     return trace_id
 
 
-def mlflow_router(settings: Settings, search: TraceSearch) -> APIRouter:
-    backend = _Backend(settings, search)
-    router = APIRouter(tags=["MLflow tracking protocol"])
+# Mounted by search_api.api.create_app behind the API-key dependency; what the routes share
+# comes in as BackendDep.
+router = APIRouter(tags=["MLflow tracking protocol"])
 
-    @router.get("/version", response_class=PlainTextResponse)
-    def version() -> str:
-        """The MLflow server version whose protocol this API speaks."""
-        return MLFLOW_SERVER_VERSION
 
-    # ------------------------------------------------------------ experiments
+@router.get("/version", response_class=PlainTextResponse)
+def version() -> str:
+    """The MLflow server version whose protocol this API speaks."""
+    return MLFLOW_SERVER_VERSION
 
-    @router.get(f"{V2}/experiments/get-by-name")
-    def get_experiment_by_name(experiment_name: str | None = None) -> Response:
-        if not experiment_name:
-            raise missing_parameter("experiment_name")
-        return _json({"experiment": backend.experiments.get_by_name(experiment_name)})
 
-    @router.get(f"{V2}/experiments/get")
-    def get_experiment(experiment_id: str | None = None) -> Response:
-        if not experiment_id:
-            raise missing_parameter("experiment_id")
-        return _json({"experiment": backend.experiments.get(experiment_id)})
+# ------------------------------------------------------------ experiments
 
-    @router.post(f"{V2}/experiments/create")
-    def create_experiment(body: Body) -> Response:
-        tags = {t["key"]: str(t.get("value", "")) for t in field(body, "tags") or [] if "key" in t}
-        experiment_id = backend.experiments.create(
-            field(body, "name"), field(body, "artifact_location"), tags
-        )
-        return _json({"experiment_id": experiment_id})
 
-    # ------------------------------------------------------------ writes
+@router.get(f"{V2}/experiments/get-by-name")
+def get_experiment_by_name(backend: BackendDep, experiment_name: str | None = None) -> Response:
+    if not experiment_name:
+        raise missing_parameter("experiment_name")
+    return _json({"experiment": backend.experiments.get_by_name(experiment_name)})
 
-    @router.post("/v1/traces")
-    async def export_spans(
-        request: Request,
-        content_type: Annotated[str | None, Header()] = None,
-        content_encoding: Annotated[str | None, Header()] = None,
-        experiment_id: Annotated[str | None, Header(alias=EXPERIMENT_ID_HEADER)] = None,
-    ) -> Response:
-        """OTLP/HTTP span export (protobuf or JSON, optionally gzip/deflate), from MLflow's
-        client or any OpenTelemetry SDK. Spans go to the experiment named by the
-        ``x-mlflow-experiment-id`` header, else to the default experiment "0"."""
-        # At most max_request_body_bytes (search_api.limits); inflated at most max_inflated_body_bytes.
-        body = await request.body()
-        try:
-            parsed = parse_otlp(body, content_type, content_encoding, settings.api.max_inflated_body_bytes)
-            events = otlp_events(parsed, experiment_id)
-        except OtlpTooLarge as exc:
-            raise SearchError(413, TOO_LARGE_ERROR_CODE, str(exc)) from exc
-        except OtlpError as exc:
-            raise SearchError(400, "BAD_REQUEST", str(exc)) from exc
-        await run_in_threadpool(backend.publisher.publish, events)
-        if (content_type or "").startswith("application/json"):
-            return _json({})
-        return Response(b"", media_type="application/x-protobuf")  # an empty ExportTraceServiceResponse
 
-    @router.post(V3_TRACES)
-    def start_trace(body: Body) -> Response:
-        """StartTraceV3: MLflow's client sends the trace info when the root span ends."""
-        events, trace_info = trace_info_events(body)
-        backend.publisher.publish(events)
-        return _json({"trace": {"trace_info": trace_info}})
+@router.get(f"{V2}/experiments/get")
+def get_experiment(backend: BackendDep, experiment_id: str | None = None) -> Response:
+    if not experiment_id:
+        raise missing_parameter("experiment_id")
+    return _json({"experiment": backend.experiments.get(experiment_id)})
 
-    @router.patch(f"{V2}/traces/{{trace_id}}/tags")
-    def set_trace_tag(trace_id: str, body: Body) -> Response:
-        key = field(body, "key")
-        if key is None:
-            raise missing_parameter("key")
-        backend.publisher.publish(tag_event(trace_id, set_tags={key: str(field(body, "value") or "")}))
+
+@router.post(f"{V2}/experiments/create")
+def create_experiment(body: Body, backend: BackendDep) -> Response:
+    tags = {t["key"]: str(t.get("value", "")) for t in field(body, "tags") or [] if "key" in t}
+    experiment_id = backend.experiments.create(field(body, "name"), field(body, "artifact_location"), tags)
+    return _json({"experiment_id": experiment_id})
+
+
+# ------------------------------------------------------------ writes
+
+
+@router.post("/v1/traces")
+async def export_spans(
+    request: Request,
+    backend: BackendDep,
+    content_type: Annotated[str | None, Header()] = None,
+    content_encoding: Annotated[str | None, Header()] = None,
+    experiment_id: Annotated[str | None, Header(alias=EXPERIMENT_ID_HEADER)] = None,
+) -> Response:
+    """OTLP/HTTP span export (protobuf or JSON, optionally gzip/deflate), from MLflow's
+    client or any OpenTelemetry SDK. Spans go to the experiment named by the
+    ``x-mlflow-experiment-id`` header, else to the default experiment "0"."""
+    # At most max_request_body_bytes (search_api.limits); inflated at most max_inflated_body_bytes.
+    body = await request.body()
+    try:
+        limit = backend.settings.api.max_inflated_body_bytes
+        parsed = parse_otlp(body, content_type, content_encoding, limit)
+        events = otlp_events(parsed, experiment_id)
+    except OtlpTooLarge as exc:
+        raise SearchError(413, TOO_LARGE_ERROR_CODE, str(exc)) from exc
+    except OtlpError as exc:
+        raise SearchError(400, "BAD_REQUEST", str(exc)) from exc
+    await run_in_threadpool(backend.publisher.publish, events)
+    if (content_type or "").startswith("application/json"):
         return _json({})
+    return Response(b"", media_type="application/x-protobuf")  # an empty ExportTraceServiceResponse
 
-    @router.delete(f"{V2}/traces/{{trace_id}}/tags")
-    def delete_trace_tag(trace_id: str, body: Body, key: str | None = None) -> Response:
-        key = field(body, "key") or key
-        if not key:
-            raise missing_parameter("key")
-        backend.publisher.publish(tag_event(trace_id, deleted=[key]))
+
+@router.post(V3_TRACES)
+def start_trace(body: Body, backend: BackendDep) -> Response:
+    """StartTraceV3: MLflow's client sends the trace info when the root span ends."""
+    events, trace_info = trace_info_events(body)
+    backend.publisher.publish(events)
+    return _json({"trace": {"trace_info": trace_info}})
+
+
+@router.patch(f"{V2}/traces/{{trace_id}}/tags")
+def set_trace_tag(trace_id: str, body: Body, backend: BackendDep) -> Response:
+    key = field(body, "key")
+    if key is None:
+        raise missing_parameter("key")
+    backend.publisher.publish(tag_event(trace_id, set_tags={key: str(field(body, "value") or "")}))
+    return _json({})
+
+
+@router.delete(f"{V2}/traces/{{trace_id}}/tags")
+def delete_trace_tag(trace_id: str, body: Body, backend: BackendDep, key: str | None = None) -> Response:
+    key = field(body, "key") or key
+    if not key:
+        raise missing_parameter("key")
+    backend.publisher.publish(tag_event(trace_id, deleted=[key]))
+    return _json({})
+
+
+@router.post(f"{V3_TRACES}/{{trace_id}}/assessments")
+def create_assessment(trace_id: str, body: Body, backend: BackendDep) -> Response:
+    message = field(body, "assessment")
+    if not isinstance(message, dict):
+        raise missing_parameter("assessment")
+    record = assessment_record({**message, "assessment_id": None}, _checked_trace_id(trace_id))
+    shown = mlflow_assessment_dict(record)
+    if record["overrides"]:
+        # override_feedback names the id the client knows; what it replaces is that
+        # assessment's current version.
+        record["overrides"] = backend.version_of(trace_id, record["overrides"]) or record["overrides"]
+    backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+    return _json({"assessment": shown})
+
+
+@router.get(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
+def get_assessment(trace_id: str, assessment_id: str, backend: BackendDep) -> Response:
+    return _json({"assessment": backend.assessment(trace_id, assessment_id)[0]})
+
+
+@router.patch(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
+def update_assessment(trace_id: str, assessment_id: str, body: Body, backend: BackendDep) -> Response:
+    shown, version_id = backend.assessment(trace_id, assessment_id)
+    record = assessment_update(
+        shown, version_id, trace_id, field(body, "assessment") or {}, field(body, "update_mask")
+    )
+    backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+    shown_update = shown_as(mlflow_assessment_dict(record), assessment_id, shown.get("overrides"))
+    return _json({"assessment": shown_update})
+
+
+@router.delete(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
+def delete_assessment(trace_id: str, assessment_id: str, backend: BackendDep) -> Response:
+    version_id = backend.version_of(_checked_trace_id(trace_id), assessment_id)
+    record = assessment_deletion(trace_id, assessment_id, version_id)
+    backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+    return _json({})
+
+
+# ------------------------------------------------------------ reads (before /{trace_id})
+
+
+@router.post(f"{V3_TRACES}/search")
+def search_traces(body: Body, backend: BackendDep) -> Response:
+    """SearchTracesV3: trace infos matching MLflow's filter, a page at a time."""
+    experiment_ids = _experiment_ids(field(body, "locations"))
+    size = _search_page_size(body)
+    if not experiment_ids:
         return _json({})
+    page = backend.search.search(
+        field(body, "filter") or None,
+        field(body, "order_by") or None,
+        size,
+        field(body, "page_token") or None,
+        experiment_ids,
+        include_spans=False,
+    )
+    answer: dict[str, Any] = {}
+    if page.traces:
+        answer["traces"] = [trace_info_json(trace["info"]) for trace in page.traces]
+    if page.next_page_token:
+        answer["next_page_token"] = page.next_page_token
+    return _json(answer)
 
-    @router.post(f"{V3_TRACES}/{{trace_id}}/assessments")
-    def create_assessment(trace_id: str, body: Body) -> Response:
-        message = field(body, "assessment")
-        if not isinstance(message, dict):
-            raise missing_parameter("assessment")
-        record = assessment_record({**message, "assessment_id": None}, _checked_trace_id(trace_id))
-        shown = mlflow_assessment_dict(record)
-        if record["overrides"]:
-            # override_feedback names the id the client knows; what it replaces is that
-            # assessment's current version.
-            record["overrides"] = backend.version_of(trace_id, record["overrides"]) or record["overrides"]
-        backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
-        return _json({"assessment": shown})
 
-    @router.get(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
-    def get_assessment(trace_id: str, assessment_id: str) -> Response:
-        return _json({"assessment": backend.assessment(trace_id, assessment_id)[0]})
+@router.get(f"{V3_TRACES}/batchGet")
+def batch_get_traces(
+    backend: BackendDep,
+    trace_ids: Annotated[list[str] | None, Query()] = None,
+    experiment_ids: Annotated[list[str] | None, Query()] = None,
+) -> Response:
+    """Whole traces (info and spans) by id; unknown ids are left out."""
+    if not trace_ids:
+        raise missing_parameter("trace_ids")
+    traces = backend.traces(trace_ids, experiment_ids)
+    return _json({"traces": [trace_json(trace) for trace in traces]} if traces else {})
 
-    @router.patch(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
-    def update_assessment(trace_id: str, assessment_id: str, body: Body) -> Response:
-        shown, version_id = backend.assessment(trace_id, assessment_id)
-        record = assessment_update(
-            shown, version_id, trace_id, field(body, "assessment") or {}, field(body, "update_mask")
-        )
-        backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
-        shown_update = shown_as(mlflow_assessment_dict(record), assessment_id, shown.get("overrides"))
-        return _json({"assessment": shown_update})
 
-    @router.delete(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
-    def delete_assessment(trace_id: str, assessment_id: str) -> Response:
-        version_id = backend.version_of(_checked_trace_id(trace_id), assessment_id)
-        record = assessment_deletion(trace_id, assessment_id, version_id)
-        backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
-        return _json({})
+@router.post(f"{V3_TRACES}/batchGetInfos")
+def batch_get_trace_infos(body: Body, backend: BackendDep) -> Response:
+    trace_ids = field(body, "trace_ids")
+    if not trace_ids:
+        raise missing_parameter("trace_ids")
+    experiment_ids = field(body, "experiment_ids")
+    traces = backend.traces(list(trace_ids), list(experiment_ids) if experiment_ids is not None else None)
+    return _json({"trace_infos": [trace_info_json(t["info"]) for t in traces]} if traces else {})
 
-    # ------------------------------------------------------------ reads (before /{trace_id})
 
-    @router.post(f"{V3_TRACES}/search")
-    def search_traces(body: Body) -> Response:
-        """SearchTracesV3: trace infos matching MLflow's filter, a page at a time."""
-        experiment_ids = _experiment_ids(field(body, "locations"))
-        size = _search_page_size(body)
-        if not experiment_ids:
-            return _json({})
-        page = backend.search.search(
-            field(body, "filter") or None,
-            field(body, "order_by") or None,
-            size,
-            field(body, "page_token") or None,
-            experiment_ids,
-            include_spans=False,
-        )
-        answer: dict[str, Any] = {}
-        if page.traces:
-            answer["traces"] = [trace_info_json(trace["info"]) for trace in page.traces]
-        if page.next_page_token:
-            answer["next_page_token"] = page.next_page_token
-        return _json(answer)
+@router.get(f"{V3_TRACES}/get")
+def get_trace(backend: BackendDep, trace_id: str | None = None, allow_partial: str | None = None) -> Response:
+    """GetTrace: one trace with its spans."""
+    if not trace_id:
+        raise missing_parameter("trace_id")
+    return _json({"trace": trace_json(backend.trace(trace_id))})
 
-    @router.get(f"{V3_TRACES}/batchGet")
-    def batch_get_traces(
-        trace_ids: Annotated[list[str] | None, Query()] = None,
-        experiment_ids: Annotated[list[str] | None, Query()] = None,
-    ) -> Response:
-        """Whole traces (info and spans) by id; unknown ids are left out."""
-        if not trace_ids:
-            raise missing_parameter("trace_ids")
-        traces = backend.traces(trace_ids, experiment_ids)
-        return _json({"traces": [trace_json(trace) for trace in traces]} if traces else {})
 
-    @router.post(f"{V3_TRACES}/batchGetInfos")
-    def batch_get_trace_infos(body: Body) -> Response:
-        trace_ids = field(body, "trace_ids")
-        if not trace_ids:
-            raise missing_parameter("trace_ids")
-        experiment_ids = field(body, "experiment_ids")
-        traces = backend.traces(list(trace_ids), list(experiment_ids) if experiment_ids is not None else None)
-        return _json({"trace_infos": [trace_info_json(t["info"]) for t in traces]} if traces else {})
-
-    @router.get(f"{V3_TRACES}/get")
-    def get_trace(trace_id: str | None = None, allow_partial: str | None = None) -> Response:
-        """GetTrace: one trace with its spans."""
-        if not trace_id:
-            raise missing_parameter("trace_id")
-        return _json({"trace": trace_json(backend.trace(trace_id))})
-
-    @router.get(f"{V3_TRACES}/{{trace_id}}")
-    def get_trace_info(trace_id: str) -> Response:
-        """GetTraceInfoV3: one trace's info."""
-        return _json({"trace": {"trace_info": trace_info_json(backend.trace(trace_id)["info"])}})
-
-    return router
+@router.get(f"{V3_TRACES}/{{trace_id}}")
+def get_trace_info(trace_id: str, backend: BackendDep) -> Response:
+    """GetTraceInfoV3: one trace's info."""
+    return _json({"trace": {"trace_info": trace_info_json(backend.trace(trace_id)["info"])}})

@@ -331,6 +331,21 @@ def test_metrics_count_requests_and_errors(api: TestClient, twelve_traces: list[
     assert 'tracestream_api_errors_total{error_code="INVALID_PARAMETER_VALUE"} 1.0' in text
 
 
+def test_two_apps_in_one_process_share_no_state(api_settings: Settings) -> None:
+    # The routers are module-level; what differs between apps (keys, metrics, the search) is
+    # each app's own state.
+    keyed = create_app(_with_api(api_settings, api_keys=[SecretStr("k-ops-1")]))
+    with TestClient(keyed) as guarded, TestClient(create_app(api_settings)) as open_api:
+        refused = guarded.post("/api/v1/traces/search", json={})
+        answered = open_api.post("/api/v1/traces/search", json={})
+        guarded_metrics = guarded.get("/metrics").text
+        open_metrics = open_api.get("/metrics").text
+
+    assert (refused.status_code, answered.status_code) == (401, 200)
+    assert 'tracestream_api_errors_total{error_code="UNAUTHENTICATED"} 1.0' in guarded_metrics
+    assert "UNAUTHENTICATED" not in open_metrics
+
+
 def test_the_openapi_document_describes_the_search(api: TestClient) -> None:
     schema = api.get("/openapi.json").json()
 

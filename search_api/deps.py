@@ -1,0 +1,30 @@
+"""What the routes need, as FastAPI dependencies: ``create_app`` builds each once and keeps it
+on ``app.state``; a route names it by type (``search: SearchDep``) instead of closing over it, so
+the route modules hold no state and a test can swap one with ``app.dependency_overrides``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from search_api.metrics import Metrics
+from search_api.search import TraceSearch
+from tracestream.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_search(request: Request) -> TraceSearch:
+    return request.app.state.search
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SearchDep = Annotated[TraceSearch, Depends(get_search)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
