@@ -19,7 +19,6 @@ from search_api.dsl import (
     Assessment,
     Attribute,
     Comparison,
-    FilterError,
     Issue,
     Metadata,
     Node,
@@ -31,6 +30,7 @@ from search_api.dsl import (
     SpanField,
     Tag,
     TokenUsage,
+    UnsupportedError,
 )
 
 Query = dict[str, Any]
@@ -95,9 +95,9 @@ class _RegexTranslation:
         self.pattern = pattern
         self.position = position
 
-    def fail(self, what: str) -> FilterError:
+    def fail(self, what: str) -> UnsupportedError:
         reason = what if what is _ANCHORS else f"{what} are not supported"
-        return FilterError(f"RLIKE pattern {self.pattern!r}: {reason}", self.position, self.pattern)
+        return UnsupportedError(f"RLIKE pattern {self.pattern!r}: {reason}", self.position, self.pattern)
 
     def escape(self, i: int, in_class: bool) -> tuple[str, int]:
         """The escape sequence at ``i`` (a backslash) in Lucene's syntax, and where it ends."""
@@ -220,7 +220,7 @@ def rlike_to_regexp(pattern: str, position: int = 0) -> str:
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise FilterError(
+        raise UnsupportedError(
             f"RLIKE pattern {pattern!r} is not a valid regular expression: {exc}", position
         ) from exc
     parts = []
@@ -229,7 +229,7 @@ def rlike_to_regexp(pattern: str, position: int = 0) -> str:
         parts.append(("" if head else ".*") + "(" + body + ")" + ("\n?" if tail else ".*"))
     regexp = parts[0] if len(parts) == 1 else "|".join(f"({p})" for p in parts)
     if len(regexp) > MAX_REGEX_LENGTH:
-        raise FilterError(
+        raise UnsupportedError(
             f"RLIKE pattern is too long ({len(pattern)} characters; at most about {MAX_REGEX_LENGTH - 10})",
             position,
         )
@@ -305,7 +305,7 @@ def _string_op(
 
 def _numeric(value: Any, position: int) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise FilterError(f"Expected a numeric value, got {value!r}", position)
+        raise UnsupportedError(f"Expected a numeric value, got {value!r}", position)
     if isinstance(value, str):
         # MLflow's SQL store compares a quoted number numerically.
         try:
@@ -314,7 +314,7 @@ def _numeric(value: Any, position: int) -> int | float:
             try:
                 return float(value)
             except ValueError as exc:
-                raise FilterError(f"Expected a numeric value, got {value!r}", position) from exc
+                raise UnsupportedError(f"Expected a numeric value, got {value!r}", position) from exc
     return value
 
 
@@ -355,8 +355,8 @@ def _numeric_op(field: str, op: Op, value: Any, position: int) -> Query:
     raise _unsupported(op, field, position)
 
 
-def _unsupported(op: Op, field: str, position: int) -> FilterError:
-    return FilterError(f"Comparator '{op.value}' is not supported for {field}", position)
+def _unsupported(op: Op, field: str, position: int) -> UnsupportedError:
+    return UnsupportedError(f"Comparator '{op.value}' is not supported for {field}", position)
 
 
 # ---------------------------------------------------------------- fields
@@ -527,7 +527,7 @@ def _comparison(c: Comparison) -> Query:
         )
     if isinstance(field, TokenUsage):
         return _numeric_op(_TOKEN_FIELDS[field.key], c.op, c.value, c.position)
-    raise FilterError(f"Unsupported field {field!r}", c.position)
+    raise UnsupportedError(f"Unsupported field {field!r}", c.position)
 
 
 def _is_span(node: Node) -> bool:
@@ -603,7 +603,7 @@ def _sort_clauses(order: OrderBy) -> list[Query]:
                 }
             }
         ]
-    raise FilterError(f"Cannot order by {field!r}")
+    raise UnsupportedError(f"Cannot order by {field!r}")
 
 
 def to_sort(order_by: list[OrderBy]) -> list[Query]:

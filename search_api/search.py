@@ -114,7 +114,10 @@ class TraceSearch:
             query = to_query(node)
             sort = to_sort(orders)
         except FilterError as exc:
-            raise SearchError(400, exc.error_code, exc.message, exc.position) from exc
+            # The message stays MLflow's; where it points is a field of its own.
+            raise SearchError(
+                400, exc.error_code, exc.message, exc.position, highlight=exc.highlight(filter_string)
+            ) from exc
         if locations is not None:
             query = {"bool": {"filter": [query, experiments_query(locations)]}}
         fingerprint = hashlib.sha256(

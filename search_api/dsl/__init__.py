@@ -26,6 +26,8 @@ from search_api.dsl.ast import comparisons as comparisons
 from search_api.dsl.ast import render as render
 from search_api.dsl.ast import render_order_by as render_order_by
 from search_api.dsl.errors import FilterError as FilterError
+from search_api.dsl.errors import ParseError as ParseError
+from search_api.dsl.errors import UnsupportedError as UnsupportedError
 from search_api.dsl.parser import parse_filter as parse_filter
 from search_api.dsl.parser import parse_order_by as parse_order_by
 from search_api.dsl.parser import with_default_order as with_default_order
@@ -44,10 +46,12 @@ __all__ = [
     "Op",
     "Or",
     "OrderBy",
+    "ParseError",
     "SpanAttribute",
     "SpanField",
     "Tag",
     "TokenUsage",
+    "UnsupportedError",
     "Value",
     "comparisons",
     "parse_filter",

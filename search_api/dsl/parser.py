@@ -44,7 +44,7 @@ from search_api.dsl.ast import (
     TokenUsage,
     Value,
 )
-from search_api.dsl.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, FilterError
+from search_api.dsl.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, FilterError, ParseError
 from search_api.dsl.tokens import INT_RE, NUMBER_RE, Token, TokenType, parse_number, tokenize
 
 T = TokenType
@@ -185,11 +185,11 @@ def _split_identifier(text: str, valid_keys: frozenset[str]) -> tuple[str, str]:
     prefix = _trim_backticks(prefix)
     entity = ENTITY_TYPES.get(prefix)
     if entity is None:
-        raise FilterError(f"Invalid entity type '{prefix}'. Valid values are {ENTITY_TYPES_REPR}")
+        raise ParseError(f"Invalid entity type '{prefix}'. Valid values are {ENTITY_TYPES_REPR}")
     key = _trim_backticks(_strip_quotes(key))
     if entity == "attribute":
         if key not in valid_keys:
-            raise FilterError(
+            raise ParseError(
                 f"Invalid attribute key '{key}' specified. Valid keys are '{_set_repr(valid_keys)}'"
             )
         if key in TOKEN_USAGE_KEYS:
@@ -207,7 +207,7 @@ def _rewrite_key(entity: str, key: str) -> tuple[str, str]:
     return entity, ATTRIBUTE_KEY_ALIASES.get(lowered, key)
 
 
-class _InvalidClause(FilterError):
+class _InvalidClause(ParseError):
     """MLflow's ``Invalid clause(s) in filter string: ...``; keeps its pieces for the rescan."""
 
     def __init__(self, units: list[str], end: int, at: Token) -> None:
@@ -385,8 +385,8 @@ class Parser:
         for i, token in enumerate(self.tokens):
             if token.type is T.SEMICOLON:
                 if self.tokens[i + 1].type is T.EOF:
-                    raise FilterError("Invalid clause(s) in filter string: ';'", token.start, ";")
-                raise FilterError(
+                    raise ParseError("Invalid clause(s) in filter string: ';'", token.start, ";")
+                raise ParseError(
                     f"Search filter contained multiple expression {self.text!r}. "
                     "Provide AND-ed expression list.",
                     token.start,
@@ -447,7 +447,7 @@ class Parser:
         target = self._advance()
         deferred = None
         if target.type not in IDENTIFIER_TOKENS:  # 'OK' = status
-            deferred = FilterError(
+            deferred = ParseError(
                 f"Invalid comparison clause. Expected 'Identifier' found '{target.text}'",
                 target.start,
                 target.text,
@@ -532,7 +532,7 @@ class Parser:
 def _fail(
     message: str, position: int, token: str | None = None, code: str = INVALID_PARAMETER_VALUE
 ) -> FilterError:
-    return FilterError(message, position, token, code)
+    return ParseError(message, position, token, code)
 
 
 def _unquoted(clause: _Clause) -> str:
@@ -900,7 +900,7 @@ def _build(tree: _Tree) -> Node:
 @lru_cache(maxsize=512)
 def _parse_filter_cached(text: str) -> Node | None:
     if not text.strip():
-        raise FilterError(f"Invalid filter '{text}'. Could not be parsed.", 0)
+        raise ParseError(f"Invalid filter '{text}'. Could not be parsed.", 0)
     return Parser(text).parse()
 
 
@@ -908,12 +908,16 @@ def parse_filter(text: str | None) -> Node | None:
     """Parse an MLflow ``filter_string``; ``None`` or ``""`` (no filtering) gives ``None``."""
     if not text:
         return None
-    return _parse_filter_cached(text)
+    try:
+        return _parse_filter_cached(text)
+    except FilterError as error:
+        error.source = text  # so that error.highlight() can show where
+        raise
 
 
 @lru_cache(maxsize=256)
 def _parse_order_by_clause(clause: str) -> OrderBy:
-    could_not = FilterError(f"Invalid order_by clause '{clause}'. Could not be parsed.", token=clause)
+    could_not = ParseError(f"Invalid order_by clause '{clause}'. Could not be parsed.", token=clause)
     if not clause or clause != clause.strip():
         raise could_not
     tokens = tokenize(clause)[:-1]
@@ -930,7 +934,7 @@ def _parse_order_by_clause(clause: str) -> OrderBy:
         if direction.text.lower() not in ("asc", "desc"):
             if first.text == "timestamp":  # the builtin only combines with ASC / DESC
                 raise could_not
-            raise FilterError(f"Invalid ordering key in order_by clause '{clause}'.", token=clause)
+            raise ParseError(f"Invalid ordering key in order_by clause '{clause}'.", token=clause)
         ascending = direction.text.lower() == "asc"
     try:
         entity, key = _split_identifier(first.text, ORDER_BY_KEYS)
@@ -939,7 +943,7 @@ def _parse_order_by_clause(clause: str) -> OrderBy:
         raise
     entity, key = _rewrite_key(entity, key)
     if entity == "request_metadata" and key in RESERVED_METADATA:
-        raise FilterError(
+        raise ParseError(
             f"Ordering by reserved metadata '{key}' is not supported because it is represented by "
             "multiple columns.",
             token=clause,
@@ -954,7 +958,7 @@ def _parse_order_by_clause(clause: str) -> OrderBy:
     elif entity == "request_metadata":
         field = Attribute("run_id") if key == SOURCE_RUN_METADATA else Metadata(key)
     else:
-        raise FilterError(f"Invalid identifier type '{entity}'", token=clause)
+        raise ParseError(f"Invalid identifier type '{entity}'", token=clause)
     return OrderBy(field, ascending)
 
 
@@ -968,7 +972,7 @@ def parse_order_by(clauses: list[str] | None) -> list[OrderBy]:
         order = _parse_order_by_clause(clause)
         if order.field in seen:
             # MLflow raises this one without an error code (HTTP 500); it is a user error.
-            raise FilterError(f"`order_by` contains duplicate fields: {list(clauses)}", token=clause)
+            raise ParseError(f"`order_by` contains duplicate fields: {list(clauses)}", token=clause)
         seen.add(order.field)
         result.append(order)
     return result

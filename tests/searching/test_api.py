@@ -152,6 +152,19 @@ def test_an_invalid_filter_gets_mlflows_message_and_the_position(
     assert body["position"] is not None and body["position"] >= len("tags.env = 'prod' AND ")
 
 
+def test_an_invalid_filter_shows_where_beside_mlflows_message(api: TestClient) -> None:
+    response = api.post("/api/v1/traces/search", json={"filter": "tags.env = 'prod' AND status = OK"})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error_code": "INVALID_PARAMETER_VALUE",
+        "message": "Parameter value is either not quoted or unidentified quote types used for string "
+        "value OK. Use either single or double quotes.",
+        "position": 31,
+        "highlight": "tags.env = 'prod' AND status = OK\n                               ^^",
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
