@@ -14,7 +14,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from producers import provider as _provider_module
@@ -30,6 +29,15 @@ from schemas import (
     TraceMetadataKey,
     new_assessment_id,
     new_trace_id,
+)
+from schemas.entities import (
+    Assessment,
+    AssessmentError,
+    AssessmentSource,
+    AssessmentSourceType,
+    Expectation,
+    Feedback,
+    TraceState,
 )
 from schemas.records import AssessmentLogged
 
@@ -450,7 +458,7 @@ def update_current_trace(
             trace.response_preview = as_text(response_preview)
         if state is not None:
             normalized = str(getattr(state, "value", state)).upper()
-            if normalized not in ("OK", "ERROR", "IN_PROGRESS", "STATE_UNSPECIFIED"):
+            if normalized not in TraceState.__members__:
                 logger.warning("tracestream: unknown trace state %r ignored", state)
             else:
                 trace.state = normalized
@@ -491,52 +499,9 @@ def delete_trace_tag(trace_id: str, key: str) -> None:
 # ---------------------------------------------------------------- assessments
 
 
-class AssessmentSourceType:
-    SOURCE_TYPE_UNSPECIFIED = "SOURCE_TYPE_UNSPECIFIED"
-    HUMAN = "HUMAN"
-    LLM_JUDGE = "LLM_JUDGE"
-    CODE = "CODE"
-
-
-@dataclass
-class AssessmentSource:
-    source_type: str = AssessmentSourceType.CODE
-    source_id: str = "default"
-
-
-@dataclass
-class AssessmentError:
-    error_code: str
-    error_message: str | None = None
-
-
-@dataclass
-class Assessment:
-    assessment_id: str
-    trace_id: str
-    name: str
-    value: Any
-    source: AssessmentSource
-    rationale: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    span_id: str | None = None
-    create_time_ms: int = 0
-    overrides: str | None = None
-    valid: bool = True
-    error: AssessmentError | None = None
-
-
 # Names of recent feedback logged by this process, for override_feedback.
 _FEEDBACK_NAMES_KEPT = 10_000
 _feedback_names: OrderedDict[str, str] = OrderedDict()
-
-
-class Feedback(Assessment):
-    kind = "FEEDBACK"
-
-
-class Expectation(Assessment):
-    kind = "EXPECTATION"
 
 
 def _log_assessment(
@@ -558,24 +523,26 @@ def _log_assessment(
         span_id = None if span_id is None else as_text(span_id)
         if isinstance(error, Exception):
             error = AssessmentError(type(error).__name__, str(error))
-        assessment = kind(
-            assessment_id=new_assessment_id(),
-            trace_id=trace_id,
-            name=name,
-            value=value,
-            source=source,
-            rationale=rationale,
-            metadata=_text_mapping(metadata, "metadata") if metadata else {},
-            span_id=span_id,
-            create_time_ms=time.time_ns() // 1_000_000,
-            overrides=overrides,
-            error=error,
-        )
-        record: AssessmentLogged = {
-            "assessment_id": assessment.assessment_id,
+        common: dict[str, Any] = {
+            "assessment_id": new_assessment_id(),
             "trace_id": trace_id,
             "name": name,
-            "kind": kind.kind,  # type: ignore[attr-defined]
+            "value": value,
+            "source": source,
+            "metadata": _text_mapping(metadata, "metadata") if metadata else {},
+            "span_id": span_id,
+            "create_time_ms": time.time_ns() // 1_000_000,
+        }
+        assessment: Assessment
+        if kind is Feedback:
+            assessment = Feedback(**common, rationale=rationale, overrides=overrides, error=error)
+        else:
+            assessment = Expectation(**common)
+        record: AssessmentLogged = {
+            "assessment_id": common["assessment_id"],
+            "trace_id": trace_id,
+            "name": name,
+            "kind": "FEEDBACK" if kind is Feedback else "EXPECTATION",
             "value_json": None if value is None else dump_json(value),
             "error": None
             if error is None
@@ -583,9 +550,9 @@ def _log_assessment(
             "source_type": str(getattr(source.source_type, "value", source.source_type)).upper(),  # type: ignore[typeddict-item]
             "source_id": as_text(source.source_id),
             "rationale": rationale,
-            "metadata": assessment.metadata,
+            "metadata": common["metadata"],
             "span_id": span_id,
-            "create_time_ms": assessment.create_time_ms,
+            "create_time_ms": common["create_time_ms"],
             "last_update_time_ms": None,
             "overrides": overrides,
             "valid": True,
@@ -594,7 +561,7 @@ def _log_assessment(
         if provider is not None:
             provider.processor.emit(RecordEvent(trace_id, ASSESSMENT_LOGGED, record))  # type: ignore[arg-type]
         if kind is Feedback:
-            _feedback_names[assessment.assessment_id] = name
+            _feedback_names[common["assessment_id"]] = name
             if len(_feedback_names) > _FEEDBACK_NAMES_KEPT:
                 _feedback_names.popitem(last=False)
         return assessment

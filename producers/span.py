@@ -11,9 +11,6 @@ import json
 import logging
 import threading
 import time
-import traceback
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from producers.encoding import as_text, dump_json, truncate_json
@@ -25,6 +22,7 @@ from schemas import (
     TraceTagKey,
     new_span_id,
 )
+from schemas.entities import SpanEvent, SpanStatus, SpanStatusCode
 from schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
 from schemas.records import SpanEnded, TraceEnded, TraceLocation
 
@@ -32,39 +30,6 @@ if TYPE_CHECKING:
     from producers.processor import BatchEventProcessor, Event
 
 logger = logging.getLogger("producers")
-
-
-class SpanStatusCode(StrEnum):
-    UNSET = "UNSET"
-    OK = "OK"
-    ERROR = "ERROR"
-
-
-@dataclass
-class SpanStatus:
-    status_code: SpanStatusCode | str
-    description: str = ""
-
-
-@dataclass
-class SpanEvent:
-    name: str
-    timestamp: int = field(default_factory=time.time_ns)
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_exception(cls, exception: BaseException) -> SpanEvent:
-        """The OpenTelemetry ``exception`` event, as MLflow records it."""
-        return cls(
-            name="exception",
-            attributes={
-                "exception.type": type(exception).__name__,
-                "exception.message": str(exception),
-                "exception.stacktrace": "".join(
-                    traceback.format_exception(type(exception), exception, exception.__traceback__)
-                ).strip(),
-            },
-        )
 
 
 _INT64 = 2**63

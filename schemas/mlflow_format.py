@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -146,6 +147,25 @@ def proto_timestamp(ms: int) -> str:
     """A protobuf Timestamp in JSON, as MessageToDict writes it at millisecond precision."""
     moment = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{moment}.{ms % 1000:03d}Z" if ms % 1000 else f"{moment}Z"
+
+
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+
+
+def parse_proto_timestamp(value: str | int) -> int:
+    """Milliseconds since the epoch of a protobuf Timestamp in JSON (``2026-11-22T04:12:33.286Z``),
+    truncated like ``Timestamp.ToMilliseconds``. Integers are taken as milliseconds already."""
+    if isinstance(value, int):
+        return value
+    match = _TIMESTAMP.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"Invalid timestamp: {value!r}")
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = int(moment.timestamp())
+    return seconds * 1000 + int((fraction or "0")[:3].ljust(3, "0"))
 
 
 def mlflow_info_dict(info: TraceInfo) -> dict[str, Any]:

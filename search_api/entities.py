@@ -13,10 +13,18 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal
 
+# One definition of MLflow's shared entity types, with the SDK: re-exported here.
+from schemas.entities import Assessment as Assessment
+from schemas.entities import AssessmentError as AssessmentError
+from schemas.entities import AssessmentSource as AssessmentSource
+from schemas.entities import SpanEvent as SpanEvent
+from schemas.entities import SpanStatus as SpanStatus
+from schemas.entities import SpanStatusCode as SpanStatusCode
+from schemas.entities import TraceState as TraceState
+from schemas.entities import TraceStatus as TraceStatus
+from schemas.mlflow_format import parse_proto_timestamp as parse_proto_timestamp
 from schemas.mlflow_format import proto_timestamp
 from schemas.mlflow_keys import SpanAttributeKey, SpanType, TraceMetadataKey
 
@@ -45,84 +53,8 @@ _MAX_TAG_VALUE_CHARS = 4096
 _INTERMEDIATE_OUTPUTS = "mlflow.trace.intermediate_outputs"
 _TRACE_ID_PREFIX = "tr-"
 
-_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
-
-
-def parse_proto_timestamp(value: str | int) -> int:
-    """Milliseconds since the epoch of a protobuf Timestamp in JSON (``2026-11-22T04:12:33.286Z``),
-    truncated like ``Timestamp.ToMilliseconds``. Integers are taken as milliseconds already."""
-    if isinstance(value, int):
-        return value
-    match = _TIMESTAMP.fullmatch(value.strip())
-    if match is None:
-        raise ValueError(f"Invalid timestamp: {value!r}")
-    whole, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    seconds = int(moment.timestamp())
-    return seconds * 1000 + int((fraction or "0")[:3].ljust(3, "0"))
-
-
-def _proto_value(value: Any) -> Any:
-    """A value as protobuf's ``Value`` gives it back: every number is a double."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(key): _proto_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_proto_value(item) for item in value]
-    return value
-
-
-# ---------------------------------------------------------------- enums
-
-
-class TraceState(StrEnum):
-    STATE_UNSPECIFIED = "STATE_UNSPECIFIED"
-    OK = "OK"
-    ERROR = "ERROR"
-    IN_PROGRESS = "IN_PROGRESS"
-
-
-class TraceStatus(StrEnum):
-    """The state under its MLflow 2 name (``TraceInfo.status``), kept for older analysis code."""
-
-    UNSPECIFIED = "TRACE_STATUS_UNSPECIFIED"
-    OK = "OK"
-    ERROR = "ERROR"
-    IN_PROGRESS = "IN_PROGRESS"
-
-    @classmethod
-    def from_state(cls, state: TraceState) -> TraceStatus:
-        return cls.UNSPECIFIED if state == TraceState.STATE_UNSPECIFIED else cls(state.value)
-
-    def to_state(self) -> TraceState:
-        return TraceState.STATE_UNSPECIFIED if self == TraceStatus.UNSPECIFIED else TraceState(self.value)
-
-
-class SpanStatusCode(StrEnum):
-    UNSET = "UNSET"
-    OK = "OK"
-    ERROR = "ERROR"
-
 
 # ---------------------------------------------------------------- spans
-
-
-@dataclass
-class SpanStatus:
-    status_code: SpanStatusCode
-    description: str = ""
-
-
-@dataclass
-class SpanEvent:
-    name: str
-    timestamp: int
-    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def _decode_id(encoded: str | None, size: int) -> str | None:
@@ -303,150 +235,6 @@ class Span:
         return isinstance(other, Span) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-# ---------------------------------------------------------------- assessments
-
-
-@dataclass
-class AssessmentSource:
-    source_type: str = "SOURCE_TYPE_UNSPECIFIED"
-    source_id: str = "default"
-
-
-@dataclass
-class AssessmentError:
-    error_code: str
-    error_message: str | None = None
-    stack_trace: str | None = None
-
-    def to_dictionary(self) -> dict[str, Any]:
-        rendered: dict[str, Any] = {"error_code": self.error_code}
-        if self.error_message is not None:
-            rendered["error_message"] = self.error_message
-        if self.stack_trace is not None:
-            rendered["stack_trace"] = self.stack_trace
-        return rendered
-
-
-def _is_primitive(value: Any) -> bool:
-    return isinstance(value, int | float | bool | str)
-
-
-@dataclass
-class Assessment:
-    """A feedback or an expectation logged on a trace (MLflow's ``Feedback`` / ``Expectation``)."""
-
-    name: str
-    kind: Literal["feedback", "expectation"]
-    value: Any
-    source: AssessmentSource = field(default_factory=AssessmentSource)
-    trace_id: str | None = None
-    assessment_id: str | None = None
-    span_id: str | None = None
-    rationale: str | None = None
-    metadata: dict[str, str] | None = None
-    error: AssessmentError | None = None
-    create_time_ms: int | None = None
-    last_update_time_ms: int | None = None
-    overrides: str | None = None
-    # None counts as valid, as in MLflow.
-    valid: bool | None = True
-
-    @property
-    def is_valid(self) -> bool:
-        return self.valid in (True, None)
-
-    @classmethod
-    def from_dictionary(cls, data: dict[str, Any]) -> Assessment:
-        if "expectation" in data:
-            kind: Literal["feedback", "expectation"] = "expectation"
-            body = data["expectation"] or {}
-            if "serialized_value" in body:
-                value = json.loads(body["serialized_value"]["value"])
-            else:
-                value = body.get("value")
-            error = None
-        elif "feedback" in data:
-            kind = "feedback"
-            body = data["feedback"] or {}
-            value = body.get("value")
-            raw_error = body.get("error")
-            error = (
-                AssessmentError(
-                    raw_error.get("error_code") or "",
-                    raw_error.get("error_message"),
-                    raw_error.get("stack_trace"),
-                )
-                if raw_error
-                else None
-            )
-        else:
-            raise ValueError(f"Unknown assessment type: {data.get('assessment_name')}")
-        source = data.get("source") or {}
-        return cls(
-            name=data["assessment_name"],
-            kind=kind,
-            value=value,
-            source=AssessmentSource(
-                source.get("source_type", "SOURCE_TYPE_UNSPECIFIED"), source.get("source_id", "default")
-            ),
-            trace_id=data.get("trace_id"),
-            assessment_id=data.get("assessment_id") or None,
-            span_id=data.get("span_id") or None,
-            rationale=data.get("rationale"),
-            metadata=data.get("metadata"),
-            error=error,
-            create_time_ms=parse_proto_timestamp(data["create_time"]) if data.get("create_time") else None,
-            last_update_time_ms=(
-                parse_proto_timestamp(data["last_update_time"]) if data.get("last_update_time") else None
-            ),
-            overrides=data.get("overrides") or None,
-            # Absent means valid (MLflow omits the flag on expectations).
-            valid=data.get("valid", True),
-        )
-
-    def to_dictionary(self) -> dict[str, Any]:
-        """MLflow's ``Assessment.to_dictionary()``: protobuf JSON, so numbers come back as floats and
-        an expectation that is not a scalar as a JSON ``serialized_value``."""
-        rendered: dict[str, Any] = {}
-        if self.assessment_id is not None:
-            rendered["assessment_id"] = self.assessment_id
-        rendered["assessment_name"] = self.name
-        rendered["trace_id"] = self.trace_id or ""
-        if self.span_id is not None:
-            rendered["span_id"] = self.span_id
-        rendered["source"] = {"source_type": self.source.source_type, "source_id": self.source.source_id}
-        if self.create_time_ms is not None:
-            rendered["create_time"] = proto_timestamp(self.create_time_ms)
-        if self.last_update_time_ms is not None:
-            rendered["last_update_time"] = proto_timestamp(self.last_update_time_ms)
-        if self.kind == "expectation":
-            if self.value is None or _is_primitive(self.value):
-                rendered["expectation"] = {"value": _proto_value(self.value)}
-            else:
-                rendered["expectation"] = {
-                    "serialized_value": {
-                        "serialization_format": "JSON_FORMAT",
-                        "value": json.dumps(self.value),
-                    }
-                }
-        else:
-            body: dict[str, Any] = {"value": _proto_value(self.value)}
-            if self.error is not None:
-                body["error"] = self.error.to_dictionary()
-            rendered["feedback"] = body
-        if self.rationale is not None:
-            rendered["rationale"] = self.rationale
-        if self.metadata:
-            rendered["metadata"] = {key: str(value) for key, value in self.metadata.items()}
-        if self.overrides:
-            rendered["overrides"] = self.overrides
-        # MLflow reads expectations without their validity (all of its expectations are valid);
-        # an invalid one keeps the flag here rather than silently becoming valid.
-        if self.valid is not None and not (self.kind == "expectation" and self.valid):
-            rendered["valid"] = self.valid
-        return rendered
 
 
 # ---------------------------------------------------------------- trace info

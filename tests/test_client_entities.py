@@ -347,3 +347,27 @@ def test_assessment_to_dictionary_round_trips() -> None:
 def test_a_dict_without_info_or_data_is_rejected() -> None:
     with pytest.raises(ValueError, match="Expected keys: 'info' and 'data'"):
         Trace.from_dict({"info": trace_json(agent_trace())["info"]})
+
+
+def test_the_sdk_and_the_client_share_one_set_of_entity_types() -> None:
+    import producers
+    from search_api import entities
+
+    for name in ("Assessment", "AssessmentError", "AssessmentSource", "SpanEvent", "SpanStatus"):
+        assert getattr(producers, name) is getattr(entities, name)
+    assert producers.SpanStatusCode is entities.SpanStatusCode
+    feedback = producers.Feedback(
+        name="correctness",
+        value=1,
+        error=producers.AssessmentError("TIMEOUT", "judge timed out"),
+        trace_id="tr-" + "1" * 32,
+        assessment_id=new_assessment_id(),
+        create_time_ms=REQUEST_TIME_MS,
+    )
+    expectation = producers.Expectation(name="expected", value={"answer": 42}, trace_id="tr-" + "1" * 32)
+
+    assert isinstance(feedback, Assessment)
+    assert (feedback.kind, feedback.source.source_type) == ("feedback", "CODE")
+    assert (expectation.kind, expectation.source.source_type) == ("expectation", "HUMAN")
+    for logged in (feedback, expectation):
+        assert Assessment.from_dictionary(logged.to_dictionary()).to_dictionary() == logged.to_dictionary()

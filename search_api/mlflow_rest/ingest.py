@@ -47,6 +47,7 @@ from schemas import (
     is_trace_id,
     new_assessment_id,
 )
+from schemas.entities import AssessmentSourceType, TraceState
 from schemas.mlflow_format import event_attribute_value, trace_state
 from schemas.records import AssessmentLogged, SpanEnded, SpanEvent, TraceEnded, TraceLocation
 from search_api.mlflow_rest.protojson import (
@@ -64,8 +65,9 @@ from search_api.mlflow_rest.publisher import Event
 
 DEFAULT_EXPERIMENT_ID = "0"
 TRACE_TAG_ATTRIBUTE_PREFIX = "mlflow.traceTag."
-TRACE_STATES = ("STATE_UNSPECIFIED", "OK", "ERROR", "IN_PROGRESS")
-SOURCE_TYPES = ("SOURCE_TYPE_UNSPECIFIED", "HUMAN", "LLM_JUDGE", "CODE")
+# In protobuf's order: a request may send an enum's number.
+TRACE_STATES = tuple(state.value for state in TraceState)
+SOURCE_TYPES = tuple(source.value for source in AssessmentSourceType)
 _STATUS_NAMES = {Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
 
 TraceEvents = list[tuple[str, Event]]
