@@ -22,7 +22,7 @@ from schemas import (
     TraceTagKey,
     new_span_id,
 )
-from schemas.entities import SpanEvent, SpanStatus, SpanStatusCode
+from schemas.entities import SpanAttributes, SpanEvent, SpanStatus, SpanStatusCode
 from schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
 from schemas.records import SpanEnded, TraceEnded, TraceLocation
 
@@ -183,7 +183,7 @@ class TraceState:
         return record
 
 
-class LiveSpan:
+class LiveSpan(SpanAttributes):
     """A running span, with MLflow's LiveSpan methods."""
 
     __slots__ = (
@@ -250,14 +250,6 @@ class LiveSpan:
     @property
     def status(self) -> SpanStatus:
         return SpanStatus(self._status_code, self._status_message)
-
-    @property
-    def inputs(self) -> Any:
-        return self.get_attribute(SpanAttributeKey.INPUTS)
-
-    @property
-    def outputs(self) -> Any:
-        return self.get_attribute(SpanAttributeKey.OUTPUTS)
 
     @property
     def attributes(self) -> dict[str, Any]:

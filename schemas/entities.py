@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from schemas.mlflow_format import parse_proto_timestamp, proto_timestamp
+from schemas.mlflow_keys import SpanAttributeKey
 
 # ---------------------------------------------------------------- enums
 
@@ -62,6 +63,24 @@ class AssessmentSourceType(StrEnum):
 
 
 # ---------------------------------------------------------------- spans
+
+
+class SpanAttributes:
+    """What MLflow's spans, running (the SDK's ``LiveSpan``) or read back (the client's ``Span``),
+    derive from their attributes; each class keeps its attributes its own way."""
+
+    __slots__ = ()
+
+    def get_attribute(self, key: str) -> Any:
+        raise NotImplementedError
+
+    @property
+    def inputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.INPUTS)
+
+    @property
+    def outputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.OUTPUTS)
 
 
 @dataclass
@@ -255,7 +274,7 @@ class Assessment:
 
 class Feedback(Assessment):
     """MLflow's ``Feedback``: a score, a label or a judge's verdict, or the error that stopped it;
-    without a source, CODE/"default"."""
+    without a source, CODE/"default". Other fields (``trace_id``, ``rationale``, ...) by keyword."""
 
     def __init__(
         self,
@@ -263,59 +282,16 @@ class Feedback(Assessment):
         value: Any = None,
         error: AssessmentError | None = None,
         source: AssessmentSource | None = None,
-        trace_id: str | None = None,
-        metadata: dict[str, str] | None = None,
-        span_id: str | None = None,
-        create_time_ms: int | None = None,
-        last_update_time_ms: int | None = None,
-        rationale: str | None = None,
-        overrides: str | None = None,
-        valid: bool | None = True,
-        assessment_id: str | None = None,
+        **fields: Any,
     ) -> None:
-        super().__init__(
-            name=name,
-            kind="feedback",
-            value=value,
-            source=source or AssessmentSource(AssessmentSourceType.CODE.value),
-            trace_id=trace_id,
-            assessment_id=assessment_id,
-            span_id=span_id,
-            rationale=rationale,
-            metadata=metadata,
-            error=error,
-            create_time_ms=create_time_ms,
-            last_update_time_ms=last_update_time_ms,
-            overrides=overrides,
-            valid=valid,
-        )
+        source = source or AssessmentSource(AssessmentSourceType.CODE.value)
+        super().__init__(name=name, kind="feedback", value=value, error=error, source=source, **fields)
 
 
 class Expectation(Assessment):
     """MLflow's ``Expectation``: the expected output (ground truth); without a source,
-    HUMAN/"default"."""
+    HUMAN/"default". Other fields (``trace_id``, ``metadata``, ...) by keyword."""
 
-    def __init__(
-        self,
-        name: str,
-        value: Any,
-        source: AssessmentSource | None = None,
-        trace_id: str | None = None,
-        metadata: dict[str, str] | None = None,
-        span_id: str | None = None,
-        create_time_ms: int | None = None,
-        last_update_time_ms: int | None = None,
-        assessment_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            name=name,
-            kind="expectation",
-            value=value,
-            source=source or AssessmentSource(AssessmentSourceType.HUMAN.value),
-            trace_id=trace_id,
-            assessment_id=assessment_id,
-            span_id=span_id,
-            metadata=metadata,
-            create_time_ms=create_time_ms,
-            last_update_time_ms=last_update_time_ms,
-        )
+    def __init__(self, name: str, value: Any, source: AssessmentSource | None = None, **fields: Any) -> None:
+        source = source or AssessmentSource(AssessmentSourceType.HUMAN.value)
+        super().__init__(name=name, kind="expectation", value=value, source=source, **fields)
