@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from indexer.mapping import ENTRY_SEPARATOR, F, lower
 from search_api.dsl import (
@@ -34,6 +35,7 @@ from search_api.dsl import (
 )
 
 Query = dict[str, Any]
+T = TypeVar("T")
 
 # OpenSearch's index.max_regex_length default; a longer pattern is refused before it is sent.
 MAX_REGEX_LENGTH = 1000
@@ -274,33 +276,71 @@ def _nested(path: str, query: Query) -> Query:
     return {"nested": {"path": path, "query": query, "score_mode": "none"}}
 
 
-def _string_op(
-    field: str, op: Op, value: Any, position: int, *, nullable: bool, ci_field: str | None
-) -> Query:
-    """=, !=, LIKE, ILIKE, RLIKE, IN, NOT IN, IS [NOT] NULL on a keyword field. ``nullable``: a
-    missing value never matches (SQL three-valued logic), so negations require existence."""
-    if op is Op.EQ:
-        return _term(field, value)
-    if op is Op.IN:
-        return {"terms": {field: list(value)}}
-    if op is Op.LIKE:
-        return _wildcard(field, like_to_wildcard(value))
-    if op is Op.ILIKE:
-        if ci_field is not None:
-            return _wildcard(ci_field, like_to_wildcard(value.lower()))
-        return _wildcard(field, like_to_wildcard(value), case_insensitive=True)
-    if op is Op.RLIKE:
-        return _regexp(field, rlike_to_regexp(value, position))
-    if op is Op.IS_NULL:
-        return _must_not(_exists(field))
-    if op is Op.IS_NOT_NULL:
-        return _exists(field)
-    negated = _term(field, value) if op is Op.NE else {"terms": {field: list(value)}}
-    if op in (Op.NE, Op.NOT_IN):
+def _unsupported(op: Op, field: str, position: int) -> UnsupportedError:
+    return UnsupportedError(f"Comparator '{op.value}' is not supported for {field}", position)
+
+
+def _comparator(table: Mapping[Op, T], op: Op, field: str, position: int) -> T:
+    """``table``'s entry for ``op``: a comparator a table lacks has no query on that field."""
+    try:
+        return table[op]
+    except KeyError:
+        raise _unsupported(op, field, position) from None
+
+
+# ---------------------------------------------------------------- comparators on one field
+#
+# One table per kind of field, from comparator to the query it makes (sqlglot's TRANSFORMS).
+# Which comparators a field takes is the parser's to say; a table lacking one raises.
+
+
+@dataclass(frozen=True, slots=True)
+class _Keyword:
+    """A keyword field. ``nullable``: a trace may lack it, and a missing value never matches
+    (SQL's three-valued logic), so negations require existence. ``ci_field``: its lower-cased
+    sibling, for ILIKE."""
+
+    field: str
+    nullable: bool = False
+    ci_field: str | None = None
+
+
+_KeywordOp = Callable[[_Keyword, Any, int], Query]
+
+
+def _keyword_ilike(k: _Keyword, value: Any, position: int) -> Query:
+    if k.ci_field is not None:
+        return _wildcard(k.ci_field, like_to_wildcard(value.lower()))
+    return _wildcard(k.field, like_to_wildcard(value), case_insensitive=True)
+
+
+def _keyword_negation(positive: Op) -> _KeywordOp:
+    def negation(k: _Keyword, value: Any, position: int) -> Query:
+        negated = KEYWORD_OPS[positive](k, value, position)
         return (
-            {"bool": {"filter": [_exists(field)], "must_not": [negated]}} if nullable else _must_not(negated)
+            {"bool": {"filter": [_exists(k.field)], "must_not": [negated]}}
+            if k.nullable
+            else _must_not(negated)
         )
-    raise _unsupported(op, field, position)
+
+    return negation
+
+
+KEYWORD_OPS: dict[Op, _KeywordOp] = {
+    Op.EQ: lambda k, value, position: _term(k.field, value),
+    Op.IN: lambda k, value, position: {"terms": {k.field: list(value)}},
+    Op.LIKE: lambda k, value, position: _wildcard(k.field, like_to_wildcard(value)),
+    Op.ILIKE: _keyword_ilike,
+    Op.RLIKE: lambda k, value, position: _regexp(k.field, rlike_to_regexp(value, position)),
+    Op.IS_NULL: lambda k, value, position: _must_not(_exists(k.field)),
+    Op.IS_NOT_NULL: lambda k, value, position: _exists(k.field),
+    Op.NE: _keyword_negation(Op.EQ),
+    Op.NOT_IN: _keyword_negation(Op.IN),
+}
+
+
+def _keyword_op(k: _Keyword, c: Comparison) -> Query:
+    return _comparator(KEYWORD_OPS, c.op, k.field, c.position)(k, c.value, c.position)
 
 
 def _numeric(value: Any, position: int) -> int | float:
@@ -337,38 +377,50 @@ def _out_of_range(field: str, op: Op, number: int | float) -> Query | None:
     return _MATCH_NONE
 
 
+# Comparators without a value: the same on every field.
+NULL_OPS: dict[Op, Callable[[str], Query]] = {
+    Op.IS_NULL: lambda field: _must_not(_exists(field)),
+    Op.IS_NOT_NULL: _exists,
+}
+
+
+def _range(bound: str) -> Callable[[str, int | float], Query]:
+    return lambda field, number: {"range": {field: {bound: number}}}
+
+
+NUMERIC_OPS: dict[Op, Callable[[str, int | float], Query]] = {
+    Op.EQ: _term,
+    Op.NE: lambda field, number: {"bool": {"filter": [_exists(field)], "must_not": [_term(field, number)]}},
+    **{op: _range(bound) for op, bound in _RANGE_OPS.items()},
+}
+
+
 def _numeric_op(field: str, op: Op, value: Any, position: int) -> Query:
-    if op is Op.IS_NULL:
-        return _must_not(_exists(field))
-    if op is Op.IS_NOT_NULL:
-        return _exists(field)
+    if op in NULL_OPS:
+        return NULL_OPS[op](field)
+    build = _comparator(NUMERIC_OPS, op, field, position)
     number = _numeric(value, position)
     decided = _out_of_range(field, op, number)
-    if decided is not None:
-        return decided
-    if op is Op.EQ:
-        return _term(field, number)
-    if op is Op.NE:
-        return {"bool": {"filter": [_exists(field)], "must_not": [_term(field, number)]}}
-    if op in _RANGE_OPS:
-        return {"range": {field: {_RANGE_OPS[op]: number}}}
-    raise _unsupported(op, field, position)
+    return decided if decided is not None else build(field, number)
 
 
-def _unsupported(op: Op, field: str, position: int) -> UnsupportedError:
-    return UnsupportedError(f"Comparator '{op.value}' is not supported for {field}", position)
+def _keyword_field(k: _Keyword) -> Callable[[Comparison], Query]:
+    return lambda c: _keyword_op(k, c)
+
+
+def _numeric_field(field: str) -> Callable[[Comparison], Query]:
+    return lambda c: _numeric_op(field, c.op, c.value, c.position)
 
 
 # ---------------------------------------------------------------- fields
 
-_ATTRIBUTE_FIELDS: dict[str, tuple[str, bool, str | None]] = {
-    # name: (index field, nullable, case-insensitive sibling)
-    "request_id": (F.TRACE_ID, False, None),
-    "client_request_id": (F.CLIENT_REQUEST_ID, True, lower(F.CLIENT_REQUEST_ID)),
-    "status": (F.STATE, False, lower(F.STATE)),
-    "name": (F.NAME, True, lower(F.NAME)),
-    "run_id": (F.RUN_ID, True, lower(F.RUN_ID)),
-    "experiment_id": (F.EXPERIMENT_ID, False, None),
+_ATTRIBUTE_KEYWORDS = {
+    "request_id": _Keyword(F.TRACE_ID),
+    "client_request_id": _Keyword(F.CLIENT_REQUEST_ID, True, lower(F.CLIENT_REQUEST_ID)),
+    "status": _Keyword(F.STATE, False, lower(F.STATE)),
+    "name": _Keyword(F.NAME, True, lower(F.NAME)),
+    "run_id": _Keyword(F.RUN_ID, True, lower(F.RUN_ID)),
+    "experiment_id": _Keyword(F.EXPERIMENT_ID),
 }
 _NUMERIC_ATTRIBUTES = {
     "timestamp_ms": F.TIMESTAMP_MS,
@@ -380,15 +432,6 @@ _TOKEN_FIELDS = {
     "output_tokens": F.OUTPUT_TOKENS,
     "total_tokens": F.TOTAL_TOKENS,
 }
-
-
-def _attribute(c: Comparison, field: Attribute) -> Query:
-    if field.name in _NUMERIC_ATTRIBUTES:
-        return _numeric_op(_NUMERIC_ATTRIBUTES[field.name], c.op, c.value, c.position)
-    if field.name == "prompt":
-        return _prompt(c)
-    index_field, nullable, ci_field = _ATTRIBUTE_FIELDS[field.name]
-    return _string_op(index_field, c.op, c.value, c.position, nullable=nullable, ci_field=ci_field)
 
 
 def _prompt(c: Comparison) -> Query:
@@ -408,130 +451,220 @@ def _prompt(c: Comparison) -> Query:
     return _nested(F.TAGS, {"bool": {"filter": [linked], "should": matches, "minimum_should_match": 1}})
 
 
-def _entry(path: str, c: Comparison, key: str) -> Query:
-    """A tag or metadata comparison: MLflow's existence semantics (a trace without the key never
-    matches, ``!=`` included); ``IS NULL`` is the absence of the key."""
-    key_field = f"{path}.{F.ENTRY_KEY}"
-    value_field = f"{path}.{F.ENTRY_VALUE}"
-    has_key = _term(key_field, key)
-    if c.op is Op.IS_NULL:
-        return _must_not(_nested(path, has_key))
-    if c.op is Op.IS_NOT_NULL:
-        return _nested(path, has_key)
-    if c.op in (Op.NE, Op.NOT_IN):
-        positive = Op.EQ if c.op is Op.NE else Op.IN
-        value_query = _string_op(value_field, positive, c.value, c.position, nullable=False, ci_field=None)
+ATTRIBUTE_TRANSFORMS: dict[str, Callable[[Comparison], Query]] = {
+    **{name: _keyword_field(keyword) for name, keyword in _ATTRIBUTE_KEYWORDS.items()},
+    **{name: _numeric_field(field) for name, field in _NUMERIC_ATTRIBUTES.items()},
+    "prompt": _prompt,
+}
+
+
+def _attribute(c: Comparison) -> Query:
+    assert isinstance(c.field, Attribute)
+    transform = ATTRIBUTE_TRANSFORMS.get(c.field.name)
+    if transform is None:
+        raise UnsupportedError(f"Unsupported field {c.field!r}", c.position)
+    return transform(c)
+
+
+_EntryOp = Callable[[str, Query, Comparison], Query]
+
+
+def _entry_negation(positive: Op) -> _EntryOp:
+    def negation(path: str, has_key: Query, c: Comparison) -> Query:
+        value_query = KEYWORD_OPS[positive](_Keyword(f"{path}.{F.ENTRY_VALUE}"), c.value, c.position)
         return _nested(path, {"bool": {"filter": [has_key], "must_not": [value_query]}})
-    value_query = _string_op(
-        value_field, c.op, c.value, c.position, nullable=False, ci_field=lower(value_field)
+
+    return negation
+
+
+# A tag or metadata comparison has MLflow's existence semantics: a trace without the key never
+# matches, != included; IS NULL is the absence of the key. Other comparators are the value's.
+ENTRY_OPS: dict[Op, _EntryOp] = {
+    Op.IS_NULL: lambda path, has_key, c: _must_not(_nested(path, has_key)),
+    Op.IS_NOT_NULL: lambda path, has_key, c: _nested(path, has_key),
+    Op.NE: _entry_negation(Op.EQ),
+    Op.NOT_IN: _entry_negation(Op.IN),
+}
+
+
+def _entry(path: str, c: Comparison) -> Query:
+    assert isinstance(c.field, Tag | Metadata)
+    has_key = _term(f"{path}.{F.ENTRY_KEY}", c.field.key)
+    special = ENTRY_OPS.get(c.op)
+    if special is not None:
+        return special(path, has_key, c)
+    value_field = f"{path}.{F.ENTRY_VALUE}"
+    return _nested(path, _all(has_key, _keyword_op(_Keyword(value_field, ci_field=lower(value_field)), c)))
+
+
+SPAN_CONTENT_OPS: dict[Op, Callable[[Any], Query]] = {
+    Op.LIKE: lambda value: _wildcard(F.SPAN_CONTENT, like_to_wildcard(value)),
+    Op.ILIKE: lambda value: _wildcard(F.SPAN_CONTENT, like_to_wildcard(value), case_insensitive=True),
+}
+
+
+def _span_content(c: Comparison) -> Query:
+    return _comparator(SPAN_CONTENT_OPS, c.op, "span.content", c.position)(c.value)
+
+
+# Inside one span, name, type and status always exist, so != is simply "not equal" (MLflow: some
+# span whose name is not X).
+SPAN_FIELD_TRANSFORMS: dict[str, Callable[[Comparison], Query]] = {
+    "name": _keyword_field(_Keyword(F.SPAN_NAME, ci_field=lower(F.SPAN_NAME))),
+    "type": _keyword_field(_Keyword(F.SPAN_TYPE, ci_field=lower(F.SPAN_TYPE))),
+    "status": _keyword_field(_Keyword(F.SPAN_STATUS, ci_field=lower(F.SPAN_STATUS))),
+    "duration_ms": _numeric_field(F.SPAN_DURATION_MS),
+    "content": _span_content,
+}
+
+
+def _span_field(c: Comparison) -> Query:
+    assert isinstance(c.field, SpanField)
+    return SPAN_FIELD_TRANSFORMS[c.field.name](c)
+
+
+# ``span.attributes.<k>`` on the span's ``key<US>value`` entries, with the value decoded from its
+# JSON string: ``= 'gpt-4'`` matches the attribute ``"gpt-4"`` (MLflow never matches; see
+# COMPATIBILITY).
+_SpanAttributeOp = Callable[[str, Any, int], Query]
+
+
+def _has_attribute(key: str) -> Query:
+    return {"prefix": {F.SPAN_ATTRIBUTES: key + ENTRY_SEPARATOR}}
+
+
+def _attribute_terms(key: str, values: Any) -> Query:
+    return {"terms": {F.SPAN_ATTRIBUTES: [key + ENTRY_SEPARATOR + v for v in values]}}
+
+
+def _attribute_like(case_insensitive: bool) -> _SpanAttributeOp:
+    return lambda key, value, position: _wildcard(
+        F.SPAN_ATTRIBUTES, escape_wildcard(key + ENTRY_SEPARATOR) + like_to_wildcard(value), case_insensitive
     )
-    return _nested(path, _all(has_key, value_query))
+
+
+def _attribute_rlike(key: str, value: Any, position: int) -> Query:
+    regexp = rlike_to_regexp(value, position)
+    literal_key = "".join(_lucene_literal(char) for char in key) + ENTRY_SEPARATOR
+    # OpenSearch 2.x wildcard fields find nothing for a regexp whose language is one string
+    # written with groups, classes or escapes (it looks the pattern's text up as that string).
+    # A second alternative no entry can equal (a bare separator: attribute keys are never
+    # empty) keeps the language larger than one string.
+    return _regexp(F.SPAN_ATTRIBUTES, f"{literal_key}({regexp})|{ENTRY_SEPARATOR}")
+
+
+SPAN_ATTRIBUTE_OPS: dict[Op, _SpanAttributeOp] = {
+    Op.EQ: lambda key, value, position: _term(F.SPAN_ATTRIBUTES, key + ENTRY_SEPARATOR + value),
+    Op.IN: lambda key, values, position: _attribute_terms(key, values),
+    Op.NE: lambda key, value, position: {
+        "bool": {
+            "filter": [_has_attribute(key)],
+            "must_not": [_term(F.SPAN_ATTRIBUTES, key + ENTRY_SEPARATOR + value)],
+        }
+    },
+    Op.NOT_IN: lambda key, values, position: {
+        "bool": {"filter": [_has_attribute(key)], "must_not": [_attribute_terms(key, values)]}
+    },
+    Op.LIKE: _attribute_like(case_insensitive=False),
+    Op.ILIKE: _attribute_like(case_insensitive=True),
+    Op.RLIKE: _attribute_rlike,
+    Op.IS_NOT_NULL: lambda key, value, position: _has_attribute(key),
+}
+
+
+def _span_attribute(c: Comparison) -> Query:
+    assert isinstance(c.field, SpanAttribute)
+    key = c.field.key
+    return _comparator(SPAN_ATTRIBUTE_OPS, c.op, f"span.attributes.{key}", c.position)(
+        key, c.value, c.position
+    )
+
+
+# One span comparison, evaluated inside the spans' nested documents.
+SPAN_TRANSFORMS: dict[type, Callable[[Comparison], Query]] = {
+    SpanField: _span_field,
+    SpanAttribute: _span_attribute,
+}
 
 
 def _span_clause(c: Comparison) -> Query:
-    """One span comparison, evaluated inside the spans' nested documents."""
-    field = c.field
-    if isinstance(field, SpanAttribute):
-        return _span_attribute(c, field.key)
-    assert isinstance(field, SpanField)
-    if field.name == "duration_ms":
-        return _numeric_op(F.SPAN_DURATION_MS, c.op, c.value, c.position)
-    if field.name == "content":
-        if c.op is Op.LIKE:
-            return _wildcard(F.SPAN_CONTENT, like_to_wildcard(c.value))
-        if c.op is Op.ILIKE:
-            return _wildcard(F.SPAN_CONTENT, like_to_wildcard(c.value), case_insensitive=True)
-        raise _unsupported(c.op, "span.content", c.position)
-    index_field = {"name": F.SPAN_NAME, "type": F.SPAN_TYPE, "status": F.SPAN_STATUS}[field.name]
-    # Inside one span these always exist, so != is simply "not equal" (MLflow: some span whose
-    # name is not X).
-    return _string_op(index_field, c.op, c.value, c.position, nullable=False, ci_field=lower(index_field))
+    return SPAN_TRANSFORMS[type(c.field)](c)
 
 
-def _span_attribute(c: Comparison, key: str) -> Query:
-    """``span.attributes.<k>`` on the span's ``key<US>value`` entries, with the value decoded
-    from its JSON string: ``= 'gpt-4'`` matches the attribute ``"gpt-4"`` (MLflow never matches;
-    see COMPATIBILITY)."""
-    field = F.SPAN_ATTRIBUTES
-    prefix = key + ENTRY_SEPARATOR
-    has_key = {"prefix": {field: prefix}}
-    if c.op is Op.EQ:
-        return _term(field, prefix + c.value)
-    if c.op is Op.IN:
-        return {"terms": {field: [prefix + v for v in c.value]}}
-    if c.op is Op.NE:
-        return {"bool": {"filter": [has_key], "must_not": [_term(field, prefix + c.value)]}}
-    if c.op is Op.NOT_IN:
-        return {
-            "bool": {"filter": [has_key], "must_not": [{"terms": {field: [prefix + v for v in c.value]}}]}
-        }
-    if c.op in (Op.LIKE, Op.ILIKE):
-        return _wildcard(field, escape_wildcard(prefix) + like_to_wildcard(c.value), c.op is Op.ILIKE)
-    if c.op is Op.RLIKE:
-        regexp = rlike_to_regexp(c.value, c.position)
-        literal_key = "".join(_lucene_literal(char) for char in key) + ENTRY_SEPARATOR
-        # OpenSearch 2.x wildcard fields find nothing for a regexp whose language is one string
-        # written with groups, classes or escapes (it looks the pattern's text up as that string).
-        # A second alternative no entry can equal (a bare separator: attribute keys are never
-        # empty) keeps the language larger than one string.
-        return _regexp(field, f"{literal_key}({regexp})|{ENTRY_SEPARATOR}")
-    if c.op is Op.IS_NOT_NULL:
-        return has_key
-    raise _unsupported(c.op, f"span.attributes.{key}", c.position)
+# Valid assessments of a kind and name (overridden ones are invalid); values compare as MLflow
+# compares them: the JSON text, or for = and != also json.dumps of the literal.
+_AssessmentOp = Callable[[list[Query], Comparison], Query]
 
 
-def _assessment(c: Comparison, kind: str, name: str) -> Query:
-    """Valid assessments of that kind and name (overridden ones are invalid); values compare as
-    MLflow compares them: the JSON text, or for ``=`` also ``json.dumps`` of the literal."""
-    select = [
-        _term(F.ASSESSMENT_KIND, kind),
-        _term(F.ASSESSMENT_NAME, name),
-        _term(F.ASSESSMENT_VALID, True),
-    ]
-    if c.op is Op.IS_NULL:
-        return _must_not(_nested(F.ASSESSMENTS, _all(*select)))
-    if c.op is Op.IS_NOT_NULL:
-        return _nested(F.ASSESSMENTS, _all(*select))
-    value_field = F.ASSESSMENT_VALUE
-    if c.op in _RANGE_OPS:
-        condition = _numeric_op(F.ASSESSMENT_NUMERIC_VALUE, c.op, c.value, c.position)
-    elif c.op in (Op.EQ, Op.NE):
-        # MLflow stores json.dumps(value) (non-ASCII escaped) and compares with the literal and its
-        # json.dumps; values logged by our SDK keep non-ASCII text as is, so that spelling too.
-        spellings = sorted({c.value, json.dumps(c.value), json.dumps(c.value, ensure_ascii=False)})
-        condition = {"terms": {value_field: spellings}}
-        if c.op is Op.NE:
-            return _nested(F.ASSESSMENTS, {"bool": {"filter": select, "must_not": [condition]}})
-    else:
-        condition = _string_op(
-            value_field, c.op, c.value, c.position, nullable=False, ci_field=lower(value_field)
-        )
+def _assessment_values(value: Any) -> Query:
+    # MLflow stores json.dumps(value) (non-ASCII escaped) and compares with the literal and its
+    # json.dumps; values logged by our SDK keep non-ASCII text as is, so that spelling too.
+    spellings = sorted({value, json.dumps(value), json.dumps(value, ensure_ascii=False)})
+    return {"terms": {F.ASSESSMENT_VALUE: spellings}}
+
+
+def _assessment_numeric(select: list[Query], c: Comparison) -> Query:
+    condition = _numeric_op(F.ASSESSMENT_NUMERIC_VALUE, c.op, c.value, c.position)
     return _nested(F.ASSESSMENTS, _all(*select, condition))
 
 
+ASSESSMENT_OPS: dict[Op, _AssessmentOp] = {
+    Op.IS_NULL: lambda select, c: _must_not(_nested(F.ASSESSMENTS, _all(*select))),
+    Op.IS_NOT_NULL: lambda select, c: _nested(F.ASSESSMENTS, _all(*select)),
+    Op.EQ: lambda select, c: _nested(F.ASSESSMENTS, _all(*select, _assessment_values(c.value))),
+    Op.NE: lambda select, c: _nested(
+        F.ASSESSMENTS, {"bool": {"filter": select, "must_not": [_assessment_values(c.value)]}}
+    ),
+    **dict.fromkeys(_RANGE_OPS, _assessment_numeric),
+}
+_ASSESSMENT_VALUE = _Keyword(F.ASSESSMENT_VALUE, ci_field=lower(F.ASSESSMENT_VALUE))
+
+
+def _assessment(c: Comparison) -> Query:
+    assert isinstance(c.field, Assessment)
+    select = [
+        _term(F.ASSESSMENT_KIND, c.field.kind),
+        _term(F.ASSESSMENT_NAME, c.field.name),
+        _term(F.ASSESSMENT_VALID, True),
+    ]
+    special = ASSESSMENT_OPS.get(c.op)
+    if special is not None:
+        return special(select, c)
+    return _nested(F.ASSESSMENTS, _all(*select, _keyword_op(_ASSESSMENT_VALUE, c)))
+
+
+def _issue(c: Comparison) -> Query:
+    return _nested(F.ASSESSMENTS, _all(_term(F.ASSESSMENT_KIND, "issue"), _term(F.ASSESSMENT_NAME, c.value)))
+
+
+def _token_usage(c: Comparison) -> Query:
+    assert isinstance(c.field, TokenUsage)
+    return _numeric_op(_TOKEN_FIELDS[c.field.key], c.op, c.value, c.position)
+
+
+# ---------------------------------------------------------------- nodes
+
+FIELD_TRANSFORMS: dict[type, Callable[[Comparison], Query]] = {
+    Attribute: _attribute,
+    Tag: lambda c: _entry(F.TAGS, c),
+    Metadata: lambda c: _entry(F.METADATA, c),
+    SpanField: lambda c: _nested(F.SPANS, _span_clause(c)),
+    SpanAttribute: lambda c: _nested(F.SPANS, _span_clause(c)),
+    Assessment: _assessment,
+    Issue: _issue,
+    TokenUsage: _token_usage,
+}
+
+
 def _comparison(c: Comparison) -> Query:
-    field = c.field
-    if isinstance(field, Attribute):
-        return _attribute(c, field)
-    if isinstance(field, Tag):
-        return _entry(F.TAGS, c, field.key)
-    if isinstance(field, Metadata):
-        return _entry(F.METADATA, c, field.key)
-    if isinstance(field, SpanField | SpanAttribute):
-        return _nested(F.SPANS, _span_clause(c))
-    if isinstance(field, Assessment):
-        return _assessment(c, field.kind, field.name)
-    if isinstance(field, Issue):
-        return _nested(
-            F.ASSESSMENTS, _all(_term(F.ASSESSMENT_KIND, "issue"), _term(F.ASSESSMENT_NAME, c.value))
-        )
-    if isinstance(field, TokenUsage):
-        return _numeric_op(_TOKEN_FIELDS[field.key], c.op, c.value, c.position)
-    raise UnsupportedError(f"Unsupported field {field!r}", c.position)
+    transform = FIELD_TRANSFORMS.get(type(c.field))
+    if transform is None:
+        raise UnsupportedError(f"Unsupported field {c.field!r}", c.position)
+    return transform(c)
 
 
 def _is_span(node: Node) -> bool:
-    return isinstance(node, Comparison) and isinstance(node.field, SpanField | SpanAttribute)
+    return isinstance(node, Comparison) and type(node.field) in SPAN_TRANSFORMS
 
 
 def _and(node: And) -> Query:
@@ -543,11 +676,20 @@ def _and(node: And) -> Query:
     return _all(*others)
 
 
-_GENERATORS: dict[type, Callable[[Any], Query]] = {
+def _or(node: Or) -> Query:
+    return {"bool": {"should": [to_query(item) for item in node.items], "minimum_should_match": 1}}
+
+
+def _not(node: Not) -> Query:
+    return _must_not(to_query(node.item))
+
+
+# From AST node type to its query (sqlglot's Generator.TRANSFORMS).
+TRANSFORMS: dict[type, Callable[[Any], Query]] = {
     Comparison: _comparison,
     And: _and,
-    Or: lambda node: {"bool": {"should": [to_query(i) for i in node.items], "minimum_should_match": 1}},
-    Not: lambda node: _must_not(to_query(node.item)),
+    Or: _or,
+    Not: _not,
 }
 
 
@@ -555,7 +697,10 @@ def to_query(node: Node | None) -> Query:
     """The OpenSearch query for a parsed filter (``None``: every trace)."""
     if node is None:
         return {"match_all": {}}
-    return _GENERATORS[type(node)](node)
+    transform = TRANSFORMS.get(type(node))
+    if transform is None:
+        raise UnsupportedError(f"Unsupported filter node {type(node).__name__}")
+    return transform(node)
 
 
 def experiments_query(experiment_ids: list[str]) -> Query:
@@ -564,6 +709,8 @@ def experiments_query(experiment_ids: list[str]) -> Query:
 
 
 # ---------------------------------------------------------------- order_by
+#
+# NULLs last in both directions, as MLflow orders them.
 
 _SORT_FIELDS = {
     "timestamp_ms": F.TIMESTAMP_MS,
@@ -576,34 +723,46 @@ _SORT_FIELDS = {
 }
 
 
-def _sort_clauses(order: OrderBy) -> list[Query]:
-    direction = "asc" if order.ascending else "desc"
-    field = order.field
-    # NULLs last in both directions, as MLflow orders them.
-    if isinstance(field, Attribute):
-        if field.name == "request_id":
-            # Indices made before these fields existed sort their traces as if the field were
-            # missing (unmapped_type), instead of failing the search.
-            return [
-                {key: {"order": direction, "missing": "_last", "unmapped_type": "long"}}
-                for key in (F.TRACE_ORDER_HIGH, F.TRACE_ORDER_LOW)
-            ]
-        return [{_SORT_FIELDS[field.name]: {"order": direction, "missing": "_last"}}]
-    if isinstance(field, TokenUsage):
-        return [{_TOKEN_FIELDS[field.key]: {"order": direction, "missing": "_last"}}]
-    if isinstance(field, Tag | Metadata):
-        path = F.TAGS if isinstance(field, Tag) else F.METADATA
+def _sort_attribute(field: Attribute, direction: str) -> list[Query]:
+    if field.name == "request_id":
+        # Indices made before these fields existed sort their traces as if the field were
+        # missing (unmapped_type), instead of failing the search.
         return [
-            {
-                f"{path}.{F.ENTRY_VALUE}": {
-                    "order": direction,
-                    "missing": "_last",
-                    "mode": "min",
-                    "nested": {"path": path, "filter": _term(f"{path}.{F.ENTRY_KEY}", field.key)},
-                }
-            }
+            {key: {"order": direction, "missing": "_last", "unmapped_type": "long"}}
+            for key in (F.TRACE_ORDER_HIGH, F.TRACE_ORDER_LOW)
         ]
-    raise UnsupportedError(f"Cannot order by {field!r}")
+    return [{_SORT_FIELDS[field.name]: {"order": direction, "missing": "_last"}}]
+
+
+def _sort_entry(path: str, field: Tag | Metadata, direction: str) -> list[Query]:
+    return [
+        {
+            f"{path}.{F.ENTRY_VALUE}": {
+                "order": direction,
+                "missing": "_last",
+                "mode": "min",
+                "nested": {"path": path, "filter": _term(f"{path}.{F.ENTRY_KEY}", field.key)},
+            }
+        }
+    ]
+
+
+# From the ordered field's type to its sort clauses.
+SORT_TRANSFORMS: dict[type, Callable[[Any, str], list[Query]]] = {
+    Attribute: _sort_attribute,
+    TokenUsage: lambda field, direction: [
+        {_TOKEN_FIELDS[field.key]: {"order": direction, "missing": "_last"}}
+    ],
+    Tag: lambda field, direction: _sort_entry(F.TAGS, field, direction),
+    Metadata: lambda field, direction: _sort_entry(F.METADATA, field, direction),
+}
+
+
+def _sort_clauses(order: OrderBy) -> list[Query]:
+    transform = SORT_TRANSFORMS.get(type(order.field))
+    if transform is None:
+        raise UnsupportedError(f"Cannot order by {order.field!r}")
+    return transform(order.field, "asc" if order.ascending else "desc")
 
 
 def to_sort(order_by: list[OrderBy]) -> list[Query]:
