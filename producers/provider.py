@@ -6,6 +6,7 @@ Created on first use from the settings (``TRACESTREAM_*``), or explicitly with
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import logging
 import os
@@ -222,11 +223,18 @@ def _register_multiprocessing_exit_flush(_: TracerProvider) -> None:
 
 
 def _flush_then_terminate(signum: int, frame: object) -> None:
-    # Installed only where SIGTERM had its default action: after a bounded flush, take it.
+    # Installed only where SIGTERM had its default action. A handler runs between two bytecodes
+    # of the main thread, which may hold a lock the flush needs (the processor's, logging's):
+    # flush on a thread of its own (a bare one: starting a threading.Thread takes locks too),
+    # then take the default action. A second SIGTERM meanwhile terminates at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _thread.start_new_thread(_flush_and_terminate, ())
+
+
+def _flush_and_terminate() -> None:
     try:
-        flush(2.0)
+        flush()  # bounded by TRACESTREAM_SDK__FLUSH_TIMEOUT_S, as at exit
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
 

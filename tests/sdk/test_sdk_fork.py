@@ -173,3 +173,38 @@ def test_pool_workers_of_a_parent_that_never_traced_send_their_traces(
 
     assert parent["emitted"] == 0, "the parent made no trace of its own"
     assert set(traces_in(topic, kafka_settings, expected=6)) == set(parent["traces"])
+
+
+def test_sigterm_while_the_child_holds_the_processors_lock_still_flushes_and_terminates(
+    kafka_settings: Settings, unique_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """The handler runs between two bytecodes of the main thread, here one inside the processor's
+    wake-up lock (as when a Pool ends a worker that is flushing at its exit)."""
+    topic = unique_topic()
+    reports, _ = run_program(
+        """
+        import signal
+        from producers import provider
+        answer("warm up")
+        child = os.fork()
+        if child == 0:
+            trace_id = answer("in the child")["trace_id"]
+            report(who="child", trace_id=trace_id)
+            with provider._provider.processor._wake._cond:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)
+            time.sleep(30)  # the flush ends the process long before this
+            os._exit(0)
+        started = time.monotonic()
+        _, status = os.waitpid(child, 0)
+        report(who="parent", signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+               waited_s=time.monotonic() - started)
+        """,
+        topic,
+        tmp_path,
+    )
+    child, parent = reports
+
+    assert parent["signal"] == 15, "the child ended by its SIGTERM, after the flush"
+    assert parent["waited_s"] < 10
+    assert child["trace_id"] in traces_in(topic, kafka_settings, expected=2)
