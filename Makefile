@@ -21,14 +21,16 @@ run: $(VENV)/.installed
 	infra/up
 	$(BIN)/tracestream run
 
-## test: install, lint, start the stack, run the whole suite, stop the stack (also when tests fail)
+## test: install, lint (ruff, the layer contracts), start the stack, run the whole suite, stop the stack (also when tests fail)
 test: $(VENV)/.installed .venv-mlflow/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	infra/with-stack bash -c '$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc'
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # MLflow, the SDK benchmark's baseline, lives in its own environment: it is not a dependency.
 # The drop-in tests also run an OpenTelemetry SDK exporting OTLP/HTTP there.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from indexer import opensearch_client
+from indexer.store import opensearch_client
 from search_api.auth import API_KEY_HEADER, api_key_dependencies
 from search_api.errors import ERROR_RESPONSES, install_error_handlers
 from search_api.limits import RequestBodyLimit

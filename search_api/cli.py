@@ -19,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from search_api.client import TraceClient, TraceSearchError
+from search_api.console import output_console
 from search_api.entities import Trace
-from tracestream.console import output_console
 
 traces_app = typer.Typer(help="Search, read and export traces through the search API.")
 

@@ -20,8 +20,10 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportError
 
-from indexer import IndexNames, get_trace, hit_fetch, trace_from_hit
+from indexer.document import hit_fetch, trace_from_hit
+from indexer.mapping import IndexNames
 from indexer.query import experiments_query, to_query, to_sort
+from indexer.store import get_trace
 from schemas import is_trace_id
 from search_api.dsl import FilterError, parse_filter, parse_order_by, with_default_order
 from tracestream.settings import Settings

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from search_api.cli import traces_app
+from search_api.console import output_console
 from tracestream.admin import TopicReport, ensure_topics
-from tracestream.console import output_console
 from tracestream.errors import DEBUG_KEY, ErrorReportingGroup
 from tracestream.health import ServerHealth, check_all
 from tracestream.settings import get_settings
