@@ -2,7 +2,7 @@
 
 Lives next to ``indexer.mapping``: every field path comes from there, so the generator and the
 mapping change together. Semantics follow MLflow's SQL store (``../shared`` notes, §1), with the
-deviations listed in the README's COMPATIBILITY section.
+deviations listed in docs/searching.md (compatibility with MLflow search).
 """
 
 from __future__ import annotations
