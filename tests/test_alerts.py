@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from commands import run_tracestream
 from confluent_kafka import Producer
 from rich.console import Console
 from waiting import wait_until
@@ -21,8 +20,6 @@ import schemas
 from stream.alerts import AlertTail
 from tracestream.main_job import MainJob
 from tracestream.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _alert(n: int) -> dict[str, Any]:
@@ -124,15 +121,7 @@ def test_alerts_tail_with_kafka_down_exits_1_with_one_message_and_no_client_log_
     }
 
     # Before the fix it never gave up: the timeout here only bounds a regression.
-    tail = subprocess.run(
-        [sys.executable, "-m", "tracestream", "alerts", "tail", "--max", "1"],
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    tail = run_tracestream("alerts", "tail", "--max", "1", env=env, timeout_s=90)
 
     assert tail.returncode == 1
     assert tail.stdout == ""
@@ -148,15 +137,7 @@ def test_alerts_tail_with_kafka_down_and_a_timeout_is_an_error_too() -> None:
         "TRACESTREAM_KAFKA__REQUEST_TIMEOUT_S": "2",
     }
 
-    tail = subprocess.run(
-        [sys.executable, "-m", "tracestream", "alerts", "tail", "--timeout", "5"],
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    tail = run_tracestream("alerts", "tail", "--timeout", "5", env=env, timeout_s=90)
 
     assert tail.returncode == 1, tail.stderr
     assert "unreachable" in tail.stderr

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from commands import run_tracestream
 from opensearchpy import OpenSearch
 from typer.testing import CliRunner
 
@@ -54,13 +54,7 @@ NOBODY = "127.0.0.1:1"  # nothing listens on port 1 of the loopback address
 def _tracestream(*args: str, timeout_s: float = 60.0, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TRACESTREAM_")}
     environment.update({"COLUMNS": "200", **env})
-    return subprocess.run(
-        [sys.executable, "-m", "tracestream", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
+    return run_tracestream(*args, env=environment, timeout_s=timeout_s)
 
 
 @pytest.mark.parametrize(

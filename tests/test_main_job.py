@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from commands import run_tracestream
 from opensearchpy import OpenSearch
 from rich.console import Console
 
@@ -127,15 +128,7 @@ def test_run_with_the_api_port_taken_fails_at_once_naming_the_setting(run_env: d
         env = {**run_env, "TRACESTREAM_API__PORT": str(other_api.getsockname()[1])}
 
         # Before the fix the job ran its whole --duration and then said nothing about the port.
-        job = subprocess.run(
-            [sys.executable, "-m", "tracestream", "run", "--agents", "0", "--duration", "30"],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        job = run_tracestream("run", "--agents", "0", "--duration", "30", env=env, timeout_s=120)
 
     assert job.returncode == 1
     assert "in use" in job.stderr and "TRACESTREAM_API__PORT" in job.stderr, job.stderr

@@ -6,18 +6,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
+from commands import run_tracestream
 from opensearchpy import OpenSearch
 from typer.testing import CliRunner
 
 from schemas.records import CompletedTrace
 from search_api.cli import ORDER_BY_OPTION
 from searching.support import (
-    ROOT,
     ApiProcess,
     drop,
     private_settings,
@@ -68,15 +66,7 @@ def test_a_piped_search_table_keeps_the_duration_and_preview_columns(
 ) -> None:
     # As `tracestream traces search | cat` from a script: no terminal anywhere, no COLUMNS.
     env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
-    piped = subprocess.run(
-        [sys.executable, "-m", "tracestream", "traces", "search", "--url", api.base_url, "--max-results=3"],
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    piped = run_tracestream("traces", "search", "--url", api.base_url, "--max-results=3", env=env)
 
     assert piped.returncode == 0, piped.stderr
     header = next(line for line in piped.stdout.splitlines() if "trace_id" in line)
