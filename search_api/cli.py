@@ -57,6 +57,9 @@ def _order_by(values: list[str] | None) -> list[str] | None:
 def _fail(error: TraceSearchError) -> typer.Exit:
     where = f" (at character {error.position})" if error.position is not None else ""
     err_console.print(f"[red]{escape(error.error_code)}[/red]: {escape(error.message)}{where}")
+    if error.highlight:
+        # The filter and the caret line under it, unwrapped so the caret stays in its column.
+        err_console.print(escape(error.highlight), soft_wrap=True, highlight=False)
     # A --url or --trace-id the client refuses is a usage error: 2, as click's own.
     return typer.Exit(2 if error.is_usage_error else 1)
 

@@ -56,7 +56,7 @@ class TraceSearchError(Exception):
     (``error_code`` TEMPORARILY_UNAVAILABLE, ``status_code`` None).
 
     ``position`` is the character offset in the filter string of the token a filter error is
-    about, when the server knows it."""
+    about, when the server knows it; ``highlight`` the filter with a caret line under it."""
 
     def __init__(
         self,
@@ -64,12 +64,14 @@ class TraceSearchError(Exception):
         error_code: str = INTERNAL_ERROR,
         status_code: int | None = None,
         position: int | None = None,
+        highlight: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.error_code = error_code
         self.status_code = status_code
         self.position = position
+        self.highlight = highlight
 
     def __str__(self) -> str:
         where = f" (at position {self.position})" if self.position is not None else ""
@@ -150,12 +152,13 @@ def _error_from_response(response: httpx.Response) -> TraceSearchError:
     except (ValueError, httpx.HTTPError):
         body = None
     if isinstance(body, dict) and isinstance(body.get("error_code"), str):
-        position = body.get("position")
+        position, highlight = body.get("position"), body.get("highlight")
         return TraceSearchError(
             str(body.get("message") or response.reason_phrase),
             body["error_code"],
             response.status_code,
             position if isinstance(position, int) else None,
+            highlight if isinstance(highlight, str) else None,
         )
     code = _CODE_BY_STATUS.get(response.status_code, INTERNAL_ERROR)
     text = response.text.strip()[:500] if body is None else json.dumps(body)[:500]

@@ -219,6 +219,16 @@ def test_cli_reports_an_invalid_filter_and_exits_1(api: ApiProcess, traces: list
     assert out == ""
 
 
+def test_cli_shows_where_in_the_filter_the_error_is(api: ApiProcess, traces: list[CompletedTrace]) -> None:
+    code, _, err = _cli("traces", "search", "--url", api.base_url, "--filter-string", "tags.env == 'prod'")
+
+    assert code == 1
+    lines = err.splitlines()
+    filter_line = lines.index("tags.env == 'prod'")
+    caret = lines[filter_line + 1]
+    assert caret.strip().startswith("^") and caret.index("^") == "tags.env == 'prod'".index("==")
+
+
 def test_cli_get_prints_mlflow_trace_json(api: ApiProcess, traces: list[CompletedTrace]) -> None:
     wanted = traces[0]
 
