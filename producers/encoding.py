@@ -6,10 +6,6 @@ import dataclasses
 import json
 from typing import Any
 
-# Moved to the contract layer (one writer of the events topic); kept importable from here.
-from schemas.event_writer import encode_event as encode_event
-from schemas.event_writer import without_surrogates as without_surrogates
-
 TRUNCATION_MARKER = "...[truncated by tracestream: {dropped} of {total} characters]"
 
 

@@ -16,7 +16,6 @@ from confluent_kafka import KafkaError, Message, Producer
 import schemas
 from producers.processor import Event, RateLimitedWarning, SdkStats
 from schemas.event_writer import MAX_RECORD_BYTES, encode_events
-from schemas.event_writer import group_by_trace as group_by_trace
 from tracestream.settings import Settings
 
 logger = logging.getLogger("producers")

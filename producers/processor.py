@@ -177,7 +177,6 @@ class BatchEventProcessor:
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self._flush_requested = threading.Event()
         self._worker = threading.Thread(target=self._run, name="tracestream-exporter", daemon=True)
         self._worker.start()
 

@@ -22,7 +22,7 @@ from schemas import (
     TraceTagKey,
     new_span_id,
 )
-from schemas.entities import SpanAttributes, SpanEvent, SpanStatus, SpanStatusCode
+from schemas.entities import SpanEvent, SpanStatus, SpanStatusCode
 from schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
 from schemas.records import SpanEnded, TraceEnded, TraceLocation
 
@@ -183,7 +183,7 @@ class TraceState:
         return record
 
 
-class LiveSpan(SpanAttributes):
+class LiveSpan:
     """A running span, with MLflow's LiveSpan methods."""
 
     __slots__ = (
@@ -258,6 +258,14 @@ class LiveSpan(SpanAttributes):
     @property
     def events(self) -> list[SpanEvent]:
         return list(self._events or ())
+
+    @property
+    def inputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.INPUTS)
+
+    @property
+    def outputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.OUTPUTS)
 
     def get_attribute(self, key: str) -> Any:
         try:

@@ -8,8 +8,8 @@ import threading
 from typing import Any
 
 import schemas
-from producers.encoding import encode_event
 from producers.processor import Event, SdkStats
+from schemas.event_writer import encode_event
 
 
 class InMemoryEventExporter:

@@ -19,7 +19,6 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from schemas.mlflow_format import parse_proto_timestamp, proto_timestamp
-from schemas.mlflow_keys import SpanAttributeKey
 
 # ---------------------------------------------------------------- enums
 
@@ -63,24 +62,6 @@ class AssessmentSourceType(StrEnum):
 
 
 # ---------------------------------------------------------------- spans
-
-
-class SpanAttributes:
-    """What MLflow's spans, running (the SDK's ``LiveSpan``) or read back (the client's ``Span``),
-    derive from their attributes; each class keeps its attributes its own way."""
-
-    __slots__ = ()
-
-    def get_attribute(self, key: str) -> Any:
-        raise NotImplementedError
-
-    @property
-    def inputs(self) -> Any:
-        return self.get_attribute(SpanAttributeKey.INPUTS)
-
-    @property
-    def outputs(self) -> Any:
-        return self.get_attribute(SpanAttributeKey.OUTPUTS)
 
 
 @dataclass

@@ -19,7 +19,6 @@ from typing import Any, Literal
 from schemas.entities import Assessment as Assessment
 from schemas.entities import AssessmentError as AssessmentError
 from schemas.entities import AssessmentSource as AssessmentSource
-from schemas.entities import SpanAttributes
 from schemas.entities import SpanEvent as SpanEvent
 from schemas.entities import SpanStatus as SpanStatus
 from schemas.entities import SpanStatusCode as SpanStatusCode
@@ -79,7 +78,7 @@ def _b64(hex_id: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_id)).decode()
 
 
-class Span(SpanAttributes):
+class Span:
     """A finished span, read-only. Attribute values are kept as the JSON strings MLflow stores and
     decoded on access, as MLflow's Span does."""
 
@@ -193,6 +192,14 @@ class Span(SpanAttributes):
     @property
     def span_type(self) -> str | None:
         return self.get_attribute(SpanAttributeKey.SPAN_TYPE)
+
+    @property
+    def inputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.INPUTS)
+
+    @property
+    def outputs(self) -> Any:
+        return self.get_attribute(SpanAttributeKey.OUTPUTS)
 
     @property
     def attributes(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from mode.utils.times import want_seconds
 
 import schemas
 from schemas import SPAN_ENDED, TRACE_ENDED, DecodeError, events_of
+from schemas.event_writer import MAX_RECORD_BYTES
 from stream.derive import assemble, failed_spans
 from stream.stall import stall_report
 from stream.state import (
@@ -48,7 +49,7 @@ from stream.state import (
     on_idle,
 )
 from stream.transport import App
-from tracestream.admin import MAX_MESSAGE_BYTES, TopicSpec, ensure_topics
+from tracestream.admin import TopicSpec, ensure_topics
 from tracestream.settings import Settings
 
 logger = logging.getLogger("stream")
@@ -253,7 +254,7 @@ class TraceAssembler:
             producer_linger=0.005,
             producer_max_batch_size=512 * 1024,
             # Faust's default (1 MB) would refuse any trace above it; the topics accept 8 MiB.
-            producer_max_request_size=MAX_MESSAGE_BYTES,
+            producer_max_request_size=MAX_RECORD_BYTES,
             web_enabled=False,
             table_standby_replicas=0,
         )
@@ -487,7 +488,7 @@ class TraceAssembler:
         value = self.completed_codec.encode(trace)
         # A trace too large for the completed topic is still finalized at this revision (and
         # alerted), so that it is dead-lettered once, not again at every later tick.
-        too_large = len(value) > MAX_MESSAGE_BYTES
+        too_large = len(value) > MAX_RECORD_BYTES
         if not too_large:
             # When this stream first saw the trace, the same on every revision: the indexer
             # places a trace whose client clock is off by its day (IndexNames.for_trace).
@@ -505,7 +506,7 @@ class TraceAssembler:
         if too_large:
             raise TraceTooLarge(
                 f"trace {trace_id} revision {revision} has {len(trace['spans'])} spans and is {len(value)} "
-                f"bytes as a CompletedTrace; the completed topic takes at most {MAX_MESSAGE_BYTES}"
+                f"bytes as a CompletedTrace; the completed topic takes at most {MAX_RECORD_BYTES}"
             )
 
     def _alert(self, trace: dict[str, Any], now_ms: int) -> dict[str, Any]:

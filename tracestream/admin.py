@@ -17,9 +17,6 @@ from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# The topics' record limit is the data contract's (8 MiB: one LLM span can carry megabytes).
-MAX_MESSAGE_BYTES = MAX_RECORD_BYTES
-
 
 class TopicOutcome(StrEnum):
     CREATED = "created"
@@ -87,7 +84,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
             {
                 "cleanup.policy": "delete",
                 "retention.ms": str(topics.events_retention_ms),
-                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+                "max.message.bytes": str(MAX_RECORD_BYTES),
             },
         ),
         # Completed traces keyed by trace id, each record a newer revision of the same trace:
@@ -100,7 +97,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
             {
                 "cleanup.policy": "compact,delete",
                 "retention.ms": str(topics.events_retention_ms),
-                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+                "max.message.bytes": str(MAX_RECORD_BYTES),
             },
         ),
         TopicSpec(
@@ -118,7 +115,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
             {
                 "cleanup.policy": "delete",
                 "retention.ms": str(topics.dead_letters_retention_ms),
-                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+                "max.message.bytes": str(MAX_RECORD_BYTES),
             },
         ),
     ]
