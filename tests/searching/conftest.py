@@ -13,6 +13,14 @@ from searching.support import drop, private_settings
 from tracestream.settings import Settings
 
 
+@pytest.fixture(scope="module")
+def settings(opensearch: OpenSearch) -> Iterator[Settings]:
+    """A private index prefix for a module's traces, written once and dropped after the module."""
+    settings = private_settings(Settings())
+    yield settings
+    drop(opensearch, settings)
+
+
 @pytest.fixture
 def api_settings(opensearch: OpenSearch) -> Iterator[Settings]:
     settings = private_settings(Settings())

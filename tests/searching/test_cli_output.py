@@ -17,8 +17,6 @@ from schemas.records import CompletedTrace
 from search_api.cli import ORDER_BY_OPTION
 from searching.support import (
     ApiProcess,
-    drop,
-    private_settings,
     running_api,
     small_traces,
     write_traces,
@@ -27,13 +25,6 @@ from tracestream.cli import app
 from tracestream.settings import Settings
 
 START_MS = 1_763_900_000_000
-
-
-@pytest.fixture(scope="module")
-def settings(opensearch: OpenSearch) -> Iterator[Settings]:
-    settings = private_settings(Settings())
-    yield settings
-    drop(opensearch, settings)
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,12 @@ from typer.testing import CliRunner
 import search_api
 from schemas.records import CompletedTrace
 from search_api.client import TraceClient, TraceSearchError
-from searching.support import ApiProcess, drop, private_settings, running_api, small_traces, write_traces
+from searching.support import ApiProcess, running_api, small_traces, write_traces
 from tracestream.cli import app
 from tracestream.settings import Settings, get_settings
 
 START_MS = 1_763_800_000_000  # 2025-11-22
 PROD, STAGING = 9, 6
-
-
-@pytest.fixture(scope="module")
-def settings(opensearch: OpenSearch) -> Iterator[Settings]:
-    settings = private_settings(Settings())
-    yield settings
-    drop(opensearch, settings)
 
 
 @pytest.fixture(scope="module")
