@@ -56,7 +56,9 @@ def _order_by(values: list[str] | None) -> list[str] | None:
 
 def _fail(error: TraceSearchError) -> typer.Exit:
     where = f" (at character {error.position})" if error.position is not None else ""
-    err_console.print(f"[red]{escape(error.error_code)}[/red]: {escape(error.message)}{where}")
+    # Unwrapped: a message is one line whatever the width, as the errors of `tracestream` are.
+    message = f"[red]{escape(error.error_code)}[/red]: {escape(error.message)}{where}"
+    err_console.print(message, soft_wrap=True)
     if error.highlight:
         # The filter and the caret line under it, unwrapped so the caret stays in its column.
         err_console.print(escape(error.highlight), soft_wrap=True, highlight=False)

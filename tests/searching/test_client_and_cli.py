@@ -282,6 +282,14 @@ def test_cli_url_without_a_scheme_is_a_configuration_error() -> None:
     assert "unreachable" not in err
 
 
+def test_cli_error_message_is_one_line_on_a_narrow_pipe() -> None:
+    result = CliRunner(env={"COLUMNS": "40"}).invoke(app, ["traces", "search", "--url", "127.0.0.1:8080"])
+
+    assert result.exit_code == 2
+    [message] = result.stderr.splitlines()
+    assert "needs a scheme, e.g. http://127.0.0.1:8080" in message
+
+
 def test_cli_export_to_a_missing_directory_says_so_in_a_line(api: ApiProcess, tmp_path: Path) -> None:
     target = tmp_path / "nonexistent" / "x.ndjson"
 
