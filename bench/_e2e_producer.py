@@ -15,7 +15,7 @@ import random
 import sys
 import time
 
-import producers as mlflow
+from tracestream import producers as mlflow
 
 rate, seconds, spans_per_trace, seed = (
     float(sys.argv[1]),

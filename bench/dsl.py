@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from indexer.query import to_query, to_sort  # noqa: E402
-from search_api.dsl import parse_order_by, with_default_order  # noqa: E402
-from search_api.dsl.parser import _parse_filter_cached  # noqa: E402
+from tracestream.indexer.query import to_query, to_sort  # noqa: E402
+from tracestream.search_api.dsl import parse_order_by, with_default_order  # noqa: E402
+from tracestream.search_api.dsl.parser import _parse_filter_cached  # noqa: E402
 
 # The parser's uncached entry point: parse_filter memoizes strings it has seen.
 parse_uncached: Callable[[str], object] = _parse_filter_cached.__wrapped__  # type: ignore[attr-defined]

@@ -42,9 +42,9 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
-import schemas
-from indexer import IndexNames, opensearch_client
+from tracestream import schemas
 from tracestream.admin import delete_topics, ensure_topics
+from tracestream.indexer import IndexNames, opensearch_client
 from tracestream.main_job import stop_processes
 from tracestream.settings import Settings, isolated_env
 

@@ -31,11 +31,11 @@ from pathlib import Path
 from confluent_kafka import Producer
 from opensearchpy import OpenSearch, helpers
 
-import schemas
-from indexer import IndexNames, build_document, ensure_index_template
-from schemas.samples import completed_trace
+from tracestream import schemas
 from tracestream.admin import delete_topics, ensure_topics, pipeline_topics
 from tracestream.health import kafka_health, opensearch_health
+from tracestream.indexer import IndexNames, build_document, ensure_index_template
+from tracestream.schemas.samples import completed_trace
 from tracestream.settings import Settings, TopicSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,12 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import producers as tracing
-import schemas
-from producers.exporter import producer_config
-from schemas.event_writer import MAX_RECORD_BYTES
+from tracestream import producers as tracing
+from tracestream import schemas
 from tracestream.admin import TopicSpec, delete_topics, ensure_topics
 from tracestream.health import kafka_health
+from tracestream.producers.exporter import producer_config
+from tracestream.schemas.event_writer import MAX_RECORD_BYTES
 from tracestream.settings import KafkaSettings, SdkSettings, Settings, TopicSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repetitions per figure (median reported)")
     args = parser.parse_args()
     # The unreachable-broker run would print librdkafka's connection errors into the table.
-    logging.getLogger("producers").setLevel(logging.CRITICAL)
+    logging.getLogger("tracestream.producers").setLevel(logging.CRITICAL)
 
     base = Settings()
     if not kafka_health(base).healthy:

@@ -41,10 +41,10 @@ from typing import Any
 import httpx
 from opensearchpy import OpenSearch, helpers
 
-from indexer import IndexNames, build_document, ensure_index_template, opensearch_client
-from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
-from schemas.records import CompletedTrace
-from schemas.samples import completed_trace
+from tracestream.indexer import IndexNames, build_document, ensure_index_template, opensearch_client
+from tracestream.schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
+from tracestream.schemas.records import CompletedTrace
+from tracestream.schemas.samples import completed_trace
 from tracestream.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -44,12 +44,12 @@ from stream_harness import (
     stream_settings,
 )
 
-import schemas
-from producers.exporter import KafkaEventExporter
-from producers.processor import SdkStats
-from schemas import SPAN_ENDED, TRACE_ENDED, new_span_id, new_trace_id
+from tracestream import schemas
 from tracestream.admin import TopicSpec, delete_topics, ensure_topics
 from tracestream.health import kafka_health
+from tracestream.producers.exporter import KafkaEventExporter
+from tracestream.producers.processor import SdkStats
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED, new_span_id, new_trace_id
 from tracestream.settings import Settings
 
 # What the SDK's processor hands its exporter at most at once.

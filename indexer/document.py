@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from indexer.mapping import (
+from tracestream.indexer.mapping import (
     DEFAULT_MAX_CLOCK_SKEW_MS,
     ENTRY_SEPARATOR,
     MAX_ATTRIBUTE_ENTRY_BYTES,
@@ -19,9 +19,9 @@ from indexer.mapping import (
     IndexNames,
     trace_order,
 )
-from schemas import TraceMetadataKey, TraceTagKey
-from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
-from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
+from tracestream.schemas import TraceMetadataKey, TraceTagKey
+from tracestream.schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
+from tracestream.schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
 
 # Consecutive chunks of a long span text share this many bytes, so that a search string of up
 # to this length is found even where the text was cut.

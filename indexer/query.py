@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from indexer.mapping import ENTRY_SEPARATOR, F, lower
-from search_api.dsl import (
+from tracestream.indexer.mapping import ENTRY_SEPARATOR, F, lower
+from tracestream.search_api.dsl import (
     And,
     Assessment,
     Attribute,

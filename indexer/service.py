@@ -15,12 +15,12 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
-import schemas
-from indexer.document import TraceDocument, build_document
-from indexer.mapping import IndexNames
-from indexer.store import TraceWriter, WriteInterrupted, ensure_index_template, opensearch_client
-from schemas import TraceMetadataKey
+from tracestream import schemas
 from tracestream.admin import ensure_topics, pipeline_topics
+from tracestream.indexer.document import TraceDocument, build_document
+from tracestream.indexer.mapping import IndexNames
+from tracestream.indexer.store import TraceWriter, WriteInterrupted, ensure_index_template, opensearch_client
+from tracestream.schemas import TraceMetadataKey
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import NotFoundError, SerializationError
 from opensearchpy.serializer import JSONSerializer
 
-from indexer.document import TraceDocument, trace_from_source
-from indexer.mapping import F, IndexNames, index_template
+from tracestream.indexer.document import TraceDocument, trace_from_source
+from tracestream.indexer.mapping import F, IndexNames, index_template
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)

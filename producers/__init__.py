@@ -2,40 +2,40 @@
 
 Port MLflow-instrumented code by changing the import::
 
-    import producers as mlflow
+    from tracestream import producers as mlflow
 
     @mlflow.trace(span_type=mlflow.SpanType.LLM)
     def answer(question: str) -> str: ...
 """
 
-from producers.fluent import Assessment as Assessment
-from producers.fluent import AssessmentError as AssessmentError
-from producers.fluent import AssessmentSource as AssessmentSource
-from producers.fluent import AssessmentSourceType as AssessmentSourceType
-from producers.fluent import Expectation as Expectation
-from producers.fluent import Feedback as Feedback
-from producers.fluent import delete_trace_tag as delete_trace_tag
-from producers.fluent import get_active_trace_id as get_active_trace_id
-from producers.fluent import get_current_active_span as get_current_active_span
-from producers.fluent import log_expectation as log_expectation
-from producers.fluent import log_feedback as log_feedback
-from producers.fluent import override_feedback as override_feedback
-from producers.fluent import set_trace_tag as set_trace_tag
-from producers.fluent import start_span as start_span
-from producers.fluent import start_span_no_context as start_span_no_context
-from producers.fluent import trace as trace
-from producers.fluent import update_current_trace as update_current_trace
-from producers.fluent import with_trace_context as with_trace_context
-from producers.processor import SdkStatsSnapshot as SdkStatsSnapshot
-from producers.provider import configure as configure
-from producers.provider import flush as flush
-from producers.provider import get_stats as get_stats
-from producers.provider import shutdown as shutdown
-from producers.span import LiveSpan as LiveSpan
-from producers.span import SpanEvent as SpanEvent
-from producers.span import SpanStatus as SpanStatus
-from producers.span import SpanStatusCode as SpanStatusCode
-from schemas import SpanType as SpanType
+from tracestream.producers.fluent import Assessment as Assessment
+from tracestream.producers.fluent import AssessmentError as AssessmentError
+from tracestream.producers.fluent import AssessmentSource as AssessmentSource
+from tracestream.producers.fluent import AssessmentSourceType as AssessmentSourceType
+from tracestream.producers.fluent import Expectation as Expectation
+from tracestream.producers.fluent import Feedback as Feedback
+from tracestream.producers.fluent import delete_trace_tag as delete_trace_tag
+from tracestream.producers.fluent import get_active_trace_id as get_active_trace_id
+from tracestream.producers.fluent import get_current_active_span as get_current_active_span
+from tracestream.producers.fluent import log_expectation as log_expectation
+from tracestream.producers.fluent import log_feedback as log_feedback
+from tracestream.producers.fluent import override_feedback as override_feedback
+from tracestream.producers.fluent import set_trace_tag as set_trace_tag
+from tracestream.producers.fluent import start_span as start_span
+from tracestream.producers.fluent import start_span_no_context as start_span_no_context
+from tracestream.producers.fluent import trace as trace
+from tracestream.producers.fluent import update_current_trace as update_current_trace
+from tracestream.producers.fluent import with_trace_context as with_trace_context
+from tracestream.producers.processor import SdkStatsSnapshot as SdkStatsSnapshot
+from tracestream.producers.provider import configure as configure
+from tracestream.producers.provider import flush as flush
+from tracestream.producers.provider import get_stats as get_stats
+from tracestream.producers.provider import shutdown as shutdown
+from tracestream.producers.span import LiveSpan as LiveSpan
+from tracestream.producers.span import SpanEvent as SpanEvent
+from tracestream.producers.span import SpanStatus as SpanStatus
+from tracestream.producers.span import SpanStatusCode as SpanStatusCode
+from tracestream.schemas import SpanType as SpanType
 
 __all__ = [
     "Assessment",

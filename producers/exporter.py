@@ -13,12 +13,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-import schemas
-from producers.processor import Event, RateLimitedWarning, SdkStats
-from schemas.event_writer import MAX_RECORD_BYTES, encode_events
+from tracestream import schemas
+from tracestream.producers.processor import Event, RateLimitedWarning, SdkStats
+from tracestream.schemas.event_writer import MAX_RECORD_BYTES, encode_events
 from tracestream.settings import Settings
 
-logger = logging.getLogger("producers")
+logger = logging.getLogger("tracestream.producers")
 
 
 class _RateLimitFilter(logging.Filter):
@@ -41,7 +41,7 @@ class _RateLimitFilter(logging.Filter):
         return True
 
 
-kafka_client_logger = logging.getLogger("producers.kafka")
+kafka_client_logger = logging.getLogger("tracestream.producers.kafka")
 kafka_client_logger.addFilter(_RateLimitFilter())
 
 

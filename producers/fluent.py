@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, overload
 
-from producers import provider as _provider_module
-from producers.encoding import as_text, dump_json
-from producers.processor import RecordEvent
-from producers.provider import get_provider
-from producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
-from schemas import (
+from tracestream.producers import provider as _provider_module
+from tracestream.producers.encoding import as_text, dump_json
+from tracestream.producers.processor import RecordEvent
+from tracestream.producers.provider import get_provider
+from tracestream.producers.span import LiveSpan, NoOpSpan, SpanEvent, SpanStatusCode
+from tracestream.schemas import (
     ASSESSMENT_LOGGED,
     TRACE_TAGS_CHANGED,
     SpanAttributeKey,
@@ -30,7 +30,7 @@ from schemas import (
     new_assessment_id,
     new_trace_id,
 )
-from schemas.entities import (
+from tracestream.schemas.entities import (
     Assessment,
     AssessmentError,
     AssessmentSource,
@@ -39,9 +39,9 @@ from schemas.entities import (
     Feedback,
     TraceState,
 )
-from schemas.records import AssessmentLogged
+from tracestream.schemas.records import AssessmentLogged
 
-logger = logging.getLogger("producers")
+logger = logging.getLogger("tracestream.producers")
 
 P = ParamSpec("P")
 R = TypeVar("R")

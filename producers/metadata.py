@@ -9,7 +9,7 @@ from configparser import ConfigParser
 from functools import cache
 from pathlib import Path
 
-from schemas import TRACE_SCHEMA_VERSION, TraceMetadataKey
+from tracestream.schemas import TRACE_SCHEMA_VERSION, TraceMetadataKey
 
 
 def _git_info(start: Path) -> dict[str, str]:

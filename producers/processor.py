@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-logger = logging.getLogger("producers")
+logger = logging.getLogger("tracestream.producers")
 
 # (trace id used as the Kafka key, (union branch full name, record))
 Event = tuple[str, tuple[str, dict[str, Any]]]

@@ -16,19 +16,19 @@ import threading
 
 from pydantic import ValidationError
 
-from producers.metadata import automatic_metadata
-from producers.processor import (
+from tracestream.producers.metadata import automatic_metadata
+from tracestream.producers.processor import (
     BatchEventProcessor,
     EventExporter,
     SdkStatsSnapshot,
     TracingStatus,
     UnavailableProcessor,
 )
-from producers.span import TraceState
-from schemas.records import TraceLocation
+from tracestream.producers.span import TraceState
+from tracestream.schemas.records import TraceLocation
 from tracestream.settings import ProducerSettings, SdkSettings, Settings, describe_settings_error
 
-logger = logging.getLogger("producers")
+logger = logging.getLogger("tracestream.producers")
 
 # What the SDK reads: its own settings (the environment's, by default), or a whole Settings.
 SdkConfig = ProducerSettings | Settings
@@ -51,7 +51,7 @@ class TracerProvider:
             self.processor = UnavailableProcessor(unavailable_reason or "no settings")
         else:
             if exporter is None:
-                from producers.exporter import KafkaEventExporter
+                from tracestream.producers.exporter import KafkaEventExporter
 
                 exporter = KafkaEventExporter(settings)
             self.processor = BatchEventProcessor(

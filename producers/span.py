@@ -13,8 +13,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from producers.encoding import as_text, dump_json, truncate_json
-from schemas import (
+from tracestream.producers.encoding import as_text, dump_json, truncate_json
+from tracestream.schemas import (
     SPAN_ENDED,
     TRACE_ENDED,
     SpanAttributeKey,
@@ -22,14 +22,14 @@ from schemas import (
     TraceTagKey,
     new_span_id,
 )
-from schemas.entities import SpanEvent, SpanStatus, SpanStatusCode
-from schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
-from schemas.records import SpanEnded, TraceEnded, TraceLocation
+from tracestream.schemas.entities import SpanEvent, SpanStatus, SpanStatusCode
+from tracestream.schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
+from tracestream.schemas.records import SpanEnded, TraceEnded, TraceLocation
 
 if TYPE_CHECKING:
-    from producers.processor import BatchEventProcessor, Event
+    from tracestream.producers.processor import BatchEventProcessor, Event
 
-logger = logging.getLogger("producers")
+logger = logging.getLogger("tracestream.producers")
 
 
 _INT64 = 2**63

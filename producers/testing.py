@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import schemas
-from producers.processor import Event, SdkStats
-from schemas.event_writer import encode_event
+from tracestream import schemas
+from tracestream.producers.processor import Event, SdkStats
+from tracestream.schemas.event_writer import encode_event
 
 
 class InMemoryEventExporter:

@@ -1,32 +1,32 @@
 """tracestream's data contract: Avro schemas of the events and completed-traces topics,
 their encoding, ids and MLflow's reserved keys. Imports nothing else of the project."""
 
-from schemas.codec import AvroCodec as AvroCodec
-from schemas.codec import schema_json as schema_json
-from schemas.errors import DecodeError as DecodeError
-from schemas.errors import DecodeReason as DecodeReason
-from schemas.errors import EncodeError as EncodeError
-from schemas.errors import SchemaError as SchemaError
-from schemas.ids import is_span_id as is_span_id
-from schemas.ids import is_trace_id as is_trace_id
-from schemas.ids import new_assessment_id as new_assessment_id
-from schemas.ids import new_span_id as new_span_id
-from schemas.ids import new_trace_id as new_trace_id
-from schemas.mlflow_keys import TRACE_SCHEMA_VERSION as TRACE_SCHEMA_VERSION
-from schemas.mlflow_keys import SpanAttributeKey as SpanAttributeKey
-from schemas.mlflow_keys import SpanType as SpanType
-from schemas.mlflow_keys import TraceMetadataKey as TraceMetadataKey
-from schemas.mlflow_keys import TraceTagKey as TraceTagKey
-from schemas.records import ASSESSMENT_LOGGED as ASSESSMENT_LOGGED
-from schemas.records import EVENT_BATCH as EVENT_BATCH
-from schemas.records import FIRST_SEEN_HEADER as FIRST_SEEN_HEADER
-from schemas.records import SPAN_ENDED as SPAN_ENDED
-from schemas.records import TRACE_ENDED as TRACE_ENDED
-from schemas.records import TRACE_TAGS_CHANGED as TRACE_TAGS_CHANGED
-from schemas.records import events_of as events_of
-from schemas.registry import SchemaSet as SchemaSet
-from schemas.registry import SchemaVersion as SchemaVersion
-from schemas.registry import shipped as shipped
+from tracestream.schemas.codec import AvroCodec as AvroCodec
+from tracestream.schemas.codec import schema_json as schema_json
+from tracestream.schemas.errors import DecodeError as DecodeError
+from tracestream.schemas.errors import DecodeReason as DecodeReason
+from tracestream.schemas.errors import EncodeError as EncodeError
+from tracestream.schemas.errors import SchemaError as SchemaError
+from tracestream.schemas.ids import is_span_id as is_span_id
+from tracestream.schemas.ids import is_trace_id as is_trace_id
+from tracestream.schemas.ids import new_assessment_id as new_assessment_id
+from tracestream.schemas.ids import new_span_id as new_span_id
+from tracestream.schemas.ids import new_trace_id as new_trace_id
+from tracestream.schemas.mlflow_keys import TRACE_SCHEMA_VERSION as TRACE_SCHEMA_VERSION
+from tracestream.schemas.mlflow_keys import SpanAttributeKey as SpanAttributeKey
+from tracestream.schemas.mlflow_keys import SpanType as SpanType
+from tracestream.schemas.mlflow_keys import TraceMetadataKey as TraceMetadataKey
+from tracestream.schemas.mlflow_keys import TraceTagKey as TraceTagKey
+from tracestream.schemas.records import ASSESSMENT_LOGGED as ASSESSMENT_LOGGED
+from tracestream.schemas.records import EVENT_BATCH as EVENT_BATCH
+from tracestream.schemas.records import FIRST_SEEN_HEADER as FIRST_SEEN_HEADER
+from tracestream.schemas.records import SPAN_ENDED as SPAN_ENDED
+from tracestream.schemas.records import TRACE_ENDED as TRACE_ENDED
+from tracestream.schemas.records import TRACE_TAGS_CHANGED as TRACE_TAGS_CHANGED
+from tracestream.schemas.records import events_of as events_of
+from tracestream.schemas.registry import SchemaSet as SchemaSet
+from tracestream.schemas.registry import SchemaVersion as SchemaVersion
+from tracestream.schemas.registry import shipped as shipped
 
 
 def events_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:

@@ -20,8 +20,8 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas.errors import DecodeError, DecodeReason, EncodeError
-from schemas.registry import SchemaSet, SchemaVersion, shipped
+from tracestream.schemas.errors import DecodeError, DecodeReason, EncodeError
+from tracestream.schemas.registry import SchemaSet, SchemaVersion, shipped
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 SINGLE_OBJECT_HEADER_BYTES = 10

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from schemas.mlflow_format import parse_proto_timestamp, proto_timestamp
+from tracestream.schemas.mlflow_format import parse_proto_timestamp, proto_timestamp
 
 # ---------------------------------------------------------------- enums
 

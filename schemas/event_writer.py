@@ -14,9 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from schemas.codec import AvroCodec
-from schemas.errors import EncodeError
-from schemas.records import EVENT_BATCH
+from tracestream.schemas.codec import AvroCodec
+from tracestream.schemas.errors import EncodeError
+from tracestream.schemas.records import EVENT_BATCH
 
 # The topics accept records up to this size (``max.message.bytes``, set by ``tracestream admin
 # init``): one LLM span can carry megabytes of prompt and completion, beyond the broker's 1 MB default.

@@ -21,7 +21,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.utils import generate_many
 
-from schemas.registry import SchemaSet
+from tracestream.schemas.registry import SchemaSet
 
 
 def _named_types(schema: Any, found: set[str] | None = None) -> set[str]:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from schemas.mlflow_keys import SpanAttributeKey, TraceMetadataKey
-from schemas.records import AssessmentLogged, SpanEnded, TraceInfo
+from tracestream.schemas.mlflow_keys import SpanAttributeKey, TraceMetadataKey
+from tracestream.schemas.records import AssessmentLogged, SpanEnded, TraceInfo
 
 REQUEST_PREVIEW_LENGTH = 1000
 TRACE_IO_METADATA_LENGTH = 250

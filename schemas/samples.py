@@ -7,9 +7,9 @@ import json
 import random
 import time
 
-from schemas.ids import new_assessment_id, new_span_id, new_trace_id
-from schemas.mlflow_keys import SpanAttributeKey, SpanType, TraceMetadataKey, TraceTagKey
-from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded, TraceLocation
+from tracestream.schemas.ids import new_assessment_id, new_span_id, new_trace_id
+from tracestream.schemas.mlflow_keys import SpanAttributeKey, SpanType, TraceMetadataKey, TraceTagKey
+from tracestream.schemas.records import AssessmentLogged, CompletedTrace, SpanEnded, TraceLocation
 
 _WORDS = tuple(
     [

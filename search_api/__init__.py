@@ -5,8 +5,15 @@ The filter language itself is :mod:`search_api.dsl`; the server side is :mod:`se
 (``create_app``, ``serve``) over :class:`search_api.search.TraceSearch`.
 """
 
-from search_api.client import ExportStream, PagedList, TraceClient, TraceSearchError, get_trace, search_traces
-from search_api.entities import Assessment, Span, Trace, TraceData, TraceInfo
+from tracestream.search_api.client import (
+    ExportStream,
+    PagedList,
+    TraceClient,
+    TraceSearchError,
+    get_trace,
+    search_traces,
+)
+from tracestream.search_api.entities import Assessment, Span, Trace, TraceData, TraceInfo
 
 __all__ = [
     "Assessment",

@@ -10,15 +10,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from indexer.store import opensearch_client
-from search_api.auth import API_KEY_HEADER, api_key_dependencies
-from search_api.errors import ERROR_RESPONSES, install_error_handlers
-from search_api.limits import RequestBodyLimit
-from search_api.metrics import Metrics, measure_latency
-from search_api.mlflow_rest import MlflowBackend
-from search_api.mlflow_rest import router as mlflow_router
-from search_api.routes import health, traces
-from search_api.search import TraceSearch
+from tracestream.indexer.store import opensearch_client
+from tracestream.search_api.auth import API_KEY_HEADER, api_key_dependencies
+from tracestream.search_api.errors import ERROR_RESPONSES, install_error_handlers
+from tracestream.search_api.limits import RequestBodyLimit
+from tracestream.search_api.metrics import Metrics, measure_latency
+from tracestream.search_api.mlflow_rest import MlflowBackend
+from tracestream.search_api.mlflow_rest import router as mlflow_router
+from tracestream.search_api.routes import health, traces
+from tracestream.search_api.search import TraceSearch
 from tracestream.settings import Settings, get_settings
 
 

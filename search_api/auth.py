@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
 
-from search_api.search import SearchError
+from tracestream.search_api.search import SearchError
 
 API_KEY_HEADER = "X-API-Key"
 

@@ -18,9 +18,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from search_api.client import TraceClient, TraceSearchError
-from search_api.console import output_console
-from search_api.entities import Trace
+from tracestream.search_api.client import TraceClient, TraceSearchError
+from tracestream.search_api.console import output_console
+from tracestream.search_api.entities import Trace
 
 traces_app = typer.Typer(help="Search, read and export traces through the search API.")
 

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from search_api.entities import Trace
+from tracestream.search_api.entities import Trace
 
 if TYPE_CHECKING:
     import pandas
@@ -406,7 +406,7 @@ def search_traces(
             INVALID_PARAMETER_VALUE,
         )
     if return_type == "pandas":
-        from search_api.dataframe import parse_fields
+        from tracestream.search_api.dataframe import parse_fields
 
         # Checked before any request, so a typo does not cost a full search.
         parse_fields(extract_fields or [])
@@ -431,7 +431,7 @@ def search_traces(
 
     if return_type == "list":
         return results
-    from search_api.dataframe import traces_to_dataframe
+    from tracestream.search_api.dataframe import traces_to_dataframe
 
     return traces_to_dataframe(results, extract_fields=extract_fields)
 

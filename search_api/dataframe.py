@@ -11,8 +11,8 @@ from typing import Any, Literal, NamedTuple, cast
 
 import pandas as pd
 
-from search_api.client import INVALID_PARAMETER_VALUE, TraceSearchError
-from search_api.entities import Span, Trace
+from tracestream.search_api.client import INVALID_PARAMETER_VALUE, TraceSearchError
+from tracestream.search_api.entities import Span, Trace
 
 MLFLOW_COLUMNS = [
     "trace_id",

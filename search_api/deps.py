@@ -8,8 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from search_api.metrics import Metrics
-from search_api.search import TraceSearch
+from tracestream.search_api.metrics import Metrics
+from tracestream.search_api.search import TraceSearch
 from tracestream.settings import Settings
 
 

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 # One definition of MLflow's shared entity types, with the SDK: re-exported here.
-from schemas.entities import Assessment as Assessment
-from schemas.entities import AssessmentError as AssessmentError
-from schemas.entities import AssessmentSource as AssessmentSource
-from schemas.entities import SpanEvent as SpanEvent
-from schemas.entities import SpanStatus as SpanStatus
-from schemas.entities import SpanStatusCode as SpanStatusCode
-from schemas.entities import TraceState as TraceState
-from schemas.entities import TraceStatus as TraceStatus
-from schemas.mlflow_format import parse_proto_timestamp as parse_proto_timestamp
-from schemas.mlflow_format import proto_timestamp
-from schemas.mlflow_keys import SpanAttributeKey, SpanType, TraceMetadataKey
+from tracestream.schemas.entities import Assessment as Assessment
+from tracestream.schemas.entities import AssessmentError as AssessmentError
+from tracestream.schemas.entities import AssessmentSource as AssessmentSource
+from tracestream.schemas.entities import SpanEvent as SpanEvent
+from tracestream.schemas.entities import SpanStatus as SpanStatus
+from tracestream.schemas.entities import SpanStatusCode as SpanStatusCode
+from tracestream.schemas.entities import TraceState as TraceState
+from tracestream.schemas.entities import TraceStatus as TraceStatus
+from tracestream.schemas.mlflow_format import parse_proto_timestamp as parse_proto_timestamp
+from tracestream.schemas.mlflow_format import proto_timestamp
+from tracestream.schemas.mlflow_keys import SpanAttributeKey, SpanType, TraceMetadataKey
 
 __all__ = [
     "Assessment",

@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from search_api.limits import TOO_LARGE_ERROR_CODE
-from search_api.metrics import Metrics
-from search_api.search import SearchError
+from tracestream.search_api.limits import TOO_LARGE_ERROR_CODE
+from tracestream.search_api.metrics import Metrics
+from tracestream.search_api.search import SearchError
 
 logger = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportError
 
-from indexer.document import hit_fetch, trace_from_hit
-from indexer.mapping import IndexNames
-from indexer.query import experiments_query, to_query, to_sort
-from indexer.store import get_trace
-from schemas import is_trace_id
-from search_api.dsl import FilterError, parse_filter, parse_order_by, with_default_order
+from tracestream.indexer.document import hit_fetch, trace_from_hit
+from tracestream.indexer.mapping import IndexNames
+from tracestream.indexer.query import experiments_query, to_query, to_sort
+from tracestream.indexer.store import get_trace
+from tracestream.schemas import is_trace_id
+from tracestream.search_api.dsl import FilterError, parse_filter, parse_order_by, with_default_order
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)

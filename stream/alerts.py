@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-import schemas
+from tracestream import schemas
 from tracestream.admin import AdminError, KafkaUnreachableError, kafka_client_logger
 from tracestream.settings import Settings
 

@@ -32,12 +32,14 @@ from typing import Any
 import faust
 from mode.utils.times import want_seconds
 
-import schemas
-from schemas import SPAN_ENDED, TRACE_ENDED, DecodeError, events_of
-from schemas.event_writer import MAX_RECORD_BYTES
-from stream.derive import assemble, failed_spans
-from stream.stall import stall_report
-from stream.state import (
+from tracestream import schemas
+from tracestream.admin import TopicSpec, ensure_topics
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED, DecodeError, events_of
+from tracestream.schemas.event_writer import MAX_RECORD_BYTES
+from tracestream.settings import Settings
+from tracestream.stream.derive import assemble, failed_spans
+from tracestream.stream.stall import stall_report
+from tracestream.stream.state import (
     Expiry,
     Next,
     after_record,
@@ -48,9 +50,7 @@ from stream.state import (
     new_state,
     on_idle,
 )
-from stream.transport import App
-from tracestream.admin import TopicSpec, ensure_topics
-from tracestream.settings import Settings
+from tracestream.stream.transport import App
 
 logger = logging.getLogger("stream")
 
@@ -847,7 +847,7 @@ def _log_own_lines_at_info(settings: Settings) -> None:
     logger.setLevel(min(logging.INFO, faust_level))
     logger.propagate = False  # the root handler (Faust's) would print the warnings twice
     # Faust's services log "Starting..."/"Stopping..." through our transport module's logger.
-    logging.getLogger("stream.transport").setLevel(faust_level)
+    logging.getLogger("tracestream.stream.transport").setLevel(faust_level)
 
 
 def run_worker(settings: Settings) -> None:

@@ -11,9 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from schemas import SpanAttributeKey, TraceMetadataKey, TraceTagKey
-from schemas.mlflow_format import derive_from_root, mlflow_info_dict, mlflow_span_dict
-from schemas.records import (
+from tracestream.schemas import SpanAttributeKey, TraceMetadataKey, TraceTagKey
+from tracestream.schemas.mlflow_format import derive_from_root, mlflow_info_dict, mlflow_span_dict
+from tracestream.schemas.records import (
     AssessmentLogged,
     CompletedTrace,
     SpanEnded,

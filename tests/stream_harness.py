@@ -13,10 +13,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-import schemas
-from producers.exporter import producer_config
-from schemas import SPAN_ENDED, TRACE_ENDED, new_span_id, new_trace_id
+from tracestream import schemas
 from tracestream.admin import admin_client, delete_topics, ensure_topics, pipeline_topics
+from tracestream.producers.exporter import producer_config
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED, new_span_id, new_trace_id
 from tracestream.settings import Settings
 
 LOCATION = {"type": "MLFLOW_EXPERIMENT", "experiment_id": "3"}

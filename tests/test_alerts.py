@@ -16,10 +16,10 @@ from confluent_kafka import Producer
 from rich.console import Console
 from waiting import wait_until
 
-import schemas
-from stream.alerts import AlertTail
+from tracestream import schemas
 from tracestream.main_job import MainJob
 from tracestream.settings import Settings
+from tracestream.stream.alerts import AlertTail
 
 
 def _alert(n: int) -> dict[str, Any]:

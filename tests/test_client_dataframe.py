@@ -11,9 +11,9 @@ import pytest
 from mlflow_oracle import run_in_mlflow
 from test_client_entities import agent_trace, reviewed_trace, trace_json
 
-from search_api.client import TraceSearchError
-from search_api.dataframe import LEGACY_COLUMNS, MLFLOW_COLUMNS, traces_to_dataframe
-from search_api.entities import Trace
+from tracestream.search_api.client import TraceSearchError
+from tracestream.search_api.dataframe import LEGACY_COLUMNS, MLFLOW_COLUMNS, traces_to_dataframe
+from tracestream.search_api.entities import Trace
 
 ORACLE = Path(__file__).parent / "fixtures" / "mlflow_dataframe" / "oracle.py"
 EXTRACT_FIELDS = [

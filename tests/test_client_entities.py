@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from schemas.ids import new_assessment_id
-from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
-from schemas.records import AssessmentLogged, CompletedTrace
-from schemas.samples import completed_trace
-from search_api.entities import (
+from tracestream.schemas.ids import new_assessment_id
+from tracestream.schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
+from tracestream.schemas.records import AssessmentLogged, CompletedTrace
+from tracestream.schemas.samples import completed_trace
+from tracestream.search_api.entities import (
     Assessment,
     SpanStatusCode,
     Trace,
@@ -350,8 +350,8 @@ def test_a_dict_without_info_or_data_is_rejected() -> None:
 
 
 def test_the_sdk_and_the_client_share_one_set_of_entity_types() -> None:
-    import producers
-    from search_api import entities
+    from tracestream import producers
+    from tracestream.search_api import entities
 
     for name in ("Assessment", "AssessmentError", "AssessmentSource", "SpanEvent", "SpanStatus"):
         assert getattr(producers, name) is getattr(entities, name)

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from test_client_entities import trace_json
 
-from schemas.samples import completed_trace
-from search_api import client as client_module
-from search_api.client import TraceClient, TraceSearchError, get_trace, search_traces
-from search_api.entities import Trace
+from tracestream.schemas.samples import completed_trace
+from tracestream.search_api import client as client_module
+from tracestream.search_api.client import TraceClient, TraceSearchError, get_trace, search_traces
+from tracestream.search_api.entities import Trace
 from tracestream.settings import get_settings
 
 BASE_URL = "http://search.test:8080"

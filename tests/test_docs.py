@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import typer.main
 
-from search_api.dsl import FilterError, parse_filter, parse_order_by
 from tracestream.cli import app
+from tracestream.search_api.dsl import FilterError, parse_filter, parse_order_by
 from tracestream.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import schemas
-from schemas import EVENT_BATCH, SPAN_ENDED, TRACE_TAGS_CHANGED
-from schemas.event_writer import MAX_RECORD_BYTES, Event, encode_events, without_surrogates
+from tracestream import schemas
+from tracestream.schemas import EVENT_BATCH, SPAN_ENDED, TRACE_TAGS_CHANGED
+from tracestream.schemas.event_writer import MAX_RECORD_BYTES, Event, encode_events, without_surrogates
 
 CODEC = schemas.events_codec()
 TRACE_A = "tr-" + "a" * 32

@@ -21,8 +21,8 @@ from commands import run_tracestream
 from opensearchpy import OpenSearch
 from rich.console import Console
 
-from indexer import IndexNames
 from tracestream.admin import delete_topics
+from tracestream.indexer import IndexNames
 from tracestream.main_job import print_search_examples, search_examples
 from tracestream.settings import Settings, isolated_env
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from schemas import SpanAttributeKey, TraceMetadataKey
-from schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
+from tracestream.schemas import SpanAttributeKey, TraceMetadataKey
+from tracestream.schemas.mlflow_format import derive_from_root, event_attribute_value, trace_state
 
 CHAT = json.dumps(
     {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]}

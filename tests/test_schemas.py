@@ -12,8 +12,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import schemas
-from schemas import (
+from tracestream import schemas
+from tracestream.schemas import (
     ASSESSMENT_LOGGED,
     EVENT_BATCH,
     SPAN_ENDED,
@@ -22,7 +22,7 @@ from schemas import (
     DecodeError,
     DecodeReason,
 )
-from schemas.evolution import history_incompatibilities, incompatibilities
+from tracestream.schemas.evolution import history_incompatibilities, incompatibilities
 
 TRACE_ID = "tr-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
 LOCATION = {"type": "MLFLOW_EXPERIMENT", "experiment_id": "42"}

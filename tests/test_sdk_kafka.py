@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer
 
-import producers as mlflow
-import schemas
-from producers.exporter import KafkaEventExporter
-from producers.processor import SdkStats
+from tracestream import producers as mlflow
+from tracestream import schemas
+from tracestream.producers.exporter import KafkaEventExporter
+from tracestream.producers.processor import SdkStats
 from tracestream.settings import KafkaSettings, SdkSettings, Settings
 
 TRACES = 10_000

@@ -32,10 +32,10 @@ from stream_harness import (
 from typer.testing import CliRunner
 from waiting import wait_until
 
-import producers as mlflow
-import schemas
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
+from tracestream import producers as mlflow
+from tracestream import schemas
 from tracestream.cli import app
+from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
 from tracestream.settings import SdkSettings, Settings
 
 pytestmark = pytest.mark.stream_worker

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.mlflow_format import mlflow_span_dict
-from stream.derive import assemble, resolve_assessments
+from tracestream.schemas.mlflow_format import mlflow_span_dict
+from tracestream.stream.derive import assemble, resolve_assessments
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mlflow_parity" / "traces.json"
 CASES = json.loads(FIXTURE.read_text())

@@ -30,7 +30,7 @@ from stream_harness import (
     wait_for_group_members,
 )
 
-import schemas
+from tracestream import schemas
 from tracestream.settings import Settings
 
 pytestmark = pytest.mark.failover

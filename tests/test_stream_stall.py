@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stream.stall import _task_stacks
+from tracestream.stream.stall import _task_stacks
 
 
 async def _wait_for_the_broker(never: asyncio.Event) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 from stream_harness import rag_trace, span
 
-import schemas
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_span_id
-from stream.state import (
+from tracestream import schemas
+from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_span_id
+from tracestream.stream.state import (
     Expiry,
     Next,
     after_record,

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from faust.types import TP
 
-from stream.app import TraceAssembler, create_app
 from tracestream.settings import Settings
+from tracestream.stream.app import TraceAssembler, create_app
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ from confluent_kafka.admin import AdminClient
 from opensearchpy import OpenSearch
 from waiting import wait_until
 
-from indexer import IndexNames
-from schemas import SPAN_ENDED, TRACE_ENDED
 from tracestream.admin import delete_topics
+from tracestream.indexer import IndexNames
 from tracestream.main_job import stop_processes
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED
 from tracestream.settings import OpenSearchSettings, Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +55,8 @@ import time
 
 from confluent_kafka import Consumer
 
-import producers as mlflow
-import schemas
+from tracestream import producers as mlflow
+from tracestream import schemas
 from tracestream.settings import get_settings
 
 trace_ids = []

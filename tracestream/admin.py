@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from schemas.event_writer import MAX_RECORD_BYTES
+from tracestream.schemas.event_writer import MAX_RECORD_BYTES
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -8,11 +8,11 @@ import time
 import typer
 from rich.table import Table
 
-from search_api.cli import traces_app
-from search_api.console import output_console
 from tracestream.admin import TopicReport, ensure_topics
 from tracestream.errors import DEBUG_KEY, ErrorReportingGroup
 from tracestream.health import ServerHealth, check_all
+from tracestream.search_api.cli import traces_app
+from tracestream.search_api.console import output_console
 from tracestream.settings import get_settings
 
 app = typer.Typer(
@@ -107,7 +107,7 @@ def admin_init() -> None:
 def stream_worker() -> None:
     """Run a stream worker: events in, completed traces, alerts and dead letters out.
     Start several with the same settings to share the partitions."""
-    from stream import run_worker
+    from tracestream.stream import run_worker
 
     run_worker(get_settings())
 
@@ -116,7 +116,7 @@ def stream_worker() -> None:
 def indexer_run() -> None:
     """Run an indexer: completed traces into the daily traces indices. Start several with the
     same settings to share the partitions."""
-    from indexer import run_indexer
+    from tracestream.indexer import run_indexer
 
     run_indexer(get_settings())
 
@@ -126,7 +126,7 @@ def indexer_retention(
     days: int = typer.Option(..., "--days", min=0, help="Keep this many days of traces before today."),
 ) -> None:
     """Delete the daily traces indices older than --days days (whole indices)."""
-    from indexer import delete_indices_older_than, opensearch_client
+    from tracestream.indexer import delete_indices_older_than, opensearch_client
 
     settings = get_settings()
     deleted = delete_indices_older_than(opensearch_client(settings), settings, days)
@@ -140,7 +140,7 @@ def indexer_get(trace_id: str) -> None:
     """Print one stored trace as MLflow's trace JSON; exit 1 if it is not there."""
     import json
 
-    from indexer import get_trace, opensearch_client
+    from tracestream.indexer import get_trace, opensearch_client
 
     settings = get_settings()
     trace = get_trace(opensearch_client(settings), settings, trace_id)
@@ -153,7 +153,7 @@ def indexer_get(trace_id: str) -> None:
 @api_app.command("serve")
 def api_serve() -> None:
     """Serve the search API on TRACESTREAM_API__HOST:TRACESTREAM_API__PORT (127.0.0.1:8080)."""
-    from search_api.api import serve
+    from tracestream.search_api.api import serve
 
     serve(get_settings())
 
@@ -168,7 +168,7 @@ def alerts_tail(
     TRACESTREAM_KAFKA__REQUEST_TIMEOUT_S or the alerts topic does not exist."""
     import json
 
-    from stream.alerts import AlertTail
+    from tracestream.stream.alerts import AlertTail
 
     # Kafka unreachable or the topic missing: AdminError, told in a line by ErrorReportingGroup.
     with AlertTail(get_settings(), from_beginning) as tail:

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-import producers as mlflow
+from tracestream import producers as mlflow
 
 QUESTIONS = (
     "Where is my order {order}? It was due yesterday.",

@@ -15,8 +15,8 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
-from search_api.client import TraceSearchError
 from tracestream.admin import AdminError, KafkaUnreachableError
+from tracestream.search_api.client import TraceSearchError
 from tracestream.settings import ENV_PREFIX, describe_settings_error
 
 # Exit codes: 2 is also what click gives a usage error.

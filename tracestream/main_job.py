@@ -28,7 +28,7 @@ from rich.text import Text
 from tracestream.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
-    from stream.alerts import AlertTail
+    from tracestream.stream.alerts import AlertTail
 
 STOP_TIMEOUT_S = 15.0
 
@@ -197,7 +197,7 @@ class MainJob:
         """Open the job's one alerts consumer, reading alerts produced from now on, and follow
         it in a thread until ``stop``. One consumer for the life of the job: a consumer per read
         would skip the alerts produced between two reads."""
-        from stream.alerts import AlertTail
+        from tracestream.stream.alerts import AlertTail
 
         tail = AlertTail(self.settings).open()
         thread = threading.Thread(target=self._follow_alerts, args=(tail,), name="alerts-tail", daemon=True)
@@ -216,7 +216,7 @@ class MainJob:
             tail.close()
 
     def _searchable(self) -> int:
-        from search_api.client import TraceClient, TraceSearchError
+        from tracestream.search_api.client import TraceClient, TraceSearchError
 
         try:
             with TraceClient(api_base_url(self.settings), timeout_s=5) as client:
@@ -226,7 +226,7 @@ class MainJob:
 
     def _indexed(self, since_ms: int) -> int | None:
         """Traces of this run in the index (or None if OpenSearch does not answer)."""
-        from indexer import F, IndexNames, opensearch_client
+        from tracestream.indexer import F, IndexNames, opensearch_client
 
         try:
             client = opensearch_client(self.settings)

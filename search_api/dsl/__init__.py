@@ -5,32 +5,32 @@ Engine-agnostic: nothing here knows about OpenSearch. ``parse_filter`` accepts e
 MLflow it also accepts ``OR``, ``NOT`` and parentheses, token-usage fields and ``span.duration_ms``.
 """
 
-from search_api.dsl.ast import And as And
-from search_api.dsl.ast import Assessment as Assessment
-from search_api.dsl.ast import Attribute as Attribute
-from search_api.dsl.ast import Comparison as Comparison
-from search_api.dsl.ast import Field as Field
-from search_api.dsl.ast import Issue as Issue
-from search_api.dsl.ast import Metadata as Metadata
-from search_api.dsl.ast import Node as Node
-from search_api.dsl.ast import Not as Not
-from search_api.dsl.ast import Op as Op
-from search_api.dsl.ast import Or as Or
-from search_api.dsl.ast import OrderBy as OrderBy
-from search_api.dsl.ast import SpanAttribute as SpanAttribute
-from search_api.dsl.ast import SpanField as SpanField
-from search_api.dsl.ast import Tag as Tag
-from search_api.dsl.ast import TokenUsage as TokenUsage
-from search_api.dsl.ast import Value as Value
-from search_api.dsl.ast import comparisons as comparisons
-from search_api.dsl.ast import render as render
-from search_api.dsl.ast import render_order_by as render_order_by
-from search_api.dsl.errors import FilterError as FilterError
-from search_api.dsl.errors import ParseError as ParseError
-from search_api.dsl.errors import UnsupportedError as UnsupportedError
-from search_api.dsl.parser import parse_filter as parse_filter
-from search_api.dsl.parser import parse_order_by as parse_order_by
-from search_api.dsl.parser import with_default_order as with_default_order
+from tracestream.search_api.dsl.ast import And as And
+from tracestream.search_api.dsl.ast import Assessment as Assessment
+from tracestream.search_api.dsl.ast import Attribute as Attribute
+from tracestream.search_api.dsl.ast import Comparison as Comparison
+from tracestream.search_api.dsl.ast import Field as Field
+from tracestream.search_api.dsl.ast import Issue as Issue
+from tracestream.search_api.dsl.ast import Metadata as Metadata
+from tracestream.search_api.dsl.ast import Node as Node
+from tracestream.search_api.dsl.ast import Not as Not
+from tracestream.search_api.dsl.ast import Op as Op
+from tracestream.search_api.dsl.ast import Or as Or
+from tracestream.search_api.dsl.ast import OrderBy as OrderBy
+from tracestream.search_api.dsl.ast import SpanAttribute as SpanAttribute
+from tracestream.search_api.dsl.ast import SpanField as SpanField
+from tracestream.search_api.dsl.ast import Tag as Tag
+from tracestream.search_api.dsl.ast import TokenUsage as TokenUsage
+from tracestream.search_api.dsl.ast import Value as Value
+from tracestream.search_api.dsl.ast import comparisons as comparisons
+from tracestream.search_api.dsl.ast import render as render
+from tracestream.search_api.dsl.ast import render_order_by as render_order_by
+from tracestream.search_api.dsl.errors import FilterError as FilterError
+from tracestream.search_api.dsl.errors import ParseError as ParseError
+from tracestream.search_api.dsl.errors import UnsupportedError as UnsupportedError
+from tracestream.search_api.dsl.parser import parse_filter as parse_filter
+from tracestream.search_api.dsl.parser import parse_order_by as parse_order_by
+from tracestream.search_api.dsl.parser import with_default_order as with_default_order
 
 __all__ = [
     "And",

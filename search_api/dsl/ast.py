@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, TypeAlias
 
-from search_api.dsl.tokens import BARE_PART, tokenize
+from tracestream.search_api.dsl.tokens import BARE_PART, tokenize
 
 AttributeName: TypeAlias = Literal[
     "request_id",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum, auto
 from functools import lru_cache
 
-from search_api.dsl.ast import (
+from tracestream.search_api.dsl.ast import (
     And,
     Assessment,
     Attribute,
@@ -44,8 +44,8 @@ from search_api.dsl.ast import (
     TokenUsage,
     Value,
 )
-from search_api.dsl.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, FilterError, ParseError
-from search_api.dsl.tokens import INT_RE, NUMBER_RE, Token, TokenType, parse_number, tokenize
+from tracestream.search_api.dsl.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, FilterError, ParseError
+from tracestream.search_api.dsl.tokens import INT_RE, NUMBER_RE, Token, TokenType, parse_number, tokenize
 
 T = TokenType
 

@@ -17,8 +17,8 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError, TransportError
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
-from search_api.mlflow_rest.protojson import invalid_parameter, not_found
-from search_api.search import SearchError
+from tracestream.search_api.mlflow_rest.protojson import invalid_parameter, not_found
+from tracestream.search_api.search import SearchError
 from tracestream.settings import Settings
 
 DEFAULT_EXPERIMENT_ID = "0"

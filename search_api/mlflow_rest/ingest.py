@@ -36,7 +36,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from schemas import (
+from tracestream.schemas import (
     ASSESSMENT_LOGGED,
     SPAN_ENDED,
     TRACE_ENDED,
@@ -47,10 +47,10 @@ from schemas import (
     is_trace_id,
     new_assessment_id,
 )
-from schemas.entities import AssessmentSourceType, TraceState
-from schemas.mlflow_format import event_attribute_value, trace_state
-from schemas.records import AssessmentLogged, SpanEnded, SpanEvent, TraceEnded, TraceLocation
-from search_api.mlflow_rest.protojson import (
+from tracestream.schemas.entities import AssessmentSourceType, TraceState
+from tracestream.schemas.mlflow_format import event_attribute_value, trace_state
+from tracestream.schemas.records import AssessmentLogged, SpanEnded, SpanEvent, TraceEnded, TraceLocation
+from tracestream.search_api.mlflow_rest.protojson import (
     DELETES_ASSESSMENT,
     SERVER_MANAGED_TAGS,
     UPDATES_ASSESSMENT,
@@ -61,7 +61,7 @@ from search_api.mlflow_rest.protojson import (
     parse_timestamp_ms,
     timestamp_json,
 )
-from search_api.mlflow_rest.publisher import Event
+from tracestream.search_api.mlflow_rest.publisher import Event
 
 DEFAULT_EXPERIMENT_ID = "0"
 TRACE_TAG_ATTRIBUTE_PREFIX = "mlflow.traceTag."

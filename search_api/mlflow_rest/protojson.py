@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from search_api.search import SearchError
+from tracestream.search_api.search import SearchError
 
 # The trace tag that tells MLflow's client its spans are served by the tracking store
 # (batchGet / get), so it never uploads or downloads them as artifacts.

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
-import schemas
-from schemas.event_writer import MAX_RECORD_BYTES, encode_events
-from schemas.event_writer import Event as Event
-from search_api.search import SearchError
+from tracestream import schemas
+from tracestream.schemas.event_writer import MAX_RECORD_BYTES, encode_events
+from tracestream.schemas.event_writer import Event as Event
+from tracestream.search_api.search import SearchError
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)

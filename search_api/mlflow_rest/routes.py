@@ -18,11 +18,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from schemas import ASSESSMENT_LOGGED, is_trace_id
-from schemas.mlflow_format import mlflow_assessment_dict
-from search_api.limits import TOO_LARGE_ERROR_CODE
-from search_api.mlflow_rest.experiments import ExperimentStore
-from search_api.mlflow_rest.ingest import (
+from tracestream.schemas import ASSESSMENT_LOGGED, is_trace_id
+from tracestream.schemas.mlflow_format import mlflow_assessment_dict
+from tracestream.search_api.limits import TOO_LARGE_ERROR_CODE
+from tracestream.search_api.mlflow_rest.experiments import ExperimentStore
+from tracestream.search_api.mlflow_rest.ingest import (
     OtlpError,
     OtlpTooLarge,
     assessment_deletion,
@@ -33,7 +33,7 @@ from search_api.mlflow_rest.ingest import (
     tag_event,
     trace_info_events,
 )
-from search_api.mlflow_rest.protojson import (
+from tracestream.search_api.mlflow_rest.protojson import (
     current_versions,
     field,
     invalid_parameter,
@@ -44,8 +44,8 @@ from search_api.mlflow_rest.protojson import (
     trace_json,
     visible_assessments,
 )
-from search_api.mlflow_rest.publisher import EventPublisher
-from search_api.search import SearchError, TraceSearch
+from tracestream.search_api.mlflow_rest.publisher import EventPublisher
+from tracestream.search_api.search import SearchError, TraceSearch
 from tracestream.settings import Settings
 
 # The MLflow server version this API answers for: its client sends spans over OTLP only to

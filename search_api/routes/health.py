@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from search_api.deps import MetricsDep, SettingsDep
 from tracestream.health import kafka_health, opensearch_health
+from tracestream.search_api.deps import MetricsDep, SettingsDep
 
 router = APIRouter()
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from search_api.deps import SearchDep
-from search_api.errors import error_body
-from search_api.search import SearchError
+from tracestream.search_api.deps import SearchDep
+from tracestream.search_api.errors import error_body
+from tracestream.search_api.search import SearchError
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from indexer.query import to_query
-from search_api.dsl import FilterError, ParseError, UnsupportedError, parse_filter, parse_order_by
+from tracestream.indexer.query import to_query
+from tracestream.search_api.dsl import FilterError, ParseError, UnsupportedError, parse_filter, parse_order_by
 
 
 def parse_error(text: str) -> FilterError:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from indexer.query import to_query, to_sort
-from search_api.dsl import (
+from tracestream.indexer.query import to_query, to_sort
+from tracestream.search_api.dsl import (
     Comparison,
     FilterError,
     Op,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from search_api.dsl import (
+from tracestream.search_api.dsl import (
     Attribute,
     FilterError,
     Metadata,

@@ -12,7 +12,7 @@ import timeit
 
 import pytest
 
-from search_api.dsl import (
+from tracestream.search_api.dsl import (
     And,
     Assessment,
     Attribute,
@@ -31,8 +31,8 @@ from search_api.dsl import (
     parse_filter,
     render,
 )
-from search_api.dsl.parser import Parser
-from search_api.dsl.tokens import TokenType, tokenize
+from tracestream.search_api.dsl.parser import Parser
+from tracestream.search_api.dsl.tokens import TokenType, tokenize
 
 
 def one(text: str) -> Comparison:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from search_api.dsl import (
+from tracestream.search_api.dsl import (
     And,
     Assessment,
     Attribute,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from dsl_differential.dataset import DAY_MS, LOCATIONS, START_MS
-from schemas.records import CompletedTrace
+from tracestream.schemas.records import CompletedTrace
 
 ALL = tuple(LOCATIONS)
 

@@ -10,9 +10,9 @@ from opensearchpy import OpenSearch
 from searching.support import drop, private_settings
 
 from dsl_differential.dataset import build_dataset
-from indexer import IndexNames, build_document, ensure_index_template
-from indexer.store import TraceWriter
-from schemas.records import CompletedTrace
+from tracestream.indexer import IndexNames, build_document, ensure_index_template
+from tracestream.indexer.store import TraceWriter
+from tracestream.schemas.records import CompletedTrace
 from tracestream.settings import Settings
 
 

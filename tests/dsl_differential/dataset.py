@@ -23,8 +23,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.mlflow_keys import SpanAttributeKey, TraceMetadataKey, TraceTagKey
-from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded, SpanStatusCode, TraceState
+from tracestream.schemas.mlflow_keys import SpanAttributeKey, TraceMetadataKey, TraceTagKey
+from tracestream.schemas.records import (
+    AssessmentLogged,
+    CompletedTrace,
+    SpanEnded,
+    SpanStatusCode,
+    TraceState,
+)
 
 SEED = 20261122
 TRACE_COUNT = 100

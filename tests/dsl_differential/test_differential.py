@@ -24,10 +24,10 @@ from opensearchpy import OpenSearch
 
 from dsl_differential.cases import ALL, CASES, Case, all_case_keys, substitute
 from dsl_differential.dataset import EXPERIMENTS, LOCATIONS, default_order
-from indexer.document import _dumps_mlflow
-from schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
-from schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
-from search_api.search import SearchError, TraceSearch
+from tracestream.indexer.document import _dumps_mlflow
+from tracestream.schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
+from tracestream.schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
+from tracestream.search_api.search import SearchError, TraceSearch
 from tracestream.settings import Settings
 
 ORACLE_SCRIPT = Path(__file__).resolve().parent / "mlflow_store_oracle.py"

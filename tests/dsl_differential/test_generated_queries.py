@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
-from indexer import IndexNames
-from indexer.query import experiments_query, to_query, to_sort
-from search_api.dsl import FilterError, Node, OrderBy, parse_filter, render, with_default_order
+from tracestream.indexer import IndexNames
+from tracestream.indexer.query import experiments_query, to_query, to_sort
+from tracestream.search_api.dsl import FilterError, Node, OrderBy, parse_filter, render, with_default_order
 from tracestream.settings import Settings
 
 orders = st.lists(

@@ -11,9 +11,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from opensearchpy import OpenSearch
 
-import schemas
-from indexer import Indexer, IndexNames
-from schemas.records import CompletedTrace
+from tracestream import schemas
+from tracestream.indexer import Indexer, IndexNames
+from tracestream.schemas.records import CompletedTrace
 from tracestream.settings import IndexerSettings, Settings, TopicSettings
 
 

@@ -10,10 +10,16 @@ from datetime import date
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer import IndexNames, build_document
-from indexer.document import CHUNK_OVERLAP_BYTES, TraceDocument, chunks, trace_from_hit, trace_from_source
-from indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES, trace_order
-from schemas.samples import completed_trace
+from tracestream.indexer import IndexNames, build_document
+from tracestream.indexer.document import (
+    CHUNK_OVERLAP_BYTES,
+    TraceDocument,
+    chunks,
+    trace_from_hit,
+    trace_from_source,
+)
+from tracestream.indexer.mapping import ENTRY_SEPARATOR, MAX_TERM_BYTES, trace_order
+from tracestream.schemas.samples import completed_trace
 
 NAMES = IndexNames("tracestream")
 

@@ -8,8 +8,8 @@ from datetime import date
 import pytest
 from opensearchpy import OpenSearch
 
-from indexer import IndexNames, delete_indices_older_than, ensure_index_template
 from indexing.support import drop_indices, isolated_settings
+from tracestream.indexer import IndexNames, delete_indices_older_than, ensure_index_template
 from tracestream.settings import Settings
 
 

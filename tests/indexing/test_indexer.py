@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 from opensearchpy import OpenSearch
 from waiting import wait_until
 
-from indexer import IndexNames, delete_indices_older_than, get_trace
 from indexing.support import (
     RunningIndexer,
     count_documents,
     produce,
     read_dead_letters,
 )
-from schemas.samples import completed_trace
+from tracestream.indexer import IndexNames, delete_indices_older_than, get_trace
+from tracestream.schemas.samples import completed_trace
 from tracestream.settings import Settings
 
 StartIndexer = Callable[[Settings], RunningIndexer]

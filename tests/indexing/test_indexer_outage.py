@@ -26,8 +26,8 @@ from indexing.support import (
     produce,
     read_dead_letters,
 )
-from schemas.samples import completed_trace
 from tracestream.admin import delete_topics, ensure_topics, pipeline_topics
+from tracestream.schemas.samples import completed_trace
 from tracestream.settings import Settings
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"

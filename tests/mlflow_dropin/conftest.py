@@ -17,10 +17,10 @@ import pytest
 from conftest import require_server
 from opensearchpy import OpenSearch
 
-from indexer import IndexNames
 from mlflow_dropin.support import Pipeline
-from search_api.mlflow_rest.experiments import experiments_index
 from tracestream.admin import admin_client, delete_topics, ensure_topics
+from tracestream.indexer import IndexNames
+from tracestream.search_api.mlflow_rest.experiments import experiments_index
 from tracestream.settings import Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from search_api.mlflow_rest.protojson import duration_json, timestamp_json
+from tracestream.search_api.mlflow_rest.protojson import duration_json, timestamp_json
 
 TRACE_HEX = "c50a7c35abb3e8787098ebcc6fbd6900"
 TRACE_ID = f"tr-{TRACE_HEX}"

@@ -13,9 +13,9 @@ import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from opensearchpy import OpenSearch
 
-import schemas
-from indexer import IndexNames
 from mlflow_dropin.support import Pipeline
+from tracestream import schemas
+from tracestream.indexer import IndexNames
 
 DAY_NS = 86_400 * 10**9
 CLOCKS = {  # the client's start time of each trace, as its OTLP spans say

@@ -19,9 +19,9 @@ from mlflow_dropin.otlp_requests import (
     span,
     start_trace_body,
 )
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, events_codec
-from schemas.mlflow_format import mlflow_assessment_dict
-from search_api.mlflow_rest.ingest import (
+from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, events_codec
+from tracestream.schemas.mlflow_format import mlflow_assessment_dict
+from tracestream.search_api.mlflow_rest.ingest import (
     OtlpError,
     OtlpTooLarge,
     assessment_deletion,
@@ -34,8 +34,8 @@ from search_api.mlflow_rest.ingest import (
     trace_info_events,
     translate_genai,
 )
-from search_api.mlflow_rest.protojson import visible_assessments
-from search_api.search import SearchError
+from tracestream.search_api.mlflow_rest.protojson import visible_assessments
+from tracestream.search_api.search import SearchError
 
 LIMIT = 20 * 1024 * 1024  # the default of TRACESTREAM_API__MAX_INFLATED_BODY_BYTES
 

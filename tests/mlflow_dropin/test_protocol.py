@@ -16,12 +16,12 @@ from pydantic import SecretStr
 from searching.support import drop, private_settings, write_traces
 
 from mlflow_dropin.otlp_requests import TRACE_HEX, TRACE_ID, export_request, mlflow_spans, start_trace_body
-from schemas import SPAN_ENDED, TRACE_ENDED
-from search_api.api import create_app
-from search_api.mlflow_rest.experiments import experiments_index
-from search_api.mlflow_rest.ingest import otlp_events, trace_info_events
-from stream.derive import assemble
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED
+from tracestream.search_api.api import create_app
+from tracestream.search_api.mlflow_rest.experiments import experiments_index
+from tracestream.search_api.mlflow_rest.ingest import otlp_events, trace_info_events
 from tracestream.settings import Settings
+from tracestream.stream.derive import assemble
 
 OTHER_HEX = "0" * 31 + "1"
 

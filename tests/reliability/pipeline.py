@@ -18,8 +18,8 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 from opensearchpy import OpenSearch
 
-from indexer import IndexNames
 from tracestream.admin import delete_topics, ensure_topics
+from tracestream.indexer import IndexNames
 from tracestream.main_job import stop_processes
 from tracestream.settings import Settings, isolated_env
 

@@ -13,8 +13,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from opensearchpy import OpenSearch
 from waiting import wait_until
 
-import schemas
 from reliability.pipeline import Pipeline, infra
+from tracestream import schemas
 from tracestream.settings import Settings
 
 
@@ -255,7 +255,7 @@ def test_kafka_restarted_mid_run_loses_nothing_the_sdk_delivered(
 
 BIG_TRACE = """
 import json, sys
-import producers as mlflow
+from tracestream import producers as mlflow
 spans, repeat = int(sys.argv[1]), int(sys.argv[2])
 with mlflow.start_span("batch_agent", span_type=mlflow.SpanType.AGENT) as root:
     root.set_inputs({"documents": spans})

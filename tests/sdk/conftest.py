@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import producers
-from producers.testing import InMemoryEventExporter
+from tracestream import producers
+from tracestream.producers.testing import InMemoryEventExporter
 from tracestream.settings import SdkSettings, Settings
 
 

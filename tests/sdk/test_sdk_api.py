@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-import producers as mlflow
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED
+from tracestream import producers as mlflow
+from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED
 
 
 def only_span(exporter, name: str) -> dict:
@@ -244,7 +244,7 @@ def test_a_circular_structure_is_stringified(flushed) -> None:
 
 
 def test_an_oversized_attribute_is_truncated_with_a_marker() -> None:
-    from producers.testing import InMemoryEventExporter
+    from tracestream.producers.testing import InMemoryEventExporter
     from tracestream.settings import SdkSettings, Settings
 
     exporter = InMemoryEventExporter()

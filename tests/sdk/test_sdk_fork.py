@@ -18,14 +18,14 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-import schemas
+from tracestream import schemas
 from tracestream.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
 PRELUDE = """
 import json, multiprocessing, os, sys, time
-import producers as mlflow
+from tracestream import producers as mlflow
 
 @mlflow.trace
 def answer(question):
@@ -184,7 +184,7 @@ def test_sigterm_while_the_child_holds_the_processors_lock_still_flushes_and_ter
     reports, _ = run_program(
         """
         import signal
-        from producers import provider
+        from tracestream.producers import provider
         answer("warm up")
         child = os.fork()
         if child == 0:

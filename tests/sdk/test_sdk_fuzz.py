@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import producers as mlflow
-from producers.testing import InMemoryEventExporter
-from schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED
+from tracestream import producers as mlflow
+from tracestream.producers.testing import InMemoryEventExporter
+from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED
 from tracestream.settings import SdkSettings, Settings
 
 

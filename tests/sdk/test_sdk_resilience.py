@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-import producers as mlflow
-from producers.processor import SdkStats
-from producers.testing import InMemoryEventExporter
-from schemas import SPAN_ENDED
+from tracestream import producers as mlflow
+from tracestream.producers.processor import SdkStats
+from tracestream.producers.testing import InMemoryEventExporter
+from tracestream.schemas import SPAN_ENDED
 from tracestream.settings import SdkSettings, Settings
 
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import producers as mlflow
-from schemas import SPAN_ENDED, TRACE_ENDED, is_span_id, is_trace_id
+from tracestream import producers as mlflow
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED, is_span_id, is_trace_id
 
 
 def spans_by_name(exporter) -> dict[str, dict]:

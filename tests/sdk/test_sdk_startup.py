@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-import producers as mlflow
-from producers.processor import TracingStatus
-from producers.testing import InMemoryEventExporter
-from schemas import SPAN_ENDED, TRACE_ENDED
+from tracestream import producers as mlflow
+from tracestream.producers.processor import TracingStatus
+from tracestream.producers.testing import InMemoryEventExporter
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,7 +125,7 @@ def test_tracing_turned_off_by_its_setting_says_so(environment: pytest.MonkeyPat
 
 SCRIPT = """
 import json
-import producers as mlflow
+from tracestream import producers as mlflow
 
 @mlflow.trace
 def classify(ticket):

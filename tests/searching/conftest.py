@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 
-from search_api.api import create_app
 from searching.support import drop, private_settings
+from tracestream.search_api.api import create_app
 from tracestream.settings import Settings
 
 

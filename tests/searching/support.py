@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 from opensearchpy import OpenSearch, helpers
 
-from indexer import IndexNames, build_document, ensure_index_template
-from schemas.records import CompletedTrace
-from schemas.samples import completed_trace
+from tracestream.indexer import IndexNames, build_document, ensure_index_template
+from tracestream.schemas.records import CompletedTrace
+from tracestream.schemas.samples import completed_trace
 from tracestream.settings import Settings
 
 

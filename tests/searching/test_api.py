@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 from pydantic import SecretStr
 
-from indexer import IndexNames, ensure_index_template
-from search_api.api import create_app
 from searching.support import small_traces, write_traces
+from tracestream.indexer import IndexNames, ensure_index_template
+from tracestream.search_api.api import create_app
 from tracestream.settings import Settings
 
 START_MS = 1_763_800_000_000  # 2025-11-22

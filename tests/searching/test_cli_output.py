@@ -13,8 +13,6 @@ from commands import run_tracestream
 from opensearchpy import OpenSearch
 from typer.testing import CliRunner
 
-from schemas.records import CompletedTrace
-from search_api.cli import ORDER_BY_OPTION
 from searching.support import (
     ApiProcess,
     running_api,
@@ -22,6 +20,8 @@ from searching.support import (
     write_traces,
 )
 from tracestream.cli import app
+from tracestream.schemas.records import CompletedTrace
+from tracestream.search_api.cli import ORDER_BY_OPTION
 from tracestream.settings import Settings
 
 START_MS = 1_763_900_000_000

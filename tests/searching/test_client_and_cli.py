@@ -12,11 +12,11 @@ import pytest
 from opensearchpy import OpenSearch
 from typer.testing import CliRunner
 
-import search_api
-from schemas.records import CompletedTrace
-from search_api.client import TraceClient, TraceSearchError
 from searching.support import ApiProcess, running_api, small_traces, write_traces
+from tracestream import search_api
 from tracestream.cli import app
+from tracestream.schemas.records import CompletedTrace
+from tracestream.search_api.client import TraceClient, TraceSearchError
 from tracestream.settings import Settings, get_settings
 
 START_MS = 1_763_800_000_000  # 2025-11-22

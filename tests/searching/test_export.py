@@ -13,8 +13,8 @@ import httpx
 import pytest
 from opensearchpy import OpenSearch
 
-from schemas.samples import completed_trace
 from searching.support import running_api, write_traces
+from tracestream.schemas.samples import completed_trace
 from tracestream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
