@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-sdk bench-stack stack-up stack-down stack-status clean
+.PHONY: run test lint bench bench-sdk bench-stack stack-up stack-down stack-status clean chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,16 @@ run: $(VENV)/.installed
 	$(BIN)/tracestream run
 
 ## test: install, lint (ruff, the layer contracts), start the stack, run the whole suite, stop the stack (also when tests fail)
-test: $(VENV)/.installed .venv-mlflow/.installed
+test: $(VENV)/.installed .venv-mlflow/.installed chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	infra/with-stack bash -c '$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc'
+
+# The browser tests (tests/ui) drive Debian's Chromium: Playwright cannot download its own here.
+chromium:
+	@command -v chromium >/dev/null || { sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

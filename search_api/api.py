@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from tracestream.indexer.store import opensearch_client
 from tracestream.search_api.auth import API_KEY_HEADER, api_key_dependencies
@@ -17,7 +18,7 @@ from tracestream.search_api.limits import RequestBodyLimit
 from tracestream.search_api.metrics import Metrics, measure_latency
 from tracestream.search_api.mlflow_rest import MlflowBackend
 from tracestream.search_api.mlflow_rest import router as mlflow_router
-from tracestream.search_api.routes import health, traces
+from tracestream.search_api.routes import health, traces, ui
 from tracestream.search_api.search import TraceSearch
 from tracestream.settings import Settings, get_settings
 
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
         version="1",
         description="Search traces with MLflow's search_traces filter language.",
         responses=ERROR_RESPONSES,
+        # Served by routes/ui.py from the package: FastAPI's own pages load their assets from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.search = search
@@ -37,12 +41,14 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
     app.state.mlflow = MlflowBackend(settings, search)
 
     # The data endpoints need a key when keys are set (MLflow's tracking protocol included: the
-    # unmodified mlflow client works against this API). The docs pages, the OpenAPI schema,
-    # health and metrics stay open.
+    # unmodified mlflow client works against this API). The pages (the explorer, the docs), the
+    # OpenAPI schema, health and metrics stay open: the explorer sends the key it asks for.
     keys = [key.get_secret_value().encode() for key in settings.api.api_keys]
     app.include_router(traces.router, dependencies=api_key_dependencies(keys))
     app.include_router(mlflow_router, dependencies=api_key_dependencies(keys))
     app.include_router(health.router)
+    app.include_router(ui.router)
+    app.mount(ui.STATIC_PATH, StaticFiles(directory=ui.STATIC_DIR), name="static")
 
     if settings.api.cors_origins:
         app.add_middleware(
