@@ -29,9 +29,11 @@ from tracestream import producers as tracing
 from tracestream import schemas
 from tracestream.admin import TopicSpec, delete_topics, ensure_topics
 from tracestream.health import kafka_health
+from tracestream.kafka_connection import KafkaConnection
+from tracestream.producers.config import ProducerConfig, SdkOptions
 from tracestream.producers.exporter import producer_config
 from tracestream.schemas.event_writer import MAX_RECORD_BYTES
-from tracestream.settings import KafkaSettings, SdkSettings, Settings, TopicSettings
+from tracestream.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,9 +60,9 @@ def time_calls(function, calls: int) -> tuple[float, float]:
     return wall / calls * 1e6, cpu / calls * 1e6
 
 
-def traced_root_spans(settings: Settings, calls: int) -> dict[str, float]:
+def traced_root_spans(config: ProducerConfig, calls: int) -> dict[str, float]:
     """Each call a one-span trace: the worst case (a SpanEnded and a TraceEnded per call)."""
-    tracing.configure(settings)
+    tracing.configure(config)
     traced = tracing.trace(noop)
     try:
         wall, cpu = time_calls(traced, calls)
@@ -80,9 +82,9 @@ def traced_root_spans(settings: Settings, calls: int) -> dict[str, float]:
     }
 
 
-def traced_child_spans(settings: Settings, calls: int) -> dict[str, float]:
+def traced_child_spans(config: ProducerConfig, calls: int) -> dict[str, float]:
     """Spans inside one long trace: the per-span cost without the per-trace part."""
-    tracing.configure(settings)
+    tracing.configure(config)
     traced = tracing.trace(noop)
     try:
         with tracing.start_span("parent"):
@@ -147,19 +149,19 @@ def realistic_span(n: int) -> dict:
     }
 
 
-def produce_throughput(settings: Settings, topic: str, spans: int) -> dict[str, float]:
+def produce_throughput(config: ProducerConfig, spans: int) -> dict[str, float]:
     from confluent_kafka import Producer
 
     codec = schemas.events_codec()
     records = [("io.tracestream.SpanEnded", realistic_span(n)) for n in range(1_000)]
-    producer = Producer(producer_config(settings))
+    producer = Producer(producer_config(config))
     encode, produce, poll = codec.encode_union, producer.produce, producer.poll
     size = len(encode(*records[0]))
 
     started = time.perf_counter()
     for n in range(spans):
         event = records[n % 1_000]
-        produce(topic, encode(*event), event[1]["trace_id"])
+        produce(config.events_topic, encode(*event), event[1]["trace_id"])
         if n % 1_000 == 0:
             poll(0)
     accepted = time.perf_counter() - started
@@ -195,9 +197,9 @@ def main() -> None:
         sys.exit(f"Kafka at {base.kafka.bootstrap_servers} is not reachable: start it with infra/up")
     topic = f"tracestream.bench.sdk-{int(time.time())}"
     ensure_topics(base, [TopicSpec(topic, 6, 1, {"max.message.bytes": str(MAX_RECORD_BYTES)})])
-    reachable = base.model_copy(update={"topics": TopicSettings(events=topic), "sdk": SdkSettings()})
-    unreachable = Settings(
-        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"), sdk=SdkSettings(delivery_timeout_ms=1_000)
+    reachable = ProducerConfig(kafka=base.kafka.connection(), events_topic=topic)
+    unreachable = ProducerConfig(
+        kafka=KafkaConnection(bootstrap_servers="127.0.0.1:1"), sdk=SdkOptions(delivery_timeout_ms=1_000)
     )
     try:
         floor = median_run(
@@ -207,7 +209,7 @@ def main() -> None:
         root = median_run(lambda: traced_root_spans(reachable, args.calls), args.runs)
         child = median_run(lambda: traced_child_spans(reachable, args.calls), args.runs)
         down = median_run(lambda: traced_root_spans(unreachable, args.calls), args.runs)
-        throughput = median_run(lambda: produce_throughput(reachable, topic, args.produce_spans), args.runs)
+        throughput = median_run(lambda: produce_throughput(reachable, args.produce_spans), args.runs)
     finally:
         delete_topics(base, [topic])
     mlflow = mlflow_baseline(args.mlflow_python, args.mlflow_calls)

@@ -8,6 +8,8 @@ Port MLflow-instrumented code by changing the import::
     def answer(question: str) -> str: ...
 """
 
+from tracestream.producers.config import ProducerConfig as ProducerConfig
+from tracestream.producers.config import SdkOptions as SdkOptions
 from tracestream.producers.fluent import Assessment as Assessment
 from tracestream.producers.fluent import AssessmentError as AssessmentError
 from tracestream.producers.fluent import AssessmentSource as AssessmentSource
@@ -45,6 +47,8 @@ __all__ = [
     "Expectation",
     "Feedback",
     "LiveSpan",
+    "ProducerConfig",
+    "SdkOptions",
     "SdkStatsSnapshot",
     "SpanEvent",
     "SpanStatus",

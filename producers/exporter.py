@@ -14,9 +14,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from tracestream import schemas
+from tracestream.producers.config import ProducerConfig
 from tracestream.producers.processor import Event, RateLimitedWarning, SdkStats
 from tracestream.schemas.event_writer import MAX_RECORD_BYTES, encode_events
-from tracestream.settings import Settings
 
 logger = logging.getLogger("tracestream.producers")
 
@@ -45,9 +45,9 @@ kafka_client_logger = logging.getLogger("tracestream.producers.kafka")
 kafka_client_logger.addFilter(_RateLimitFilter())
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
-    sdk = settings.sdk
-    return settings.kafka.confluent_config(
+def producer_config(config: ProducerConfig) -> dict[str, Any]:
+    sdk = config.sdk
+    return config.kafka.confluent_config(
         {
             # Exactly once per partition and in order, even across the client's retries.
             "enable.idempotence": True,
@@ -79,18 +79,18 @@ def _keep_forever(client: Producer) -> None:
 
 
 class KafkaEventExporter:
-    def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
-        self.topic = settings.topics.events
-        self._codec = schemas.events_codec(settings.kafka.schema_registry_url, topic=self.topic)
-        self._batch_by_trace = settings.sdk.batch_by_trace
-        self._max_batch_events = settings.sdk.max_batch_events
-        self._max_batch_bytes = settings.sdk.max_batch_bytes
+    def __init__(self, config: ProducerConfig, producer: Producer | None = None) -> None:
+        self.topic = config.events_topic
+        self._codec = schemas.events_codec(config.kafka.schema_registry_url, topic=self.topic)
+        self._batch_by_trace = config.sdk.batch_by_trace
+        self._max_batch_events = config.sdk.max_batch_events
+        self._max_batch_bytes = config.sdk.max_batch_bytes
         self._stats: SdkStats | None = None
         self._warn = RateLimitedWarning()
         # Events per record handed over so far, to count the events of records still queued.
         self._handed_events = 0
         self._handed_records = 0
-        self._config = {**producer_config(settings), "on_delivery": self._delivery_failed}
+        self._config = {**producer_config(config), "on_delivery": self._delivery_failed}
         self._producer = producer or Producer(self._config)
 
     def after_fork(self) -> None:

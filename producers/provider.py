@@ -1,6 +1,6 @@
 """The process-wide tracer: settings, processor and the traces in flight.
 
-Created on first use from the settings (``TRACESTREAM_*``), or explicitly with
+Created on first use from the environment (``TRACESTREAM_*``, see :mod:`.config`), or explicitly with
 :func:`configure`. Flushed at interpreter exit.
 """
 
@@ -14,8 +14,8 @@ import signal
 import sys
 import threading
 
-from pydantic import ValidationError
-
+from tracestream.envconfig import ConfigError
+from tracestream.producers.config import ProducerConfig, SdkOptions
 from tracestream.producers.metadata import automatic_metadata
 from tracestream.producers.processor import (
     BatchEventProcessor,
@@ -26,34 +26,29 @@ from tracestream.producers.processor import (
 )
 from tracestream.producers.span import TraceState
 from tracestream.schemas.records import TraceLocation
-from tracestream.settings import ProducerSettings, SdkSettings, Settings, describe_settings_error
 
 logger = logging.getLogger("tracestream.producers")
-
-# What the SDK reads: its own settings (the environment's, by default), or a whole Settings.
-SdkConfig = ProducerSettings | Settings
-
 
 class TracerProvider:
     def __init__(
         self,
-        settings: SdkConfig | None,
+        config: ProducerConfig | None,
         exporter: EventExporter | None = None,
         unavailable_reason: str | None = None,
     ) -> None:
         """``unavailable_reason``: tracing could not start; spans run and their events are
-        counted as failed (``settings`` may then be None: the SDK's defaults apply)."""
-        sdk = settings.sdk if settings is not None else SdkSettings()
-        self.settings = settings
+        counted as failed (``config`` may then be None: the SDK's defaults apply)."""
+        sdk = config.sdk if config is not None else SdkOptions()
+        self.config = config
         self.flush_timeout_s = sdk.flush_timeout_s
         self.processor: BatchEventProcessor | UnavailableProcessor
-        if unavailable_reason is not None or settings is None:
+        if unavailable_reason is not None or config is None:
             self.processor = UnavailableProcessor(unavailable_reason or "no settings")
         else:
             if exporter is None:
                 from tracestream.producers.exporter import KafkaEventExporter
 
-                exporter = KafkaEventExporter(settings)
+                exporter = KafkaEventExporter(config)
             self.processor = BatchEventProcessor(
                 exporter, sdk.max_queue_size, sdk.max_export_batch_size, sdk.schedule_delay_ms
             )
@@ -80,11 +75,11 @@ _disabled = False
 _lock = threading.Lock()
 
 
-def _start_provider(settings: SdkConfig, exporter: EventExporter | None) -> TracerProvider:
+def _start_provider(config: ProducerConfig, exporter: EventExporter | None) -> TracerProvider:
     """A provider, or, when its exporter cannot start, one that counts every event as failed.
     The cause is logged once, as an error, in one line (the traceback at debug)."""
     try:
-        return TracerProvider(settings, exporter)
+        return TracerProvider(config, exporter)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         logger.debug("tracestream: the exporter could not start", exc_info=True)
@@ -100,22 +95,22 @@ def _unavailable(reason: str) -> TracerProvider:
     return TracerProvider(None, unavailable_reason=reason)
 
 
-def _provider_from(settings: SdkConfig | None, exporter: EventExporter | None) -> TracerProvider | None:
-    """A provider for ``settings`` (default: the environment's); None when they disable tracing."""
-    if settings is None:
+def _provider_from(config: ProducerConfig | None, exporter: EventExporter | None) -> TracerProvider | None:
+    """A provider for ``config`` (default: the environment's); None when it disables tracing."""
+    if config is None:
         try:
-            settings = ProducerSettings()
-        except ValidationError as exc:
-            return _unavailable(f"invalid setting: {describe_settings_error(exc)}")
+            config = ProducerConfig.from_env()
+        except ConfigError as exc:
+            return _unavailable(f"invalid setting: {exc}")
         except Exception as exc:  # e.g. an unreadable .env file
             return _unavailable(f"the settings could not be read ({type(exc).__name__}: {exc})")
-    if not settings.sdk.enabled:
+    if not config.sdk.enabled:
         return None
-    return _start_provider(settings, exporter)
+    return _start_provider(config, exporter)
 
 
 def configure(
-    settings: SdkConfig | None = None, exporter: EventExporter | None = None
+    config: ProducerConfig | None = None, exporter: EventExporter | None = None
 ) -> TracerProvider | None:
     """Set up tracing explicitly (optional: the first span does it from the environment).
 
@@ -128,7 +123,7 @@ def configure(
         previous, _provider = _provider, None
         if previous is not None:
             previous.shutdown()
-        _provider = _provider_from(settings, exporter)
+        _provider = _provider_from(config, exporter)
         _disabled = _provider is None
         return _provider
 

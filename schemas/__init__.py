@@ -1,8 +1,16 @@
 """tracestream's data contract: Avro schemas of the events and completed-traces topics,
-their encoding, ids and MLflow's reserved keys. Imports nothing else of the project."""
+their encoding, ids and MLflow's reserved keys. Imports nothing else of the project.
 
-from tracestream.schemas.codec import AvroCodec as AvroCodec
-from tracestream.schemas.codec import schema_json as schema_json
+The codec (fastavro, the shipped schema files) loads on first use of one of its names, not on
+import: the SDK's API imports this package, and an application whose encoder cannot load must
+still import and run it (the SDK then counts every event as failed and says why).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tracestream.schemas.errors import DecodeError as DecodeError
 from tracestream.schemas.errors import DecodeReason as DecodeReason
 from tracestream.schemas.errors import EncodeError as EncodeError
@@ -24,34 +32,31 @@ from tracestream.schemas.records import SPAN_ENDED as SPAN_ENDED
 from tracestream.schemas.records import TRACE_ENDED as TRACE_ENDED
 from tracestream.schemas.records import TRACE_TAGS_CHANGED as TRACE_TAGS_CHANGED
 from tracestream.schemas.records import events_of as events_of
-from tracestream.schemas.registry import SchemaSet as SchemaSet
-from tracestream.schemas.registry import SchemaVersion as SchemaVersion
-from tracestream.schemas.registry import shipped as shipped
+
+if TYPE_CHECKING:
+    from tracestream.schemas.codec import AvroCodec as AvroCodec
+    from tracestream.schemas.codec import alerts_codec as alerts_codec
+    from tracestream.schemas.codec import completed_codec as completed_codec
+    from tracestream.schemas.codec import dead_letters_codec as dead_letters_codec
+    from tracestream.schemas.codec import events_codec as events_codec
+    from tracestream.schemas.codec import schema_json as schema_json
+    from tracestream.schemas.registry import SchemaSet as SchemaSet
+    from tracestream.schemas.registry import SchemaVersion as SchemaVersion
+    from tracestream.schemas.registry import shipped as shipped
+
+_LOADED_ON_USE = {
+    **dict.fromkeys(
+        ["AvroCodec", "schema_json", "events_codec", "completed_codec", "alerts_codec", "dead_letters_codec"],
+        "tracestream.schemas.codec",
+    ),
+    **dict.fromkeys(["SchemaSet", "SchemaVersion", "shipped"], "tracestream.schemas.registry"),
+}
 
 
-def events_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
-    """The codec of the events topic (``TraceEvent`` records)."""
-    return AvroCodec(
-        "TraceEvent", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
-    )
-
-
-def completed_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
-    """The codec of the completed-traces topic (``CompletedTrace`` records)."""
-    return AvroCodec(
-        "CompletedTrace", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
-    )
-
-
-def alerts_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
-    """The codec of the alerts topic (``TraceAlert`` records)."""
-    return AvroCodec(
-        "TraceAlert", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
-    )
-
-
-def dead_letters_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
-    """The codec of the dead-letter topic (``DeadLetter`` records)."""
-    return AvroCodec(
-        "DeadLetter", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
-    )
+def __getattr__(name: str) -> Any:
+    module = _LOADED_ON_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -199,3 +199,31 @@ class AvroCodec:
         if buffer.tell() != len(data):
             raise DecodeError(DecodeReason.MALFORMED, f"{len(data) - buffer.tell()} bytes after the record")
         return record
+
+
+def events_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
+    """The codec of the events topic (``TraceEvent`` records)."""
+    return AvroCodec(
+        "TraceEvent", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
+    )
+
+
+def completed_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
+    """The codec of the completed-traces topic (``CompletedTrace`` records)."""
+    return AvroCodec(
+        "CompletedTrace", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
+    )
+
+
+def alerts_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
+    """The codec of the alerts topic (``TraceAlert`` records)."""
+    return AvroCodec(
+        "TraceAlert", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
+    )
+
+
+def dead_letters_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
+    """The codec of the dead-letter topic (``DeadLetter`` records)."""
+    return AvroCodec(
+        "DeadLetter", schema_registry_url=schema_registry_url, subject=f"{topic}-value" if topic else None
+    )

@@ -16,6 +16,7 @@ The checkers are tested on bad examples too, so a broken extractor cannot pass s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -28,6 +29,7 @@ import pytest
 import typer.main
 
 from tracestream.cli import app
+from tracestream.producers.config import SdkOptions
 from tracestream.search_api.dsl import FilterError, parse_filter, parse_order_by
 from tracestream.settings import Settings
 
@@ -293,6 +295,8 @@ def settings_fields() -> dict[str, set[str]]:
     for group, info in Settings.model_fields.items():
         model = info.annotation
         groups[group.upper()] = {field.upper() for field in getattr(model, "model_fields", {})}
+    # The SDK's own options are read by the SDK alone (tracestream.producers.config).
+    groups["SDK"] = {field.name.upper() for field in dataclasses.fields(SdkOptions)}
     return groups
 
 

@@ -9,9 +9,11 @@ from confluent_kafka import Consumer
 
 from tracestream import producers as mlflow
 from tracestream import schemas
+from tracestream.kafka_connection import KafkaConnection
+from tracestream.producers.config import ProducerConfig, SdkOptions
 from tracestream.producers.exporter import KafkaEventExporter
 from tracestream.producers.processor import SdkStats
-from tracestream.settings import KafkaSettings, SdkSettings, Settings
+from tracestream.settings import Settings
 
 TRACES = 10_000
 
@@ -19,8 +21,8 @@ TRACES = 10_000
 class RecordingKafkaExporter(KafkaEventExporter):
     """The real exporter, keeping a copy of each event it publishes."""
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, config: ProducerConfig) -> None:
+        super().__init__(config)
         self.sent: list[tuple[str, tuple[str, dict]]] = []
 
     def export(self, events, stats: SdkStats) -> None:
@@ -62,14 +64,11 @@ def test_ten_thousand_traces_reach_kafka_and_decode_equal_to_what_was_sent(
     kafka_settings: Settings, unique_topic: Callable[..., str], unique_name: str
 ) -> None:
     topic = unique_topic(partitions=3)
-    settings = kafka_settings.model_copy(
-        update={
-            "topics": kafka_settings.topics.model_copy(update={"events": topic}),
-            "sdk": SdkSettings(experiment_id="7"),
-        }
+    config = ProducerConfig(
+        kafka=kafka_settings.kafka.connection(), events_topic=topic, sdk=SdkOptions(experiment_id="7")
     )
-    exporter = RecordingKafkaExporter(settings)
-    mlflow.configure(settings, exporter=exporter)
+    exporter = RecordingKafkaExporter(config)
+    mlflow.configure(config, exporter=exporter)
     try:
         for n in range(TRACES):
             with contextlib.suppress(TimeoutError):
@@ -126,11 +125,11 @@ def _consume_all(settings: Settings, topic: str, group: str) -> list[tuple[str, 
 
 def test_with_kafka_unreachable_the_app_runs_on_and_every_lost_event_is_counted() -> None:
     # Nothing listens on port 1: the client can never connect, as with a stopped broker.
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
-        sdk=SdkSettings(delivery_timeout_ms=1_500, schedule_delay_ms=5),
+    config = ProducerConfig(
+        kafka=KafkaConnection(bootstrap_servers="127.0.0.1:1"),
+        sdk=SdkOptions(delivery_timeout_ms=1_500, schedule_delay_ms=5),
     )
-    mlflow.configure(settings)
+    mlflow.configure(config)
     try:
         answers = 0
         for n in range(2_000):

@@ -35,8 +35,9 @@ from waiting import wait_until
 from tracestream import producers as mlflow
 from tracestream import schemas
 from tracestream.cli import app
+from tracestream.producers.config import ProducerConfig, SdkOptions
 from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
-from tracestream.settings import SdkSettings, Settings
+from tracestream.settings import Settings
 
 pytestmark = pytest.mark.stream_worker
 
@@ -393,7 +394,10 @@ def test_a_span_of_an_unknown_trace_without_end_still_completes_by_timeout(pipel
 @pytest.fixture
 def sdk(pipeline: Pipeline) -> Iterator[None]:
     """The real SDK publishing to this module's events topic."""
-    mlflow.configure(pipeline.settings.model_copy(update={"sdk": SdkSettings(experiment_id="3")}))
+    settings = pipeline.settings
+    mlflow.configure(
+        ProducerConfig(settings.kafka.connection(), settings.topics.events, SdkOptions(experiment_id="3"))
+    )
     try:
         yield
     finally:

@@ -16,15 +16,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from opensearchpy import OpenSearch
 from waiting import wait_until
@@ -32,11 +34,19 @@ from waiting import wait_until
 from tracestream.admin import delete_topics
 from tracestream.indexer import IndexNames
 from tracestream.main_job import stop_processes
-from tracestream.schemas import SPAN_ENDED, TRACE_ENDED
+from tracestream.schemas import SPAN_ENDED, TRACE_ENDED, events_codec, events_of
 from tracestream.settings import OpenSearchSettings, Settings, isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("tracestream", "producers", "stream", "indexer", "search_api", "schemas")
+# The installed packages and the folders of the repository they are built from.
+PACKAGES = {
+    "tracestream": "tracestream",
+    "tracestream.producers": "producers",
+    "tracestream.stream": "stream",
+    "tracestream.indexer": "indexer",
+    "tracestream.search_api": "search_api",
+    "tracestream.schemas": "schemas",
+}
 # What is not part of a fresh clone (.gitignore) and never goes into a wheel: left out of the copy
 # the wheel is built from. The copy also keeps setuptools' build/ out of the working tree, where a
 # stale build/lib from an earlier build would put files into the wheel that the config leaves out.
@@ -103,6 +113,42 @@ print(json.dumps({
 '''
 
 
+# Run by the Python of the SDK-only install: traces a function with the SDK and flushes; the test
+# reads the events back. Prints one JSON object.
+SDK_APP = '''
+import json
+import sys
+
+from tracestream import producers as mlflow
+
+trace_ids = []
+
+
+@mlflow.trace(span_type=mlflow.SpanType.RETRIEVER)
+def search_docs(query: str) -> list[str]:
+    return ["refund-policy.md"]
+
+
+@mlflow.trace(span_type=mlflow.SpanType.AGENT)
+def answer(question: str) -> str:
+    trace_ids.append(mlflow.get_active_trace_id())
+    search_docs(question)
+    return "Refunds take 5 days."
+
+
+answer("How long do refunds take?")
+flushed = mlflow.flush(20)
+stats = mlflow.get_stats()
+print(json.dumps({
+    "trace_id": trace_ids[0], "flushed": flushed, "status": stats.status, "delivered": stats.delivered,
+    "modules": sorted({name.split(".")[0] for name in sys.modules}),
+}))
+'''
+# What the SDK alone must not bring into an application.
+SERVER_LIBRARIES = {"pydantic", "pydantic_settings", "faust", "opensearchpy", "fastapi", "uvicorn", "pandas",
+                    "typer", "rich", "httpx", "aiokafka"}  # fmt: skip
+
+
 @dataclass
 class Installed:
     venv: Path
@@ -151,9 +197,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-@pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """A fresh virtualenv with the wheel and its dependencies from PyPI (not editable)."""
+def install(requirement: str, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """A fresh virtualenv with ``requirement`` (the wheel, maybe with extras) and its dependencies
+    from PyPI, not editable."""
     venv = tmp_path_factory.mktemp("wheel-venv")
     _checked(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)]), "python -m venv")
     # This environment's pip installs into the new one (--python): that saves bootstrapping pip
@@ -161,7 +207,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     _checked(
         subprocess.run(
             [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-             "--no-compile", str(wheel)],
+             "--no-compile", requirement],
             capture_output=True, text=True, timeout=900,
         ),
         "pip install of the wheel",
@@ -171,8 +217,23 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True, cwd=workdir,
     ).stdout.strip()  # fmt: skip
-    yield Installed(venv, Path(purelib), workdir)
-    shutil.rmtree(venv)  # about 260 MB; pytest keeps the temporary directories of three runs
+    return Installed(venv, Path(purelib), workdir)
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """The server install: `pip install 'tracestream[server]'`."""
+    server = install(f"{wheel}[server]", tmp_path_factory)
+    yield server
+    shutil.rmtree(server.venv)  # about 260 MB; pytest keeps the temporary directories of three runs
+
+
+@pytest.fixture(scope="module")
+def sdk_installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """The SDK alone: `pip install tracestream`, no extra."""
+    sdk = install(str(wheel), tmp_path_factory)
+    yield sdk
+    shutil.rmtree(sdk.venv)
 
 
 def _free_port() -> int:
@@ -243,22 +304,90 @@ def test_wheel_ships_every_data_file_of_the_packages(wheel: Path) -> None:
     # The code reads these from its own package tree (schemas/registry.py: schemas/avro/v*/ and
     # FINGERPRINTS); documentation (*.md) is not read.
     data_files = {
-        path.relative_to(ROOT).as_posix()
-        for package in PACKAGES
-        for path in (ROOT / package).rglob("*")
+        "/".join([*package.split("."), path.relative_to(ROOT / folder).as_posix()])
+        for package, folder in PACKAGES.items()
+        for path in (ROOT / folder).rglob("*")
         if path.is_file() and path.suffix not in (".py", ".pyc", ".md") and "__pycache__" not in path.parts
     }
-    assert "schemas/avro/FINGERPRINTS" in data_files
-    assert any(name.startswith("schemas/avro/v1/") for name in data_files)
+    assert "tracestream/schemas/avro/FINGERPRINTS" in data_files
+    assert any(name.startswith("tracestream/schemas/avro/v1/") for name in data_files)
     with zipfile.ZipFile(wheel) as archive:
         shipped = set(archive.namelist())
     assert sorted(data_files - shipped) == []
 
 
+def test_wheel_installs_one_import_name(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+    assert {name for name in top_level if not name.endswith(".dist-info")} == {"tracestream"}
+
+
+def test_sdk_alone_delivers_a_traced_function_to_kafka(
+    sdk_installed: Installed, kafka_settings: Settings, unique_topic: Callable[..., str]
+) -> None:
+    topic = unique_topic()
+    script = sdk_installed.workdir / "sdk_app.py"
+    script.write_text(SDK_APP)
+    environment = {
+        "TRACESTREAM_TOPICS__EVENTS": topic,
+        "TRACESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.kafka.bootstrap_servers,
+    }
+
+    stdout = _checked(sdk_installed.run([sdk_installed.python, str(script)], environment), "the SDK-only app")
+    report = json.loads(stdout.strip().splitlines()[-1])
+
+    assert (report["flushed"], report["status"], report["delivered"]) == (True, "active", 3), report
+    assert SERVER_LIBRARIES.isdisjoint(report["modules"]), "the SDK imported a server library"
+    events = read_events(kafka_settings, topic, until_kind=TRACE_ENDED)
+    ours = [(kind, record) for kind, record in events if record["trace_id"] == report["trace_id"]]
+    spans = {record["name"]: record["span_type"] for kind, record in ours if kind == SPAN_ENDED}
+    assert spans == {"answer": "AGENT", "search_docs": "RETRIEVER"}
+    assert [kind for kind, _ in ours].count(TRACE_ENDED) == 1
+
+
+def test_sdk_alone_installs_none_of_the_server_libraries(sdk_installed: Installed) -> None:
+    probe = (
+        "import importlib.util, json, sys\n"
+        "print(json.dumps([name for name in sys.argv[1:] if importlib.util.find_spec(name)]))"
+    )
+    result = sdk_installed.run([sdk_installed.python, "-c", probe, *SERVER_LIBRARIES])
+    found = json.loads(_checked(result, "looking for the server's libraries"))
+    assert found == []
+
+
+def test_tracestream_command_of_the_sdk_alone_says_what_to_install(sdk_installed: Installed) -> None:
+    result = sdk_installed.run([sdk_installed.tracestream, "--help"])
+    assert result.returncode == 1
+    assert "pip install 'tracestream[server]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def read_events(
+    settings: Settings, topic: str, until_kind: str, timeout_s: float = 30
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events of ``topic`` from the start, until one of ``until_kind`` arrives."""
+    consumer = Consumer(settings.kafka.confluent_config(
+        {"group.id": f"{topic}-reader", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    ))  # fmt: skip
+    consumer.subscribe([topic])
+    codec = events_codec()
+    events: list[tuple[str, dict[str, Any]]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not any(kind == until_kind for kind, _ in events):
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                events += events_of(codec.decode(message.value())["event"])
+    finally:
+        consumer.close()
+    return events
+
+
 def test_installed_packages_load_from_the_virtualenv_not_the_working_tree(installed: Installed) -> None:
     probe = (
-        "import json, importlib, schemas\n"
-        f"files = {{p: importlib.import_module(p).__file__ for p in {PACKAGES!r}}}\n"
+        "import json, importlib\n"
+        "from tracestream import schemas\n"
+        f"files = {{p: importlib.import_module(p).__file__ for p in {list(PACKAGES)!r}}}\n"
         "versions = {n: [s.version for s in h] for n, h in schemas.shipped().versions.items()}\n"
         "print(json.dumps({'files': files, 'versions': versions}))\n"
     )

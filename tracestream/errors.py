@@ -64,7 +64,7 @@ def _root_reason(error: BaseException, fallback: str) -> str:
 
 def describe(error: BaseException) -> UserError:
     """The message and exit code for a command that failed with ``error``."""
-    if isinstance(error, ValidationError) and error.title in ("Settings", "ProducerSettings"):
+    if isinstance(error, ValidationError) and error.title == "Settings":
         return UserError(
             f"invalid setting: {describe_settings_error(error)}\n"
             "Fix the environment variable (or the .env file) and run the command again.",

@@ -14,7 +14,6 @@ the servers bind IPv4 only and ``localhost`` may resolve to ``::1`` first).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -23,16 +22,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ENV_PREFIX = "TRACESTREAM_"
-
-logger = logging.getLogger("tracestream.settings")
+from tracestream.envconfig import ENV_PREFIX
+from tracestream.kafka_connection import KafkaConnection, SaslMechanism, SecurityProtocol
 
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "tracestream"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_ca_location: str | None = None
@@ -45,40 +43,25 @@ class KafkaSettings(BaseModel):
     request_timeout_s: float = 10.0
 
     @model_validator(mode="after")
-    def _sasl_needs_credentials(self) -> KafkaSettings:
-        has_credentials = self.sasl_mechanism and self.sasl_username and self.sasl_password
-        if self.security_protocol.startswith("SASL_") and not has_credentials:
-            raise ValueError(
-                f"security_protocol={self.security_protocol} needs sasl_mechanism, sasl_username "
-                "and sasl_password (TRACESTREAM_KAFKA__SASL_*)"
-            )
+    def _usable_connection(self) -> KafkaSettings:
+        self.connection()  # its checks (SASL needs credentials) are the SDK's too
         return self
 
     @property
     def uses_ssl(self) -> bool:
         return self.security_protocol in ("SSL", "SASL_SSL")
 
+    def connection(self) -> KafkaConnection:
+        """These settings as the SDK's :class:`KafkaConnection` (one copy of the client config)."""
+        values = {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in self
+        }
+        return KafkaConnection(**values)
+
     def confluent_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka's Producer, Consumer and AdminClient,
         with ``overrides`` (librdkafka property names, e.g. ``{"linger.ms": 5}``) applied last."""
-        config: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "client.id": self.client_id,
-            "security.protocol": self.security_protocol.lower(),
-        }
-        if self.sasl_mechanism:
-            config["sasl.mechanism"] = self.sasl_mechanism
-            config["sasl.username"] = self.sasl_username
-            config["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
-        optional = {
-            "ssl.ca.location": self.ssl_ca_location,
-            "ssl.certificate.location": self.ssl_certificate_location,
-            "ssl.key.location": self.ssl_key_location,
-            "ssl.key.password": self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
-        }
-        config.update({key: value for key, value in optional.items() if value is not None})
-        config.update(overrides or {})
-        return config
+        return self.connection().confluent_config(overrides)
 
     def aiokafka_config(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients (the client Faust runs on)."""
@@ -191,49 +174,6 @@ class ApiSettings(BaseModel):
         return value
 
 
-class SdkSettings(BaseModel):
-    """The instrumentation SDK (producers/)."""
-
-    enabled: bool = True
-    # MLflow's default experiment is "0"; traces are filed under this location.
-    experiment_id: str = "0"
-    # Events buffered in the process before the exporter thread publishes them; when full,
-    # new events are dropped and counted, never blocking the application.
-    max_queue_size: int = Field(default=100_000, ge=1)
-    max_export_batch_size: int = Field(default=2_000, ge=1)
-    schedule_delay_ms: int = Field(default=100, ge=1)
-    # Span attribute values (JSON text) longer than this are cut, with a marker.
-    max_attribute_length: int = Field(default=500_000, ge=64)
-    # How long an undeliverable event is retried by the Kafka client before it counts as failed.
-    delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
-    flush_timeout_s: float = Field(default=10.0, ge=0)
-    linger_ms: int = Field(default=20, ge=0)
-    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
-    # The events of one trace in one export batch go out as one EventBatch record (TraceEvent
-    # v2). Turn off while a consumer older than v2 still reads the events topic.
-    batch_by_trace: bool = True
-    max_batch_events: int = Field(default=1_000, ge=1)
-    # A batch encoding to more than this is split (the topic's records are at most 8 MiB).
-    max_batch_bytes: int = Field(default=1_048_576, ge=1_024)
-
-    @model_validator(mode="after")
-    def _batch_fits_queue(self) -> SdkSettings:
-        # A batch larger than the buffer can never fill: correct it rather than turn tracing off.
-        if self.max_export_batch_size > self.max_queue_size:
-            logger.warning(
-                "tracestream: %sSDK__MAX_EXPORT_BATCH_SIZE (%d) exceeds %sSDK__MAX_QUEUE_SIZE (%d); "
-                "using %d. Set %sSDK__MAX_EXPORT_BATCH_SIZE to at most the queue size to silence this.",
-                ENV_PREFIX,
-                self.max_export_batch_size,
-                ENV_PREFIX,
-                self.max_queue_size,
-                self.max_queue_size,
-                ENV_PREFIX,
-            )
-            self.max_export_batch_size = self.max_queue_size
-        return self
-
-
 class StreamSettings(BaseModel):
     """The trace-assembly stream (stream/, a Faust app)."""
 
@@ -302,27 +242,8 @@ class Settings(BaseSettings):
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
-    sdk: SdkSettings = Field(default_factory=SdkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
-
-
-class EventsTopicSettings(BaseModel):
-    """The one topic the SDK writes to (the other topic settings are the servers')."""
-
-    events: str = TopicSettings.model_fields["events"].default
-
-
-class ProducerSettings(BaseSettings):
-    """What an instrumented application reads: the SDK's own settings and how to reach the
-    events topic. Settings of the servers (API, OpenSearch, stream, indexer) are not read, so a
-    bad value there cannot turn tracing off in every application that shares the environment."""
-
-    model_config = Settings.model_config
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: EventsTopicSettings = Field(default_factory=EventsTopicSettings)
-    sdk: SdkSettings = Field(default_factory=SdkSettings)
 
 
 def describe_settings_error(error: ValidationError) -> str:

@@ -5,15 +5,16 @@ from collections.abc import Iterator
 import pytest
 
 from tracestream import producers
+from tracestream.producers.config import ProducerConfig, SdkOptions
 from tracestream.producers.testing import InMemoryEventExporter
-from tracestream.settings import SdkSettings, Settings
 
 
 @pytest.fixture
 def exporter() -> Iterator[InMemoryEventExporter]:
     """Tracing configured with an in-memory exporter (events still go through Avro)."""
     memory = InMemoryEventExporter()
-    producers.configure(Settings(sdk=SdkSettings(experiment_id="42", schedule_delay_ms=5)), exporter=memory)
+    config = ProducerConfig(sdk=SdkOptions(experiment_id="42", schedule_delay_ms=5))
+    producers.configure(config, exporter=memory)
     yield memory
     producers.shutdown()
 

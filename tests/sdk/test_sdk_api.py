@@ -244,11 +244,11 @@ def test_a_circular_structure_is_stringified(flushed) -> None:
 
 
 def test_an_oversized_attribute_is_truncated_with_a_marker() -> None:
+    from tracestream.producers.config import ProducerConfig, SdkOptions
     from tracestream.producers.testing import InMemoryEventExporter
-    from tracestream.settings import SdkSettings, Settings
 
     exporter = InMemoryEventExporter()
-    mlflow.configure(Settings(sdk=SdkSettings(max_attribute_length=1000)), exporter=exporter)
+    mlflow.configure(ProducerConfig(sdk=SdkOptions(max_attribute_length=1000)), exporter=exporter)
     try:
         with mlflow.start_span("upload") as span:
             span.set_inputs({"document": "lorem ipsum " * 1000})

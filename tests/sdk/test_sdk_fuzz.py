@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracestream import producers as mlflow
+from tracestream.producers.config import ProducerConfig, SdkOptions
 from tracestream.producers.testing import InMemoryEventExporter
 from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED
-from tracestream.settings import SdkSettings, Settings
 
 
 class Unprintable:
@@ -56,7 +56,7 @@ span_calls = st.one_of(
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[InMemoryEventExporter]:
     memory = InMemoryEventExporter()
-    mlflow.configure(Settings(sdk=SdkSettings(schedule_delay_ms=5)), exporter=memory)
+    mlflow.configure(ProducerConfig(sdk=SdkOptions(schedule_delay_ms=5)), exporter=memory)
     yield memory
     mlflow.shutdown()
 

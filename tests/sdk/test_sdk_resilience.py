@@ -6,10 +6,10 @@ import threading
 import time
 
 from tracestream import producers as mlflow
+from tracestream.producers.config import ProducerConfig, SdkOptions
 from tracestream.producers.processor import SdkStats
 from tracestream.producers.testing import InMemoryEventExporter
 from tracestream.schemas import SPAN_ENDED
-from tracestream.settings import SdkSettings, Settings
 
 
 class BlockedExporter(InMemoryEventExporter):
@@ -43,7 +43,7 @@ def lookup(order_id: int) -> dict:
 def test_a_full_buffer_drops_and_counts_events_without_blocking_the_caller() -> None:
     exporter = BlockedExporter()
     mlflow.configure(
-        Settings(sdk=SdkSettings(max_queue_size=50, max_export_batch_size=10, schedule_delay_ms=1)),
+        ProducerConfig(sdk=SdkOptions(max_queue_size=50, max_export_batch_size=10, schedule_delay_ms=1)),
         exporter=exporter,
     )
     try:
@@ -67,7 +67,7 @@ def test_a_full_buffer_drops_and_counts_events_without_blocking_the_caller() -> 
 
 def test_an_exporter_that_raises_never_reaches_the_application() -> None:
     exporter = ExplodingExporter()
-    mlflow.configure(Settings(sdk=SdkSettings(schedule_delay_ms=1)), exporter=exporter)
+    mlflow.configure(ProducerConfig(sdk=SdkOptions(schedule_delay_ms=1)), exporter=exporter)
     try:
         assert lookup(1)["status"] == "shipped"
         mlflow.flush(2)
@@ -101,7 +101,7 @@ def test_inputs_whose_serialization_raises_are_recorded_as_text(flushed) -> None
 
 def test_disabled_tracing_runs_the_function_and_emits_nothing() -> None:
     exporter = InMemoryEventExporter()
-    mlflow.configure(Settings(sdk=SdkSettings(enabled=False)), exporter=exporter)
+    mlflow.configure(ProducerConfig(sdk=SdkOptions(enabled=False)), exporter=exporter)
     try:
         assert lookup(7) == {"order_id": 7, "status": "shipped"}
         with mlflow.start_span("block") as span:

@@ -84,8 +84,8 @@ def test_a_batch_size_above_the_queue_size_is_corrected_and_named_once(
     classify("invoice 7")
     assert mlflow.flush(5)
 
-    assert provider is not None and provider.settings is not None
-    assert provider.settings.sdk.max_export_batch_size == 10
+    assert provider is not None and provider.config is not None
+    assert provider.config.sdk.max_export_batch_size == 10
     assert mlflow.get_stats().delivered == 2
     warnings = [r.getMessage() for r in caplog.records if "MAX_EXPORT_BATCH_SIZE" in r.getMessage()]
     assert len(warnings) == 1
@@ -138,19 +138,15 @@ print(json.dumps({"result": result, "status": stats.status, "error": stats.error
 """
 
 
-def test_schemas_that_cannot_be_loaded_count_events_as_failed(tmp_path: Path) -> None:
-    """The install that lost its .avsc files (a wheel without package data): the schemas package
-    is there, its avro/ folder is not."""
-    packages = tmp_path / "packages"
-    without_data = shutil.ignore_patterns("avro", "__pycache__")
-    shutil.copytree(REPO / "schemas", packages / "schemas", ignore=without_data)
+def run_script(script: str, tmp_path: Path, packages: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter, from ``packages`` when given (before the install)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TRACESTREAM_")}
-    environment["PYTHONPATH"] = os.pathsep.join([str(packages), str(REPO)])
+    if packages is not None:
+        environment["PYTHONPATH"] = str(packages)
     # Kafka is never reached: the exporter fails before it makes a client.
     environment["TRACESTREAM_KAFKA__BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
-
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+    return subprocess.run(
+        [sys.executable, "-c", script],
         cwd=tmp_path,
         env=environment,
         capture_output=True,
@@ -158,12 +154,38 @@ def test_schemas_that_cannot_be_loaded_count_events_as_failed(tmp_path: Path) ->
         timeout=60,
     )
 
+
+def assert_tracing_failed_loudly(done: subprocess.CompletedProcess[str], cause: str) -> None:
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = json.loads(done.stdout.splitlines()[-1])
     assert report["result"] == "billing"
     assert report["status"] == "failed"
-    assert "Avro schemas are missing" in report["error"]
+    assert cause in report["error"]
     assert (report["emitted"], report["failed"], report["flushed"]) == (2, 2, False)
     off = [line for line in done.stderr.splitlines() if "tracing is OFF" in line]
     assert len(off) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_schemas_that_cannot_be_loaded_count_events_as_failed(tmp_path: Path) -> None:
+    """The install that lost its .avsc files (a wheel without package data): the schemas package
+    is there, its avro/ folder is not."""
+    packages = tmp_path / "packages"
+    without_data = shutil.ignore_patterns("avro", "__pycache__")
+    # tracestream/schemas and the other packages are links in the repository: copied as files.
+    shutil.copytree(REPO / "tracestream", packages / "tracestream", ignore=without_data)
+    assert not list(packages.rglob("*.avsc"))
+
+    done = run_script(SCRIPT, tmp_path, packages)
+
+    assert_tracing_failed_loudly(done, "Avro schemas are missing")
+
+
+def test_an_encoder_that_cannot_be_imported_counts_events_as_failed(tmp_path: Path) -> None:
+    """fastavro broken or missing in the application's environment: the SDK still imports, the
+    application runs, and every event counts as failed."""
+    without_fastavro = 'import sys\nsys.modules["fastavro"] = None  # import fastavro now fails\n'
+
+    done = run_script(without_fastavro + SCRIPT, tmp_path)
+
+    assert_tracing_failed_loudly(done, "fastavro")
