@@ -1,178 +1,169 @@
-"""The per-trace state machine of the stream: what a record does to a trace's state, and what
-the worker does next. Pure functions over the state record (a JSON-able dict) and the set of
-span ids received, so the logic is tested without a broker (tests/test_stream_state.py);
-stream/app.py does the I/O (tables, outputs, dead letters).
+"""A trace's state in the stream, typed, and its record in the ``traces`` table.
 
-State keys: ``first_ms``, ``partition``, ``revision``, ``ended`` (the TraceEnded), ``tags_set``,
-``tags_deleted``, ``assessments``, ``held`` (records of a trace not seen yet, see
-:func:`after_record`), and once emitted ``finalized``, ``finalized_ms``, ``incomplete``,
-``emitted_spans``, ``alerted``.
+The state is immutable: :func:`tracestream.stream.assembler.step` returns a new one. Part of it
+is kept in the ``traces`` table (a JSON record, see :meth:`TraceState.to_record`); the rest
+(span ids, chunk count, last activity, replay flags) lives in the worker's memory and is rebuilt
+from the ``spans`` table after a restart or a rebalance.
+
+The table record keeps the keys and meaning it had before the state was typed, so a worker
+restarts on an existing changelog as is: ``first_ms``, ``partition``, ``revision``, ``ended``
+(the TraceEnded; base64 Avro in records written before TraceEvent v2), ``tags_set``,
+``tags_deleted``, ``assessments``, ``held`` (records of a trace not seen yet, as
+``{"offset", "value": base64}``), and once emitted ``finalized``, ``finalized_ms``,
+``incomplete``, ``emitted_spans``, ``alerted``. A purged trace's record is a marker:
+``{"purged": true, "revision", "purged_ms", "partition"}``.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from tracestream import schemas
-from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, events_of
+from tracestream.schemas import events_of
+from tracestream.schemas.records import AssessmentLogged, TraceEnded
 
 _LEGACY_CODEC = schemas.events_codec()
 
 
-class Next(Enum):
-    """What the worker does after applying a record to a trace's state."""
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """A record of the events topic kept as received: tags or assessments of a trace not seen
+    yet, dead-lettered whole if the trace never comes."""
 
-    EMIT = "emit"  # a new revision (complete, or news about an emitted trace)
-    REPLAYED = "replayed"  # nothing new about an emitted trace (a replay)
-    STORE = "store"  # the state changed; the trace is still being assembled
-    HOLD = "hold"  # tags or assessments of a trace not seen yet: keep the record, emit nothing
-    NOTHING = "nothing"
-
-
-class Expiry(Enum):
-    """What an idle tick does to a trace not emitted yet."""
-
-    WAIT = "wait"
-    EMIT_INCOMPLETE = "emit_incomplete"
-    DEAD_LETTER_HELD = "dead_letter_held"  # the trace never came within the late window
+    offset: int
+    value: bytes
 
 
-@dataclass
-class Applied:
-    """What one record changed."""
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """The last revision emitted."""
 
-    new_spans: int = 0
-    # A trace-level fact changed: its end, a tag, an assessment.
-    changed: bool = False
-    # TraceEnded events of another root under the same trace id (a broken client): they are
-    # dead-lettered rather than merged into, or silently dropped from, the first trace.
-    conflicting_ends: list[dict[str, Any]] = field(default_factory=list)
+    at_ms: int
+    incomplete: bool
+    # Distinct spans it had: spans replayed after a lost chunk are not news up to this count.
+    spans: int
 
 
-def new_state(partition: int, now_ms: int) -> dict[str, Any]:
-    return {"first_ms": now_ms, "partition": partition, "revision": 0}
+@dataclass(frozen=True, slots=True)
+class TraceState:
+    """A trace being assembled, or emitted and still within its late window."""
+
+    partition: int
+    # When this stream first saw the trace (its clock), for the indexer's clock-skew check.
+    first_ms: int
+    revision: int = 0
+    ended: TraceEnded | None = None
+    tags_set: Mapping[str, str] = field(default_factory=dict)
+    tags_deleted: tuple[str, ...] = ()
+    assessments: tuple[AssessmentLogged, ...] = ()
+    held: tuple[HeldRecord, ...] = ()
+    emitted: Emitted | None = None
+    alerted: bool = False
+    # In memory only, rebuilt after a restart: the distinct spans received, the records stored
+    # in the spans table (each brought at least one new span), and when a record last came.
+    span_ids: frozenset[str] = frozenset()
+    chunks: int = 0
+    last_activity_ms: int = 0
+    # Built from the tables rather than by this worker's own processing, and whether its
+    # current revision was emitted again since (see the assembler's replay rule).
+    restored: bool = False
+    reemitted: bool = False
+
+    @property
+    def spans(self) -> int:
+        return len(self.span_ids)
+
+    @property
+    def complete(self) -> bool:
+        """The root ended and the spans it counted are all here. Spans started after the root
+        ended (tasks that outlived it) are not in its count, so more than counted is complete."""
+        return self.ended is not None and self.spans >= self.ended["span_count"]
+
+    @property
+    def unseen(self) -> bool:
+        """No span and no end of the trace yet: only tags or assessments sent for its id."""
+        return not self.span_ids and self.ended is None
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``traces`` table's JSON record."""
+        record: dict[str, Any] = {
+            "first_ms": self.first_ms,
+            "partition": self.partition,
+            "revision": self.revision,
+        }
+        if self.ended is not None:
+            record["ended"] = self.ended
+        if self.tags_set or self.tags_deleted:
+            record["tags_set"] = dict(self.tags_set)
+            record["tags_deleted"] = list(self.tags_deleted)
+        if self.assessments:
+            record["assessments"] = list(self.assessments)
+        if self.held:
+            record["held"] = [
+                {"offset": h.offset, "value": base64.b64encode(h.value).decode()} for h in self.held
+            ]
+        if self.emitted is not None:
+            record.update(
+                finalized=True,
+                finalized_ms=self.emitted.at_ms,
+                incomplete=self.emitted.incomplete,
+                emitted_spans=self.emitted.spans,
+            )
+        if self.alerted:
+            record["alerted"] = True
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TraceState:
+        ended = record.get("ended")
+        if isinstance(ended, str):  # written before TraceEvent v2: the encoded event
+            ended = events_of(_LEGACY_CODEC.decode(base64.b64decode(ended))["event"])[0][1]
+        emitted = None
+        if record.get("finalized"):
+            emitted = Emitted(
+                at_ms=record.get("finalized_ms", 0),
+                incomplete=bool(record.get("incomplete")),
+                spans=record.get("emitted_spans", 0),
+            )
+        return cls(
+            partition=record.get("partition", 0),
+            first_ms=record.get("first_ms", 0),
+            revision=record.get("revision", 0),
+            ended=ended,
+            tags_set=dict(record.get("tags_set", {})),
+            tags_deleted=tuple(record.get("tags_deleted", ())),
+            assessments=tuple(record.get("assessments", ())),
+            held=tuple(HeldRecord(h["offset"], base64.b64decode(h["value"])) for h in record.get("held", ())),
+            emitted=emitted,
+            alerted=bool(record.get("alerted")),
+        )
 
 
-def ended_of(state: dict[str, Any]) -> dict[str, Any] | None:
-    ended = state.get("ended")
-    if isinstance(ended, str):  # state written before v2 kept the encoded event
-        ended = events_of(_LEGACY_CODEC.decode(base64.b64decode(ended))["event"])[0][1]
-        state["ended"] = ended
-    return ended
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What is left of a trace after its late window: later events are dead-lettered rather
+    than starting a partial second trace, until the marker is forgotten."""
+
+    partition: int
+    revision: int
+    purged_ms: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "purged": True,
+            "revision": self.revision,
+            "purged_ms": self.purged_ms,
+            "partition": self.partition,
+        }
 
 
-def apply_tag_change(state: dict[str, Any], change: dict[str, Any]) -> bool:
-    """Apply a TraceTagsChanged to the state; False when it changes nothing (a replay)."""
-    tags = state.get("tags_set", {})
-    deleted = set(state.get("tags_deleted", []))
-    before = (dict(tags), set(deleted))
-    for tag, tag_value in change["set"].items():
-        tags[tag] = tag_value
-        deleted.discard(tag)
-    for tag in change["deleted"]:
-        tags.pop(tag, None)
-        deleted.add(tag)
-    if (tags, deleted) == before:
-        return False
-    state["tags_set"] = tags
-    state["tags_deleted"] = sorted(deleted)
-    return True
-
-
-def apply_events(state: dict[str, Any], span_ids: set[str], events: list[tuple[str, Any]]) -> Applied:
-    """Apply one record's events to ``state`` and ``span_ids`` (both updated in place)."""
-    applied = Applied()
-    for kind, record in events:
-        if kind == SPAN_ENDED:
-            span_id = record["span_id"]
-            if span_id not in span_ids:  # else a duplicate (at-least-once delivery)
-                span_ids.add(span_id)
-                applied.new_spans += 1
-        elif kind == TRACE_ENDED:
-            ended = ended_of(state)
-            if ended is None:
-                state["ended"] = record
-                applied.changed = True
-            elif (ended["root_span_id"] or None) != (record["root_span_id"] or None):
-                applied.conflicting_ends.append(record)
-            # else the same end delivered again
-        elif kind == TRACE_TAGS_CHANGED:
-            applied.changed |= apply_tag_change(state, record)
-        elif kind == ASSESSMENT_LOGGED:
-            # Assessments are few and small: they live in the state, deduplicated by id.
-            assessments = state.setdefault("assessments", [])
-            assessment_id = record["assessment_id"]
-            if all(a["assessment_id"] != assessment_id for a in assessments):
-                assessments.append(record)
-                applied.changed = True
-    if "held" in state and not unseen(state, len(span_ids)):
-        # The trace arrived: the held tags and assessments are in its state, applied.
-        del state["held"]
-        applied.changed = True
-    return applied
-
-
-def complete(state: dict[str, Any], spans: int) -> bool:
-    """The root ended and the spans it counted are all here. Spans started after the root
-    ended (tasks that outlived it) are not in its count, so more spans than counted is complete."""
-    ended = ended_of(state)
-    return ended is not None and spans >= ended["span_count"]
-
-
-def unseen(state: dict[str, Any], spans: int) -> bool:
-    """No span and no end of the trace yet: only tags or assessments sent for its id."""
-    return spans == 0 and state.get("ended") is None
-
-
-def after_record(state: dict[str, Any], spans: int, applied: Applied) -> Next:
-    """What to do once a record was applied (``spans``: the distinct spans now received)."""
-    if state.get("finalized"):
-        # Spans the emitted revision already had are a replay whose chunk was lost with a
-        # killed worker (the tables' changelogs are not written atomically): not news.
-        if (applied.new_spans and spans > state.get("emitted_spans", 0)) or applied.changed:
-            return Next.EMIT
-        return Next.REPLAYED
-    if unseen(state, spans):
-        # Never a trace of its own (MLflow answers 404 for an unknown trace): held until the
-        # trace arrives, or dead-lettered after the late window.
-        return Next.HOLD if applied.changed else Next.NOTHING
-    if complete(state, spans):
-        return Next.EMIT
-    # New spans alone are in their chunk: the state is written only when it changed.
-    return Next.STORE if applied.changed else Next.NOTHING
-
-
-def incomplete(state: dict[str, Any], spans: int) -> bool:
-    """Whether a revision about to be emitted lacks its end or spans: recomputed for every
-    revision, so a trace emitted at the idle timeout loses the flag once the rest arrives."""
-    return not complete(state, spans)
-
-
-def mark_emitted(state: dict[str, Any], revision: int, now_ms: int, incomplete: bool, spans: int) -> None:
-    """The state once ``revision`` is out: late data from now on makes further revisions."""
-    state.update(
-        revision=revision, finalized=True, finalized_ms=now_ms, incomplete=incomplete, emitted_spans=spans
-    )
-
-
-def on_idle(
-    state: dict[str, Any],
-    spans: int,
-    now_s: float,
-    last_activity_s: float,
-    idle_timeout_s: float,
-    late_window_s: float,
-) -> Expiry:
-    """An idle tick for a trace (ticks come again: each deadline is checked here)."""
-    if state.get("finalized"):
-        return Expiry.WAIT
-    if unseen(state, spans):
-        if now_s * 1000 - state.get("first_ms", 0) >= late_window_s * 1000:
-            return Expiry.DEAD_LETTER_HELD
-        return Expiry.WAIT
-    if now_s - last_activity_s >= idle_timeout_s:
-        return Expiry.EMIT_INCOMPLETE
-    return Expiry.WAIT
+def state_from_record(record: Mapping[str, Any] | None) -> TraceState | Purged | None:
+    """The state a ``traces`` table record holds (None: no record)."""
+    if not record:
+        return None
+    if record.get("purged"):
+        return Purged(record.get("partition", 0), record.get("revision", 0), record.get("purged_ms", 0))
+    return TraceState.from_record(record)

@@ -52,7 +52,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 await consumer.seek_to_beginning(*uncommitted)
                 starts.update(await consumer.beginning_offsets(uncommitted))
         # Where each source partition now resumes: the worker checks that its first record
-        # comes from there (see stream.app.OffsetGuard).
+        # comes from there (see stream.offset_guard.OffsetGuard).
         on_seek = getattr(self.app, "on_source_seek", None)
         if on_seek is not None:
             on_seek({TP(tp.topic, tp.partition): offset for tp, offset in starts.items()})
@@ -60,7 +60,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class SourceOffsets(Protocol):
-    """What the app knows of the partitions it checks itself (stream.app.OffsetGuard)."""
+    """What the app knows of the partitions it checks itself (stream.offset_guard.OffsetGuard)."""
 
     def guards(self, tp: TP) -> bool: ...
 

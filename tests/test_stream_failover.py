@@ -3,7 +3,7 @@
 Marker ``failover`` (``pytest -m failover`` runs it alone). It used to fail about one run in
 three: Faust drops records it has already fetched around a rebalance (at start-up too), and the
 survivor then never processed one span of a trace, which was finalized incomplete by timeout.
-stream.app.OffsetGuard now notices the gap in the offsets and reads the partition again from the
+stream.offset_guard.OffsetGuard now notices the gap in the offsets and reads the partition again from the
 first missing record; the test passed 12 runs in a row after that (it had failed 3 of 7 before).
 Earlier sessions also saw the survivor's table recovery wait for minutes ("Still fetching changelog
 topics for recovery ... offset -1", compare faust-streaming#155); if that comes back, the test

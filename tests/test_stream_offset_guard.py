@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from tracestream.stream.app import OffsetGuard
+from tracestream.stream.offset_guard import OffsetGuard
 
 EVENTS_0 = TP("llm.events", 0)
 EVENTS_1 = TP("llm.events", 1)

@@ -9,7 +9,8 @@ import pytest
 from faust.types import TP
 
 from tracestream.settings import Settings
-from tracestream.stream.app import TraceAssembler, create_app
+from tracestream.stream.agents import TraceAssembler
+from tracestream.stream.worker import create_app
 
 
 @pytest.fixture
@@ -30,11 +31,11 @@ def test_records_of_the_events_topic_are_never_dropped_as_already_read(assembler
 
 def test_other_topics_keep_fausts_read_offsets(assembler: TraceAssembler) -> None:
     consumer = assembler.app.consumer
-    ticks = TP(assembler.ticks_topic.get_topic_name(), 0)
+    ticks = TP(assembler.topics.ticks.get_topic_name(), 0)
     consumer._read_offset[ticks] = 12
 
     assert consumer._read_offset[ticks] == 12
-    assert consumer._read_offset[TP(assembler.ticks_topic.get_topic_name(), 1)] is None
+    assert consumer._read_offset[TP(assembler.topics.ticks.get_topic_name(), 1)] is None
 
 
 def test_the_events_topic_is_committed_where_the_records_processed_in_order_end(
