@@ -23,8 +23,14 @@ class Page:
         self.foreign: list[str] = []
         self.console_errors: list[str] = []
         page.route("**/*", self._route)
-        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+
+    def _console(self, message: Any) -> None:
+        # Chromium logs each 4xx answer as a console error; the pages expect those (an invalid
+        # filter is a 400, a missing key a 401). Script errors are kept.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.console_errors.append(message.text)
 
     def _route(self, route: Any) -> None:
         url = route.request.url

@@ -14,7 +14,8 @@ from tracestream.search_api.api import create_app
 from tracestream.settings import Settings
 from ui.browser import Page
 
-ASSET = re.compile(r"""(?:src|href)="([^"]+)\"""")
+# What a page loads: the scripts, stylesheets and icons (not its links to other pages).
+ASSET = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)\"""")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,12 @@ def test_explorer_page_and_its_files_are_served(client: TestClient) -> None:
     html = client.get("/")
     assert html.status_code == 200
     assert html.headers["content-type"].startswith("text/html")
-    for asset in ASSET.findall(html.text):
-        assert asset.startswith("/static/"), asset
-        assert client.get(asset).status_code == 200, asset
+    assets = ASSET.findall(html.text)
+    assert "static/explorer.js" in html.text and "static/explorer.css" in assets
+    for asset in assets:
+        # Relative, so the page also works behind a proxy that serves the API under a path.
+        assert asset.startswith("static/"), asset
+        assert client.get("/" + asset).status_code == 200, asset
 
 
 def test_swagger_ui_renders_the_operations_with_every_other_host_blocked(
