@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e '.[server,test]'
+	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 ## run: install, start the local stack, run the main job (the stack keeps running; infra/down stops it)

@@ -10,6 +10,10 @@ Measures, in one run:
     local SQLite tracking store), run in a subprocess with the mlflow interpreter;
   * Avro encoding + confluent-kafka produce throughput on one core.
 
+  * the SDK's install: packages and MB that `pip install tracestream-sdk` (sdk/, from a
+    wheel of this tree) adds to a fresh virtualenv, and `import tracestream.producers` time
+    (python -X importtime), against mlflow-tracing 3.17.2 installed and imported the same way.
+
 Prints a table, then one JSON line of the figures.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
 import subprocess
 import sys
@@ -181,6 +186,65 @@ def produce_throughput(config: ProducerConfig, spans: int) -> dict[str, float]:
     }
 
 
+MLFLOW_TRACING = "mlflow-tracing==3.17.2"
+# Left out of the copy the wheel is built from (not source; build/ would leak stale files).
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv*", ".stack", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+    ".ruff_cache", ".hypothesis", ".tracestream-stream", "mlruns", "bench", "tests", "docs",
+)  # fmt: skip
+
+
+def sdk_wheel(workdir: Path) -> Path:
+    source = workdir / "source"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+    wheel_command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(workdir / "dist")]
+    subprocess.run([*wheel_command, str(source / "sdk")], check=True, capture_output=True)
+    (wheel,) = (workdir / "dist").glob("tracestream_sdk-*.whl")
+    return wheel
+
+
+def install_footprint(requirement: str, module: str, workdir: Path, runs: int = 5) -> dict[str, float]:
+    """What installing ``requirement`` adds to an empty virtualenv (no pip, no setuptools), and
+    the median ``import module`` time over ``runs`` (after one import that writes the .pyc files)."""
+    venv = workdir / f"venv-{module}"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    purelib = Path(subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip())  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", requirement],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    packages = len(list(purelib.glob("*.dist-info")))
+    size = sum(path.stat().st_size for path in purelib.rglob("*") if path.is_file() and not path.is_symlink())
+
+    def import_ms() -> float:
+        done = subprocess.run(
+            [python, "-X", "importtime", "-c", f"import {module}"],
+            check=True, capture_output=True, text=True, cwd=workdir,
+        )  # fmt: skip
+        # The last line is the module itself: "import time: self | cumulative | name", in µs.
+        return int(done.stderr.strip().splitlines()[-1].split("|")[1]) / 1000
+
+    import_ms()
+    return {
+        "packages": packages,
+        "mb": size / 1e6,
+        "import_ms": statistics.median(import_ms() for _ in range(runs)),
+    }
+
+
+def install_figures() -> dict[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="tracestream-bench-install-") as tmp:
+        workdir = Path(tmp)
+        return {
+            "tracestream": install_footprint(str(sdk_wheel(workdir)), "tracestream.producers", workdir),
+            "mlflow": install_footprint(MLFLOW_TRACING, "mlflow", workdir),
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="tracestream SDK benchmark")
     parser.add_argument("--calls", type=int, default=20_000)
@@ -188,6 +252,7 @@ def main() -> None:
     parser.add_argument("--produce-spans", type=int, default=300_000)
     parser.add_argument("--mlflow-python", type=Path, default=ROOT / ".venv-mlflow" / "bin" / "python")
     parser.add_argument("--runs", type=int, default=3, help="repetitions per figure (median reported)")
+    parser.add_argument("--skip-install", action="store_true", help="leave out the install footprint")
     args = parser.parse_args()
     # The unreachable-broker run would print librdkafka's connection errors into the table.
     logging.getLogger("tracestream.producers").setLevel(logging.CRITICAL)
@@ -213,6 +278,7 @@ def main() -> None:
     finally:
         delete_topics(base, [topic])
     mlflow = mlflow_baseline(args.mlflow_python, args.mlflow_calls)
+    footprint = None if args.skip_install else install_figures()
 
     rows = [
         ("undecorated no-op (floor)", floor_wall, floor_cpu, ""),
@@ -283,6 +349,25 @@ def main() -> None:
         )
     else:
         print(f"\nmlflow baseline not measured: {args.mlflow_python} not found (make bench-sdk creates it)")
+    if footprint:
+        ours, theirs = footprint["tracestream"], footprint["mlflow"]
+        print(f"\n{'install into an empty virtualenv':<58}{'packages':>10}{'MB':>10}{'import ms':>11}")
+        print(f"{'pip install tracestream-sdk':<58}{ours['packages']:>10}{ours['mb']:>10.1f}"
+              f"{ours['import_ms']:>11.1f}")  # fmt: skip
+        print(f"{'pip install ' + MLFLOW_TRACING:<58}{theirs['packages']:>10}{theirs['mb']:>10.1f}"
+              f"{theirs['import_ms']:>11.1f}")  # fmt: skip
+        figures.update(
+            {
+                "sdk_install_packages": ours["packages"],
+                "sdk_install_mb": round(ours["mb"], 1),
+                "sdk_import_ms": round(ours["import_ms"], 1),
+                "mlflow_tracing_install_packages": theirs["packages"],
+                "mlflow_tracing_install_mb": round(theirs["mb"], 1),
+                "mlflow_tracing_import_ms": round(theirs["import_ms"], 1),
+                "sdk_packages_ratio_vs_mlflow_tracing": round(ours["packages"] / theirs["packages"], 3),
+                "sdk_mb_ratio_vs_mlflow_tracing": round(ours["mb"] / theirs["mb"], 3),
+            }
+        )
     print(json.dumps(figures))
 
 

@@ -181,20 +181,36 @@ def _checked(result: subprocess.CompletedProcess[str], what: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel of this working tree, built as `pip install .` builds it."""
-    source = tmp_path_factory.mktemp("source") / "tracestream"
-    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
-    dist = tmp_path_factory.mktemp("dist")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of this working tree as a fresh clone has it (links copied as the files they name)."""
+    copy = tmp_path_factory.mktemp("source") / "tracestream"
+    shutil.copytree(ROOT, copy, ignore=NOT_SOURCE)
+    return copy
+
+
+def build_wheel(project: Path, dist: Path) -> Path:
+    """The wheel of ``project``, built as `pip install <project>` builds it."""
     _checked(
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(project)],
             capture_output=True, text=True, timeout=600,
         ),
         "pip wheel",
     )  # fmt: skip
-    (built,) = dist.glob("tracestream-*.whl")
+    (built,) = dist.glob("*.whl")
     return built
+
+
+@pytest.fixture(scope="module")
+def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tracestream: the servers, the client, the CLI and the SDK."""
+    return build_wheel(source, tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def sdk_wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tracestream-sdk: the SDK alone (sdk/pyproject.toml)."""
+    return build_wheel(source / "sdk", tmp_path_factory.mktemp("sdk-dist"))
 
 
 def install(requirement: str, tmp_path_factory: pytest.TempPathFactory) -> Installed:
@@ -222,16 +238,16 @@ def install(requirement: str, tmp_path_factory: pytest.TempPathFactory) -> Insta
 
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """The server install: `pip install 'tracestream[server]'`."""
-    server = install(f"{wheel}[server]", tmp_path_factory)
+    """The server install: `pip install tracestream`."""
+    server = install(str(wheel), tmp_path_factory)
     yield server
     shutil.rmtree(server.venv)  # about 260 MB; pytest keeps the temporary directories of three runs
 
 
 @pytest.fixture(scope="module")
-def sdk_installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """The SDK alone: `pip install tracestream`, no extra."""
-    sdk = install(str(wheel), tmp_path_factory)
+def sdk_installed(sdk_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """The SDK alone: `pip install tracestream-sdk`."""
+    sdk = install(str(sdk_wheel), tmp_path_factory)
     yield sdk
     shutil.rmtree(sdk.venv)
 
@@ -316,10 +332,23 @@ def test_wheel_ships_every_data_file_of_the_packages(wheel: Path) -> None:
     assert sorted(data_files - shipped) == []
 
 
-def test_wheel_installs_one_import_name(wheel: Path) -> None:
-    with zipfile.ZipFile(wheel) as archive:
+@pytest.mark.parametrize("distribution", ["wheel", "sdk_wheel"])
+def test_each_wheel_installs_one_import_name(distribution: str, request: pytest.FixtureRequest) -> None:
+    with zipfile.ZipFile(request.getfixturevalue(distribution)) as archive:
         top_level = {name.split("/")[0] for name in archive.namelist()}
     assert {name for name in top_level if not name.endswith(".dist-info")} == {"tracestream"}
+
+
+def test_the_sdk_wheel_is_the_full_wheels_sdk_files_at_its_version(wheel: Path, sdk_wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as full, zipfile.ZipFile(sdk_wheel) as sdk:
+        full_files = {name: full.read(name) for name in full.namelist() if ".dist-info/" not in name}
+        sdk_files = {name: sdk.read(name) for name in sdk.namelist() if ".dist-info/" not in name}
+    packages = {name.rsplit("/", 1)[0] for name in sdk_files}
+    assert packages >= {"tracestream", "tracestream/producers", "tracestream/schemas/avro/v1"}
+    assert not packages & {"tracestream/stream", "tracestream/indexer", "tracestream/search_api"}
+    # Installed side by side, the two write the same bytes to the same paths.
+    assert {name: full_files.get(name) for name in sdk_files} == sdk_files
+    assert sdk_wheel.name.split("-")[1] == wheel.name.split("-")[1], "the two versions differ"
 
 
 def test_sdk_alone_delivers_a_traced_function_to_kafka(
@@ -345,21 +374,9 @@ def test_sdk_alone_delivers_a_traced_function_to_kafka(
     assert [kind for kind, _ in ours].count(TRACE_ENDED) == 1
 
 
-def test_sdk_alone_installs_none_of_the_server_libraries(sdk_installed: Installed) -> None:
-    probe = (
-        "import importlib.util, json, sys\n"
-        "print(json.dumps([name for name in sys.argv[1:] if importlib.util.find_spec(name)]))"
-    )
-    result = sdk_installed.run([sdk_installed.python, "-c", probe, *SERVER_LIBRARIES])
-    found = json.loads(_checked(result, "looking for the server's libraries"))
-    assert found == []
-
-
-def test_tracestream_command_of_the_sdk_alone_says_what_to_install(sdk_installed: Installed) -> None:
-    result = sdk_installed.run([sdk_installed.tracestream, "--help"])
-    assert result.returncode == 1
-    assert "pip install 'tracestream[server]'" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_sdk_alone_installs_only_its_two_libraries(sdk_installed: Installed) -> None:
+    installed = {path.name.split("-")[0].lower() for path in sdk_installed.site_packages.glob("*.dist-info")}
+    assert installed == {"tracestream_sdk", "confluent_kafka", "fastavro"}
 
 
 def read_events(

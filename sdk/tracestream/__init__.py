@@ -1,0 +1,1 @@
+../../tracestream/__init__.py

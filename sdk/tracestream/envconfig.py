@@ -1,0 +1,1 @@
+../../tracestream/envconfig.py

@@ -1,0 +1,1 @@
+../../tracestream/kafka_connection.py
