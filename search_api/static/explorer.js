@@ -79,6 +79,7 @@ async function api(path, options = {}) {
     headers,
     body: options.json !== undefined ? JSON.stringify(options.json) : undefined,
   });
+  if (response.ok || (response.status !== 401 && response.status !== 403)) reveal();
   if (!response.ok) {
     let body = null;
     try {
@@ -136,17 +137,6 @@ function showLogin(error) {
   $("#login").hidden = false;
   $("#login-error").textContent = error && error.status === 403 ? "That key was refused." : "";
   $("#api-key").focus();
-}
-
-/** Asks the API for one trace id: it answers 401 when it wants a key. */
-async function probe() {
-  try {
-    await api("api/v1/traces/search", { json: { max_results: 1, include_spans: false } });
-    return true;
-  } catch (error) {
-    if (error.status === 401 || error.status === 403) return false;
-    return true; // any other failure is shown where it happens
-  }
 }
 
 // ------------------------------------------------------------------ search page
@@ -703,14 +693,20 @@ async function start() {
   await open();
 }
 
+/** Renders the view the URL names. The page stays hidden until the API has answered a data
+ * request: with keys set and none (or a wrong one) given, that answer is a 401/403 and only the
+ * login prompt shows. The first request is the view's own, so there is no extra round trip. */
 async function open() {
-  if (!(await probe())) return;
   $("#login").hidden = true;
-  $("#app").hidden = false;
-  $("#sign-out").hidden = !apiKey();
   lastSearch = null;
   shown = null;
   await render();
+}
+
+function reveal() {
+  if (!$("#login").hidden) return;
+  $("#app").hidden = false;
+  $("#sign-out").hidden = !apiKey();
 }
 
 start();

@@ -195,7 +195,8 @@ def wide_trace(request_time_ms: int, span_count: int, seed: int = 5) -> Complete
     spans = [root]
     start = request_time_ms
     for n in range(1, span_count):
-        parent = spans[max(0, n - 1 - (n % 4))]["span_id"] if n % 4 else root["span_id"]
+        # Chains four deep: every fourth span is a child of the root, the others of the one before.
+        parent = root["span_id"] if n % 4 == 1 else spans[n - 1]["span_id"]
         s = start + n
         spans.append(
             _span(trace_id, f"{n:016x}", parent, f"step_{n}", "TOOL", s, s + 3, {"n": n}, {"ok": True})
