@@ -18,7 +18,7 @@ from tracestream.search_api.limits import RequestBodyLimit
 from tracestream.search_api.metrics import Metrics, measure_latency
 from tracestream.search_api.mlflow_rest import MlflowBackend
 from tracestream.search_api.mlflow_rest import router as mlflow_router
-from tracestream.search_api.routes import health, traces, ui
+from tracestream.search_api.routes import health, live, traces, ui
 from tracestream.search_api.search import TraceSearch
 from tracestream.settings import Settings, get_settings
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, search: TraceSearch | None = No
     # OpenAPI schema, health and metrics stay open: the explorer sends the key it asks for.
     keys = [key.get_secret_value().encode() for key in settings.api.api_keys]
     app.include_router(traces.router, dependencies=api_key_dependencies(keys))
+    app.include_router(live.router, dependencies=api_key_dependencies(keys))
     app.include_router(mlflow_router, dependencies=api_key_dependencies(keys))
     app.include_router(health.router)
     app.include_router(ui.router)

@@ -76,6 +76,7 @@ async function api(path, options = {}) {
   if (options.json !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method: options.method || (options.json !== undefined ? "POST" : "GET"),
+    signal: options.signal,
     headers,
     body: options.json !== undefined ? JSON.stringify(options.json) : undefined,
   });
@@ -106,6 +107,7 @@ function readState() {
     trace: query.get("trace") || "",
     span: query.get("span") || "",
     size: query.get("size") || "",
+    view: query.get("view") || "",
   };
 }
 
@@ -632,15 +634,131 @@ function onFindSpans() {
   first?.scrollIntoView({ block: "nearest" });
 }
 
+// ------------------------------------------------------------------ live view
+
+const NEW_TRACES_POLL_MS = 2000;
+let live = null; // {abort: AbortController, seen: Set} while the live view is open
+
+function liveItem(cls, when, ...children) {
+  return el("li", { class: cls }, el("span", { class: "when", text: new Date(when).toISOString().slice(11, 19) }), ...children);
+}
+
+function traceLink(id) {
+  return el("a", { class: "mono", href: stateUrl({ trace: id }), text: id, onclick: (event) => {
+    event.preventDefault();
+    navigate({ view: "", trace: id, span: "" });
+  } });
+}
+
+/** The alerts topic through the API's server-sent events, read with fetch (EventSource cannot
+ * send the API key header). */
+async function followAlerts(session) {
+  const status = $("#live-status");
+  try {
+    const response = await api("api/v1/live/alerts", { raw: true, signal: session.abort.signal });
+    status.textContent = "Live: connected";
+    document.body.dataset.liveConnected = "true";
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = block.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6)).join("\n");
+        if (block.includes("event: alert") && data) showAlert(JSON.parse(data));
+      }
+    }
+    status.textContent = "Live: the stream ended; reopen the page to follow again";
+  } catch (error) {
+    if (error.name !== "AbortError") status.textContent = `Live alerts unavailable: ${error.message}`;
+  }
+}
+
+function showAlert(alert) {
+  const failed = alert.failed_spans || [];
+  const span = failed[failed.length - 1] || {};
+  const why = span.status_message || (span.exception_types || []).join(", ");
+  $("#live-alerts").prepend(
+    liveItem(
+      "live-alert",
+      alert.alert_time_ms,
+      traceLink(alert.trace_id),
+      el("span", { text: alert.trace_name ?? "" }),
+      el("span", { class: "failed", text: `failed in ${span.name ?? "?"}${why ? `: ${why}` : ""}` }),
+    ),
+  );
+}
+
+/** Traces that became searchable: the newest by request time, polled; those seen before the
+ * view opened are not shown. */
+async function pollNewTraces(session, first) {
+  while (!session.abort.signal.aborted) {
+    try {
+      const page = await api("api/v1/traces/search", {
+        json: { order_by: ["timestamp_ms DESC"], max_results: 50, include_spans: false },
+        signal: session.abort.signal,
+      });
+      for (const trace of page.traces.slice().reverse()) {
+        const info = trace.info;
+        if (session.seen.has(info.trace_id)) continue;
+        session.seen.add(info.trace_id);
+        if (first) continue;
+        $("#live-traces").prepend(
+          liveItem(
+            info.state === "ERROR" ? "row-error" : "",
+            Date.now(),
+            traceLink(info.trace_id),
+            el("span", { class: `state s-${info.state}`, text: info.state }),
+            el("span", { text: info.tags?.["mlflow.traceName"] ?? "" }),
+            el("span", { class: "preview", text: info.request_preview ?? "" }),
+          ),
+        );
+      }
+    } catch (error) {
+      if (error.name === "AbortError") return;
+    }
+    first = false;
+    await new Promise((resolve) => setTimeout(resolve, NEW_TRACES_POLL_MS));
+  }
+}
+
+function openLive() {
+  if (live) return;
+  live = { abort: new AbortController(), seen: new Set() };
+  $("#live-status").textContent = "Live: connecting…";
+  followAlerts(live);
+  pollNewTraces(live, true);
+}
+
+function closeLive() {
+  if (!live) return;
+  live.abort.abort();
+  live = null;
+  delete document.body.dataset.liveConnected;
+}
+
 // ------------------------------------------------------------------ routing
 
 let lastSearch = null; // the search state whose rows are on screen
 
 async function render() {
   const state = readState();
+  const onLive = state.view === "live" && !state.trace;
   const onTrace = Boolean(state.trace);
-  $("#search-view").hidden = onTrace;
+  $("#search-view").hidden = onTrace || onLive;
   $("#trace-view").hidden = !onTrace;
+  $("#live-view").hidden = !onLive;
+  if (onLive) {
+    document.title = "tracestream · live";
+    openLive();
+    // The live view makes no other request: the page shows once the API has answered.
+    return;
+  }
+  closeLive();
   if (onTrace) {
     document.title = `tracestream · ${state.trace}`;
     $("#back").href = stateUrl({ ...state, trace: "", span: "" });
@@ -689,6 +807,12 @@ async function start() {
     await open();
   });
   $("#sign-out").addEventListener("click", () => showLogin(null));
+  for (const [link, view] of [["#nav-live", "live"], ["#nav-traces", ""]]) {
+    $(link).addEventListener("click", (event) => {
+      event.preventDefault();
+      navigate({ view, trace: "", span: "" });
+    });
+  }
   window.addEventListener("popstate", render);
   await open();
 }
