@@ -17,11 +17,12 @@ from tracestream.indexer.mapping import (
     MAX_TERM_BYTES,
     F,
     IndexNames,
+    is_clock_skewed,
     trace_order,
 )
 from tracestream.schemas import TraceMetadataKey, TraceTagKey
 from tracestream.schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
-from tracestream.schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
+from tracestream.schemas.records import AssessmentLogged, CompletedTrace, SpanEnded, TraceInfo
 
 # Consecutive chunks of a long span text share this many bytes, so that a search string of up
 # to this length is found even where the text was cut.
@@ -168,39 +169,22 @@ def _size_bytes(metadata: dict[str, str]) -> int | None:
     return int(raw) if raw is not None and raw.isdigit() else None
 
 
-def build_document(
-    trace: CompletedTrace,
-    names: IndexNames,
-    max_content_bytes: int,
-    first_seen_ms: int | None = None,
-    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
-) -> TraceDocument:
-    """The index action for one revision of a trace. The source is serialized once, here.
+def _flag_skew(info: TraceInfo, skewed: bool) -> TraceInfo:
+    if not skewed:
+        return info
+    # Flagged where users see and filter metadata; the client's times are kept as sent.
+    return {**info, "metadata": {**info["metadata"], TraceMetadataKey.CLOCK_SKEWED: "true"}}
 
-    ``first_seen_ms`` is when the stream first saw the trace (the record's FIRST_SEEN_HEADER);
-    without it (a record of an older stream) the revision's completed time stands in."""
-    info = trace["info"]
-    index, skewed = names.for_trace(
-        info["request_time_ms"],
-        trace["completed_time_ms"] if first_seen_ms is None else first_seen_ms,
-        max_clock_skew_ms,
-    )
-    if skewed:
-        # Flagged where users see and filter metadata; the client's times are kept as sent.
-        info = {**info, "metadata": {**info["metadata"], TraceMetadataKey.CLOCK_SKEWED: "true"}}
+
+def _searched_fields(
+    trace: CompletedTrace, info: TraceInfo, span_contents: list[str], max_content_bytes: int
+) -> dict[str, Any]:
+    """Every field of the document that filters look at, as the index stores them."""
     tags = info["tags"]
     metadata = info["metadata"]
-    span_contents = [_dumps_mlflow(mlflow_span_dict(span)) for span in trace["spans"]]
-    info_dict = mlflow_info_dict(info)
-    if trace["assessments"]:
-        info_dict["assessments"] = [mlflow_assessment_dict(a) for a in trace["assessments"]]
     duration = info["execution_duration_ms"]
-    order_high, order_low = trace_order(trace["trace_id"])
-    document = {
+    return {
         "trace_id": trace["trace_id"],
-        "trace_order_high": order_high,
-        "trace_order_low": order_low,
-        "info_json": base64.b64encode(orjson.dumps(info_dict)).decode(),
         "revision": trace["revision"],
         "experiment_id": info["location"]["experiment_id"],
         "location_type": info["location"]["type"],
@@ -226,6 +210,56 @@ def build_document(
             for span, content in zip(trace["spans"], span_contents, strict=True)
         ],
         "assessments": [_assessment_fields(a) for a in trace["assessments"]],
+    }
+
+
+def _span_contents(trace: CompletedTrace) -> list[str]:
+    return [_dumps_mlflow(mlflow_span_dict(span)) for span in trace["spans"]]
+
+
+def searched_fields(
+    trace: CompletedTrace,
+    max_content_bytes: int,
+    first_seen_ms: int | None = None,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+) -> dict[str, Any]:
+    """The fields of ``trace``'s document that filters search, exactly as ``build_document``
+    indexes them (the same cuts, chunks and skew flag), without the parts only reads use. The
+    in-memory filter backend (``indexer.predicate``) evaluates filters against this."""
+    info = trace["info"]
+    first_seen = trace["completed_time_ms"] if first_seen_ms is None else first_seen_ms
+    info = _flag_skew(info, is_clock_skewed(info["request_time_ms"], first_seen, max_clock_skew_ms))
+    return _searched_fields(trace, info, _span_contents(trace), max_content_bytes)
+
+
+def build_document(
+    trace: CompletedTrace,
+    names: IndexNames,
+    max_content_bytes: int,
+    first_seen_ms: int | None = None,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+) -> TraceDocument:
+    """The index action for one revision of a trace. The source is serialized once, here.
+
+    ``first_seen_ms`` is when the stream first saw the trace (the record's FIRST_SEEN_HEADER);
+    without it (a record of an older stream) the revision's completed time stands in."""
+    info = trace["info"]
+    index, skewed = names.for_trace(
+        info["request_time_ms"],
+        trace["completed_time_ms"] if first_seen_ms is None else first_seen_ms,
+        max_clock_skew_ms,
+    )
+    info = _flag_skew(info, skewed)
+    span_contents = _span_contents(trace)
+    info_dict = mlflow_info_dict(info)
+    if trace["assessments"]:
+        info_dict["assessments"] = [mlflow_assessment_dict(a) for a in trace["assessments"]]
+    order_high, order_low = trace_order(trace["trace_id"])
+    document = {
+        **_searched_fields(trace, info, span_contents, max_content_bytes),
+        "trace_order_high": order_high,
+        "trace_order_low": order_low,
+        "info_json": base64.b64encode(orjson.dumps(info_dict)).decode(),
         # Span JSON kept as the text already serialized above, not as objects to encode again.
         "trace": {"info": info_dict, "spans_json": span_contents},
     }

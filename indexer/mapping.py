@@ -186,6 +186,11 @@ MAPPINGS: dict[str, Any] = {
 # ---------------------------------------------------------------- names
 
 
+def is_clock_skewed(request_time_ms: int, first_seen_ms: int, max_skew_ms: int) -> bool:
+    """A trace's start time further than ``max_skew_ms`` from when the stream first saw it."""
+    return not first_seen_ms - max_skew_ms <= request_time_ms <= first_seen_ms + max_skew_ms
+
+
 class IndexNames:
     """The names of one deployment's traces indices, template and read alias."""
 
@@ -211,7 +216,7 @@ class IndexNames:
         is further than ``max_skew_ms`` from when the stream first saw it (a client's clock
         must not decide which indices exist); then the day it was first seen. Both times are
         the same on every revision, so the index is too."""
-        if first_seen_ms - max_skew_ms <= request_time_ms <= first_seen_ms + max_skew_ms:
+        if not is_clock_skewed(request_time_ms, first_seen_ms, max_skew_ms):
             return self.daily(request_time_ms), False
         return self.daily(first_seen_ms), True
 

@@ -280,7 +280,7 @@ def _unsupported(op: Op, field: str, position: int) -> UnsupportedError:
     return UnsupportedError(f"Comparator '{op.value}' is not supported for {field}", position)
 
 
-def _comparator(table: Mapping[Op, T], op: Op, field: str, position: int) -> T:
+def comparator(table: Mapping[Op, T], op: Op, field: str, position: int) -> T:
     """``table``'s entry for ``op``: a comparator a table lacks has no query on that field."""
     try:
         return table[op]
@@ -295,7 +295,7 @@ def _comparator(table: Mapping[Op, T], op: Op, field: str, position: int) -> T:
 
 
 @dataclass(frozen=True, slots=True)
-class _Keyword:
+class KeywordField:
     """A keyword field. ``nullable``: a trace may lack it, and a missing value never matches
     (SQL's three-valued logic), so negations require existence. ``ci_field``: its lower-cased
     sibling, for ILIKE."""
@@ -305,17 +305,17 @@ class _Keyword:
     ci_field: str | None = None
 
 
-_KeywordOp = Callable[[_Keyword, Any, int], Query]
+_KeywordOp = Callable[[KeywordField, Any, int], Query]
 
 
-def _keyword_ilike(k: _Keyword, value: Any, position: int) -> Query:
+def _keyword_ilike(k: KeywordField, value: Any, position: int) -> Query:
     if k.ci_field is not None:
         return _wildcard(k.ci_field, like_to_wildcard(value.lower()))
     return _wildcard(k.field, like_to_wildcard(value), case_insensitive=True)
 
 
 def _keyword_negation(positive: Op) -> _KeywordOp:
-    def negation(k: _Keyword, value: Any, position: int) -> Query:
+    def negation(k: KeywordField, value: Any, position: int) -> Query:
         negated = KEYWORD_OPS[positive](k, value, position)
         return (
             {"bool": {"filter": [_exists(k.field)], "must_not": [negated]}}
@@ -339,11 +339,11 @@ KEYWORD_OPS: dict[Op, _KeywordOp] = {
 }
 
 
-def _keyword_op(k: _Keyword, c: Comparison) -> Query:
-    return _comparator(KEYWORD_OPS, c.op, k.field, c.position)(k, c.value, c.position)
+def _keyword_op(k: KeywordField, c: Comparison) -> Query:
+    return comparator(KEYWORD_OPS, c.op, k.field, c.position)(k, c.value, c.position)
 
 
-def _numeric(value: Any, position: int) -> int | float:
+def numeric_value(value: Any, position: int) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise UnsupportedError(f"Expected a numeric value, got {value!r}", position)
     if isinstance(value, str):
@@ -398,13 +398,13 @@ NUMERIC_OPS: dict[Op, Callable[[str, int | float], Query]] = {
 def _numeric_op(field: str, op: Op, value: Any, position: int) -> Query:
     if op in NULL_OPS:
         return NULL_OPS[op](field)
-    build = _comparator(NUMERIC_OPS, op, field, position)
-    number = _numeric(value, position)
+    build = comparator(NUMERIC_OPS, op, field, position)
+    number = numeric_value(value, position)
     decided = _out_of_range(field, op, number)
     return decided if decided is not None else build(field, number)
 
 
-def _keyword_field(k: _Keyword) -> Callable[[Comparison], Query]:
+def _keyword_field(k: KeywordField) -> Callable[[Comparison], Query]:
     return lambda c: _keyword_op(k, c)
 
 
@@ -414,46 +414,52 @@ def _numeric_field(field: str) -> Callable[[Comparison], Query]:
 
 # ---------------------------------------------------------------- fields
 
-_ATTRIBUTE_KEYWORDS = {
-    "request_id": _Keyword(F.TRACE_ID),
-    "client_request_id": _Keyword(F.CLIENT_REQUEST_ID, True, lower(F.CLIENT_REQUEST_ID)),
-    "status": _Keyword(F.STATE, False, lower(F.STATE)),
-    "name": _Keyword(F.NAME, True, lower(F.NAME)),
-    "run_id": _Keyword(F.RUN_ID, True, lower(F.RUN_ID)),
-    "experiment_id": _Keyword(F.EXPERIMENT_ID),
+ATTRIBUTE_KEYWORDS = {
+    "request_id": KeywordField(F.TRACE_ID),
+    "client_request_id": KeywordField(F.CLIENT_REQUEST_ID, True, lower(F.CLIENT_REQUEST_ID)),
+    "status": KeywordField(F.STATE, False, lower(F.STATE)),
+    "name": KeywordField(F.NAME, True, lower(F.NAME)),
+    "run_id": KeywordField(F.RUN_ID, True, lower(F.RUN_ID)),
+    "experiment_id": KeywordField(F.EXPERIMENT_ID),
 }
-_NUMERIC_ATTRIBUTES = {
+NUMERIC_ATTRIBUTES = {
     "timestamp_ms": F.TIMESTAMP_MS,
     "execution_time_ms": F.EXECUTION_TIME_MS,
     "end_time_ms": F.END_TIME_MS,
 }
-_TOKEN_FIELDS = {
+TOKEN_FIELDS = {
     "input_tokens": F.INPUT_TOKENS,
     "output_tokens": F.OUTPUT_TOKENS,
     "total_tokens": F.TOTAL_TOKENS,
 }
 
 
+LINKED_PROMPTS_TAG = "mlflow.linkedPrompts"
+
+
+def prompt_needles(value: Any) -> list[str]:
+    """What the linked-prompts tag's JSON holds, as text, for ``prompt = 'name/version'``."""
+    name, _, version = str(value).partition("/")
+    needles = [json.dumps({"name": name, "version": version})]
+    if version.isdigit():
+        needles.append(json.dumps({"name": name, "version": int(version)}))
+    return needles
+
+
 def _prompt(c: Comparison) -> Query:
     """``prompt = 'name/version'``: the trace's linked prompts (tag ``mlflow.linkedPrompts``, a
     JSON list of ``{"name", "version"}``) contain that version."""
-    name, _, version = str(c.value).partition("/")
-    needles = [
-        json.dumps({"name": name, "version": version}),
-        json.dumps({"name": name, "version": int(version)}) if version.isdigit() else None,
-    ]
     matches = [
         _wildcard(f"{F.TAGS}.{F.ENTRY_VALUE}", "*" + escape_wildcard(needle) + "*")
-        for needle in needles
-        if needle is not None
+        for needle in prompt_needles(c.value)
     ]
-    linked = _term(f"{F.TAGS}.{F.ENTRY_KEY}", "mlflow.linkedPrompts")
+    linked = _term(f"{F.TAGS}.{F.ENTRY_KEY}", LINKED_PROMPTS_TAG)
     return _nested(F.TAGS, {"bool": {"filter": [linked], "should": matches, "minimum_should_match": 1}})
 
 
 ATTRIBUTE_TRANSFORMS: dict[str, Callable[[Comparison], Query]] = {
-    **{name: _keyword_field(keyword) for name, keyword in _ATTRIBUTE_KEYWORDS.items()},
-    **{name: _numeric_field(field) for name, field in _NUMERIC_ATTRIBUTES.items()},
+    **{name: _keyword_field(keyword) for name, keyword in ATTRIBUTE_KEYWORDS.items()},
+    **{name: _numeric_field(field) for name, field in NUMERIC_ATTRIBUTES.items()},
     "prompt": _prompt,
 }
 
@@ -471,7 +477,7 @@ _EntryOp = Callable[[str, Query, Comparison], Query]
 
 def _entry_negation(positive: Op) -> _EntryOp:
     def negation(path: str, has_key: Query, c: Comparison) -> Query:
-        value_query = KEYWORD_OPS[positive](_Keyword(f"{path}.{F.ENTRY_VALUE}"), c.value, c.position)
+        value_query = KEYWORD_OPS[positive](KeywordField(f"{path}.{F.ENTRY_VALUE}"), c.value, c.position)
         return _nested(path, {"bool": {"filter": [has_key], "must_not": [value_query]}})
 
     return negation
@@ -493,8 +499,8 @@ def _entry(path: str, c: Comparison) -> Query:
     special = ENTRY_OPS.get(c.op)
     if special is not None:
         return special(path, has_key, c)
-    value_field = f"{path}.{F.ENTRY_VALUE}"
-    return _nested(path, _all(has_key, _keyword_op(_Keyword(value_field, ci_field=lower(value_field)), c)))
+    value = KeywordField(f"{path}.{F.ENTRY_VALUE}", ci_field=lower(f"{path}.{F.ENTRY_VALUE}"))
+    return _nested(path, _all(has_key, _keyword_op(value, c)))
 
 
 SPAN_CONTENT_OPS: dict[Op, Callable[[Any], Query]] = {
@@ -504,16 +510,20 @@ SPAN_CONTENT_OPS: dict[Op, Callable[[Any], Query]] = {
 
 
 def _span_content(c: Comparison) -> Query:
-    return _comparator(SPAN_CONTENT_OPS, c.op, "span.content", c.position)(c.value)
+    return comparator(SPAN_CONTENT_OPS, c.op, "span.content", c.position)(c.value)
 
 
 # Inside one span, name, type and status always exist, so != is simply "not equal" (MLflow: some
 # span whose name is not X).
+SPAN_KEYWORDS = {
+    "name": KeywordField(F.SPAN_NAME, ci_field=lower(F.SPAN_NAME)),
+    "type": KeywordField(F.SPAN_TYPE, ci_field=lower(F.SPAN_TYPE)),
+    "status": KeywordField(F.SPAN_STATUS, ci_field=lower(F.SPAN_STATUS)),
+}
+SPAN_NUMERIC = {"duration_ms": F.SPAN_DURATION_MS}
 SPAN_FIELD_TRANSFORMS: dict[str, Callable[[Comparison], Query]] = {
-    "name": _keyword_field(_Keyword(F.SPAN_NAME, ci_field=lower(F.SPAN_NAME))),
-    "type": _keyword_field(_Keyword(F.SPAN_TYPE, ci_field=lower(F.SPAN_TYPE))),
-    "status": _keyword_field(_Keyword(F.SPAN_STATUS, ci_field=lower(F.SPAN_STATUS))),
-    "duration_ms": _numeric_field(F.SPAN_DURATION_MS),
+    **{name: _keyword_field(keyword) for name, keyword in SPAN_KEYWORDS.items()},
+    **{name: _numeric_field(field) for name, field in SPAN_NUMERIC.items()},
     "content": _span_content,
 }
 
@@ -537,20 +547,30 @@ def _attribute_terms(key: str, values: Any) -> Query:
     return {"terms": {F.SPAN_ATTRIBUTES: [key + ENTRY_SEPARATOR + v for v in values]}}
 
 
+def attribute_wildcard(key: str, value: str) -> str:
+    """The wildcard pattern of ``span.attributes.<key> LIKE value`` over ``key<US>value`` entries."""
+    return escape_wildcard(key + ENTRY_SEPARATOR) + like_to_wildcard(value)
+
+
 def _attribute_like(case_insensitive: bool) -> _SpanAttributeOp:
     return lambda key, value, position: _wildcard(
-        F.SPAN_ATTRIBUTES, escape_wildcard(key + ENTRY_SEPARATOR) + like_to_wildcard(value), case_insensitive
+        F.SPAN_ATTRIBUTES, attribute_wildcard(key, value), case_insensitive
     )
 
 
-def _attribute_rlike(key: str, value: Any, position: int) -> Query:
+def attribute_regexp(key: str, value: str, position: int) -> str:
+    """The Lucene regexp of ``span.attributes.<key> RLIKE value`` over ``key<US>value`` entries."""
     regexp = rlike_to_regexp(value, position)
     literal_key = "".join(_lucene_literal(char) for char in key) + ENTRY_SEPARATOR
     # OpenSearch 2.x wildcard fields find nothing for a regexp whose language is one string
     # written with groups, classes or escapes (it looks the pattern's text up as that string).
     # A second alternative no entry can equal (a bare separator: attribute keys are never
     # empty) keeps the language larger than one string.
-    return _regexp(F.SPAN_ATTRIBUTES, f"{literal_key}({regexp})|{ENTRY_SEPARATOR}")
+    return f"{literal_key}({regexp})|{ENTRY_SEPARATOR}"
+
+
+def _attribute_rlike(key: str, value: Any, position: int) -> Query:
+    return _regexp(F.SPAN_ATTRIBUTES, attribute_regexp(key, value, position))
 
 
 SPAN_ATTRIBUTE_OPS: dict[Op, _SpanAttributeOp] = {
@@ -575,7 +595,7 @@ SPAN_ATTRIBUTE_OPS: dict[Op, _SpanAttributeOp] = {
 def _span_attribute(c: Comparison) -> Query:
     assert isinstance(c.field, SpanAttribute)
     key = c.field.key
-    return _comparator(SPAN_ATTRIBUTE_OPS, c.op, f"span.attributes.{key}", c.position)(
+    return comparator(SPAN_ATTRIBUTE_OPS, c.op, f"span.attributes.{key}", c.position)(
         key, c.value, c.position
     )
 
@@ -596,11 +616,15 @@ def _span_clause(c: Comparison) -> Query:
 _AssessmentOp = Callable[[list[Query], Comparison], Query]
 
 
+def assessment_spellings(value: Any) -> list[str]:
+    """The stored values an assessment ``=`` matches. MLflow stores json.dumps(value) (non-ASCII
+    escaped) and compares with the literal and its json.dumps; values logged by our SDK keep
+    non-ASCII text as is, so that spelling too."""
+    return sorted({value, json.dumps(value), json.dumps(value, ensure_ascii=False)})
+
+
 def _assessment_values(value: Any) -> Query:
-    # MLflow stores json.dumps(value) (non-ASCII escaped) and compares with the literal and its
-    # json.dumps; values logged by our SDK keep non-ASCII text as is, so that spelling too.
-    spellings = sorted({value, json.dumps(value), json.dumps(value, ensure_ascii=False)})
-    return {"terms": {F.ASSESSMENT_VALUE: spellings}}
+    return {"terms": {F.ASSESSMENT_VALUE: assessment_spellings(value)}}
 
 
 def _assessment_numeric(select: list[Query], c: Comparison) -> Query:
@@ -617,7 +641,7 @@ ASSESSMENT_OPS: dict[Op, _AssessmentOp] = {
     ),
     **dict.fromkeys(_RANGE_OPS, _assessment_numeric),
 }
-_ASSESSMENT_VALUE = _Keyword(F.ASSESSMENT_VALUE, ci_field=lower(F.ASSESSMENT_VALUE))
+ASSESSMENT_VALUE = KeywordField(F.ASSESSMENT_VALUE, ci_field=lower(F.ASSESSMENT_VALUE))
 
 
 def _assessment(c: Comparison) -> Query:
@@ -630,7 +654,7 @@ def _assessment(c: Comparison) -> Query:
     special = ASSESSMENT_OPS.get(c.op)
     if special is not None:
         return special(select, c)
-    return _nested(F.ASSESSMENTS, _all(*select, _keyword_op(_ASSESSMENT_VALUE, c)))
+    return _nested(F.ASSESSMENTS, _all(*select, _keyword_op(ASSESSMENT_VALUE, c)))
 
 
 def _issue(c: Comparison) -> Query:
@@ -639,7 +663,7 @@ def _issue(c: Comparison) -> Query:
 
 def _token_usage(c: Comparison) -> Query:
     assert isinstance(c.field, TokenUsage)
-    return _numeric_op(_TOKEN_FIELDS[c.field.key], c.op, c.value, c.position)
+    return _numeric_op(TOKEN_FIELDS[c.field.key], c.op, c.value, c.position)
 
 
 # ---------------------------------------------------------------- nodes
@@ -751,7 +775,7 @@ def _sort_entry(path: str, field: Tag | Metadata, direction: str) -> list[Query]
 SORT_TRANSFORMS: dict[type, Callable[[Any, str], list[Query]]] = {
     Attribute: _sort_attribute,
     TokenUsage: lambda field, direction: [
-        {_TOKEN_FIELDS[field.key]: {"order": direction, "missing": "_last"}}
+        {TOKEN_FIELDS[field.key]: {"order": direction, "missing": "_last"}}
     ],
     Tag: lambda field, direction: _sort_entry(F.TAGS, field, direction),
     Metadata: lambda field, direction: _sort_entry(F.METADATA, field, direction),

@@ -1,0 +1,622 @@
+"""The filter AST evaluated in memory: the DSL's second backend, beside ``indexer.query``.
+
+``compile_filter(node)`` turns a parsed filter into ``predicate(document) -> bool`` once; the
+predicate then runs against the searched fields of a trace's document
+(``indexer.document.searched_fields``), the very fields the index holds for it. The alert rules of
+the stream test each completed trace this way.
+
+Nothing is resolved twice. Which document field a filter field names, which comparators a field
+takes (and the error for one it does not), how a value is spelled, and every pattern come from
+the OpenSearch generator's own tables and functions; this module only decides, for each kind of
+query the generator writes, what OpenSearch answers for one document:
+
+* a ``term``/``terms`` is equality with the stored value; a numeric range compares numbers, a
+  ``double`` field (assessment values) as doubles;
+* a missing field (``None``, or an empty list) never matches, and ``exists`` is its opposite;
+* a nested query holds when one entry (tag, metadata, span, assessment) matches all of it, and a
+  conjunction's span clauses are one nested query, so they hold for one and the same span;
+* wildcard and regexp patterns match the whole value (Lucene), with ``.`` matching a newline and
+  ``\\d``/``\\w`` ASCII only; a multi-valued field (span text chunks, attribute entries) matches
+  when one of its values does;
+* ILIKE on a field with a lowercase normalizer compares both sides lowered code point by code
+  point (Lucene's ``LowerCaseFilter``); on the span text and attributes (``wildcard`` fields)
+  both sides lowered as a whole (``String.toLowerCase``); on other keywords ASCII letters only.
+
+``tests/dsl_differential/test_predicate_agreement.py`` proves both backends give the same traces
+for the whole differential filter set and for generated filters.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tracestream.indexer.mapping import ENTRY_SEPARATOR, F, lower
+from tracestream.indexer.query import (
+    ASSESSMENT_VALUE,
+    ATTRIBUTE_KEYWORDS,
+    LINKED_PROMPTS_TAG,
+    NUMERIC_ATTRIBUTES,
+    SPAN_KEYWORDS,
+    SPAN_NUMERIC,
+    TOKEN_FIELDS,
+    KeywordField,
+    assessment_spellings,
+    attribute_regexp,
+    attribute_wildcard,
+    comparator,
+    like_to_wildcard,
+    numeric_value,
+    prompt_needles,
+    rlike_to_regexp,
+)
+from tracestream.search_api.dsl import (
+    And,
+    Assessment,
+    Attribute,
+    Comparison,
+    Issue,
+    Metadata,
+    Node,
+    Not,
+    Op,
+    Or,
+    SpanAttribute,
+    SpanField,
+    Tag,
+    TokenUsage,
+    UnsupportedError,
+)
+
+Document = Mapping[str, Any]
+Predicate = Callable[[Document], bool]
+# A test of one stored value (a string, a number, or None when the field is missing).
+ValueTest = Callable[[Any], bool]
+
+
+def _always(_document: Document) -> bool:
+    return True
+
+
+# ---------------------------------------------------------------- Lucene's matching, in Python
+
+
+def _wildcard_regex(pattern: str) -> str:
+    """A Lucene wildcard pattern (``*``, ``?``, ``\\`` escapes) as a Python regex."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+_ASCII_CLASSES = frozenset("dDwW")
+
+
+def _regexp_escape(char: str) -> str:
+    # \d \D \w \W are Lucene's ASCII classes (compiled with re.ASCII); anything else escaped
+    # stands for itself.
+    return "\\" + char if char in _ASCII_CLASSES else re.escape(char)
+
+
+def _regexp_regex(regexp: str) -> str:
+    """A Lucene regexp, as ``rlike_to_regexp`` writes it (flags NONE), as a Python regex."""
+    out = []
+    i = 0
+    in_class = class_start = False
+    while i < len(regexp):
+        char = regexp[i]
+        if char == "\\":
+            out.append(_regexp_escape(regexp[i + 1]))
+            i += 2
+            class_start = False
+            continue
+        if in_class:
+            if char == "]" and not class_start:
+                in_class = False
+                out.append("]")
+            elif char == "^" and class_start and out[-1] == "[":
+                out.append("^")
+                i += 1
+                continue
+            elif char == "-" and not class_start:
+                out.append("-")
+            else:
+                out.append(re.escape(char))
+            class_start = False
+        elif char == "[":
+            in_class = class_start = True
+            out.append("[")
+        elif char in "()|*+?.{},0123456789":
+            out.append(char)  # structure; the generator escapes these where they are literal
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+def _fullmatch(regex: str, flags: int = 0) -> ValueTest:
+    match = re.compile(regex, re.DOTALL | flags).fullmatch
+    return lambda value: value is not None and match(value) is not None
+
+
+def _code_point_lower(text: str) -> str:
+    """Lucene's LowerCaseFilter: ``Character.toLowerCase`` per code point (no multi-character
+    mappings; U+0130 becomes ``i``)."""
+    if text.isascii():
+        return text.lower()
+    return "".join(_lower_char(char) for char in text)
+
+
+def _lower_char(char: str) -> str:
+    lowered = char.lower()
+    if len(lowered) == 1:
+        return lowered
+    return "i" if char == "\u0130" else char
+
+
+def _any_value(test: ValueTest) -> ValueTest:
+    """A multi-valued field (a list, or one value) matches when one of its values does."""
+
+    def check(values: Any) -> bool:
+        if values is None:
+            return False
+        if isinstance(values, str):
+            return test(values)
+        return any(test(v) for v in values)
+
+    return check
+
+
+# ---------------------------------------------------------------- comparators on one value
+#
+# One table per kind of field, with the same keys as the generator's (a test checks they are
+# the same), from comparator to a test of the stored value.
+
+_KeywordTest = Callable[[KeywordField, Any, int], ValueTest]
+
+
+def _keyword_eq(k: KeywordField, value: Any, position: int) -> ValueTest:
+    return lambda v: v == value
+
+
+def _keyword_in(k: KeywordField, values: Any, position: int) -> ValueTest:
+    members = frozenset(values)
+    return lambda v: v in members
+
+
+def _keyword_like(k: KeywordField, value: Any, position: int) -> ValueTest:
+    return _fullmatch(_wildcard_regex(like_to_wildcard(value)))
+
+
+def _keyword_ilike(k: KeywordField, value: Any, position: int) -> ValueTest:
+    if k.ci_field is not None:
+        # The normalizer lowers the stored value and the pattern the generator lowered.
+        test = _fullmatch(_wildcard_regex(_code_point_lower(like_to_wildcard(value.lower()))))
+        return lambda v: v is not None and test(_code_point_lower(v))
+    # case_insensitive on a plain keyword folds ASCII letters only.
+    return _fullmatch(_wildcard_regex(like_to_wildcard(value)), re.IGNORECASE | re.ASCII)
+
+
+def _keyword_rlike(k: KeywordField, value: Any, position: int) -> ValueTest:
+    return _fullmatch(_regexp_regex(rlike_to_regexp(value, position)), re.ASCII)
+
+
+def _keyword_negation(positive: Op) -> _KeywordTest:
+    def negation(k: KeywordField, value: Any, position: int) -> ValueTest:
+        test = KEYWORD_TESTS[positive](k, value, position)
+        if k.nullable:  # a missing value never matches, not even a negation
+            return lambda v: v is not None and not test(v)
+        return lambda v: not test(v)
+
+    return negation
+
+
+KEYWORD_TESTS: dict[Op, _KeywordTest] = {
+    Op.EQ: _keyword_eq,
+    Op.IN: _keyword_in,
+    Op.LIKE: _keyword_like,
+    Op.ILIKE: _keyword_ilike,
+    Op.RLIKE: _keyword_rlike,
+    Op.IS_NULL: lambda k, value, position: lambda v: v is None,
+    Op.IS_NOT_NULL: lambda k, value, position: lambda v: v is not None,
+    Op.NE: _keyword_negation(Op.EQ),
+    Op.NOT_IN: _keyword_negation(Op.IN),
+}
+
+
+def _keyword_test(k: KeywordField, c: Comparison) -> ValueTest:
+    return comparator(KEYWORD_TESTS, c.op, k.field, c.position)(k, c.value, c.position)
+
+
+NUMERIC_TESTS: dict[Op, Callable[[int | float], ValueTest]] = {
+    Op.EQ: lambda n: lambda v: v is not None and v == n,
+    Op.NE: lambda n: lambda v: v is not None and v != n,
+    Op.LT: lambda n: lambda v: v is not None and v < n,
+    Op.LE: lambda n: lambda v: v is not None and v <= n,
+    Op.GT: lambda n: lambda v: v is not None and v > n,
+    Op.GE: lambda n: lambda v: v is not None and v >= n,
+}
+_NULL_TESTS: dict[Op, ValueTest] = {
+    Op.IS_NULL: lambda v: v is None,
+    Op.IS_NOT_NULL: lambda v: v is not None,
+}
+_DOUBLE_FIELDS = frozenset({F.ASSESSMENT_NUMERIC_VALUE})
+
+
+def _long(value: Any) -> Any:
+    # A long field keeps the integer part of a fractional value (OpenSearch coerces it).
+    return int(value) if isinstance(value, float) else value
+
+
+def _numeric_test(field: str, c: Comparison) -> ValueTest:
+    if c.op in _NULL_TESTS:
+        return _NULL_TESTS[c.op]
+    build = comparator(NUMERIC_TESTS, c.op, field, c.position)
+    number = numeric_value(c.value, c.position)
+    if field in _DOUBLE_FIELDS:
+        # The query's number becomes a double, as the field's values are; one beyond every
+        # double stays exact, and Python's comparison decides as the generator does.
+        return build(float(number) if abs(number) <= sys.float_info.max else number)
+    test = build(number)
+    return lambda v: test(_long(v))
+
+
+# ---------------------------------------------------------------- reading the document
+
+
+def _getter(path: str, parent: str | None = None) -> Callable[[Mapping[str, Any]], Any]:
+    """Reads ``path`` (dotted, relative to the nested ``parent``) from a document or entry."""
+    if parent is not None:
+        path = path.removeprefix(parent + ".")
+    head, _, rest = path.partition(".")
+    if not rest:
+        return lambda d: d.get(head)
+
+    def nested(d: Mapping[str, Any]) -> Any:
+        inner = d.get(head)
+        return None if inner is None else inner.get(rest)
+
+    return nested
+
+
+def _on_field(path: str, test: ValueTest, parent: str | None = None) -> Predicate:
+    get = _getter(path, parent)
+    return lambda d: test(get(d))
+
+
+def _some(path: str, test: Callable[[Mapping[str, Any]], bool]) -> Predicate:
+    """A nested query: some entry of ``path`` passes ``test``."""
+
+    def check(d: Document) -> bool:
+        entries: Iterable[Mapping[str, Any]] | None = d.get(path)
+        return entries is not None and any(test(e) for e in entries)
+
+    return check
+
+
+# ---------------------------------------------------------------- fields
+
+
+def _prompt(c: Comparison) -> Predicate:
+    needles = prompt_needles(c.value)
+
+    def linked(entry: Mapping[str, Any]) -> bool:
+        value = entry[F.ENTRY_VALUE]
+        return entry[F.ENTRY_KEY] == LINKED_PROMPTS_TAG and any(n in value for n in needles)
+
+    return _some(F.TAGS, linked)
+
+
+def _attribute(c: Comparison) -> Predicate:
+    assert isinstance(c.field, Attribute)
+    name = c.field.name
+    if name in ATTRIBUTE_KEYWORDS:
+        keyword = ATTRIBUTE_KEYWORDS[name]
+        return _on_field(keyword.field, _keyword_test(keyword, c))
+    if name in NUMERIC_ATTRIBUTES:
+        field = NUMERIC_ATTRIBUTES[name]
+        return _on_field(field, _numeric_test(field, c))
+    if name == "prompt":
+        return _prompt(c)
+    raise UnsupportedError(f"Unsupported field {c.field!r}", c.position)
+
+
+def _entry(path: str, c: Comparison) -> Predicate:
+    assert isinstance(c.field, Tag | Metadata)
+    key = c.field.key
+    special = ENTRY_TESTS.get(c.op)
+    if special is not None:
+        return special(path, key, c)
+    value = KeywordField(f"{path}.{F.ENTRY_VALUE}", ci_field=lower(f"{path}.{F.ENTRY_VALUE}"))
+    test = _keyword_test(value, c)
+    return _some(path, lambda e: e[F.ENTRY_KEY] == key and test(e[F.ENTRY_VALUE]))
+
+
+def _has_entry(path: str, key: str) -> Predicate:
+    return _some(path, lambda e: e[F.ENTRY_KEY] == key)
+
+
+def _entry_negation(positive: Op) -> Callable[[str, str, Comparison], Predicate]:
+    def negation(path: str, key: str, c: Comparison) -> Predicate:
+        test = KEYWORD_TESTS[positive](KeywordField(f"{path}.{F.ENTRY_VALUE}"), c.value, c.position)
+        return _some(path, lambda e: e[F.ENTRY_KEY] == key and not test(e[F.ENTRY_VALUE]))
+
+    return negation
+
+
+# Tags and metadata: MLflow's existence semantics, as in the generator's ENTRY_OPS.
+ENTRY_TESTS: dict[Op, Callable[[str, str, Comparison], Predicate]] = {
+    Op.IS_NULL: lambda path, key, c: _negate(_has_entry(path, key)),
+    Op.IS_NOT_NULL: lambda path, key, c: _has_entry(path, key),
+    Op.NE: _entry_negation(Op.EQ),
+    Op.NOT_IN: _entry_negation(Op.IN),
+}
+
+
+# ---- one span
+
+
+SpanTest = Callable[[Mapping[str, Any]], bool]
+
+
+def _span_keyword(name: str) -> Callable[[Comparison], SpanTest]:
+    keyword = SPAN_KEYWORDS[name]
+    return lambda c: _on_field(keyword.field, _keyword_test(keyword, c), F.SPANS)
+
+
+def _span_numeric(name: str) -> Callable[[Comparison], SpanTest]:
+    field = SPAN_NUMERIC[name]
+    return lambda c: _on_field(field, _numeric_test(field, c), F.SPANS)
+
+
+SPAN_CONTENT_TESTS: dict[Op, Callable[[Any], ValueTest]] = {
+    Op.LIKE: lambda value: _fullmatch(_wildcard_regex(like_to_wildcard(value))),
+    # The wildcard field lowers the pattern and each value (String.toLowerCase).
+    Op.ILIKE: lambda value: _lowered(_fullmatch(_wildcard_regex(like_to_wildcard(value).lower()))),
+}
+
+
+def _lowered(test: ValueTest) -> ValueTest:
+    return lambda v: v is not None and test(v.lower())
+
+
+def _span_content(c: Comparison) -> SpanTest:
+    test = comparator(SPAN_CONTENT_TESTS, c.op, "span.content", c.position)(c.value)
+    return _on_field(F.SPAN_CONTENT, _any_value(test), F.SPANS)
+
+
+SPAN_FIELD_TESTS: dict[str, Callable[[Comparison], SpanTest]] = {
+    **{name: _span_keyword(name) for name in SPAN_KEYWORDS},
+    **{name: _span_numeric(name) for name in SPAN_NUMERIC},
+    "content": _span_content,
+}
+
+
+def _span_field(c: Comparison) -> SpanTest:
+    assert isinstance(c.field, SpanField)
+    return SPAN_FIELD_TESTS[c.field.name](c)
+
+
+# Span attributes: the span's "key<US>value" entries, as the generator queries them.
+_SpanAttributeTest = Callable[[str, Any, int], ValueTest]
+
+
+def _entry_text(key: str, value: str) -> str:
+    return key + ENTRY_SEPARATOR + value
+
+
+def _attribute_present(key: str) -> ValueTest:
+    prefix = key + ENTRY_SEPARATOR
+    return _any_value(lambda entry: entry.startswith(prefix))
+
+
+def _attribute_equal(key: str, values: Iterable[str]) -> ValueTest:
+    wanted = frozenset(_entry_text(key, v) for v in values)
+    return _any_value(lambda entry: entry in wanted)
+
+
+def _attribute_absent_value(key: str, values: Iterable[str]) -> ValueTest:
+    present, equal = _attribute_present(key), _attribute_equal(key, values)
+    return lambda entries: present(entries) and not equal(entries)
+
+
+def _attribute_like(key: str, value: Any, position: int) -> ValueTest:
+    return _any_value(_fullmatch(_wildcard_regex(attribute_wildcard(key, value))))
+
+
+def _attribute_ilike(key: str, value: Any, position: int) -> ValueTest:
+    return _any_value(_lowered(_fullmatch(_wildcard_regex(attribute_wildcard(key, value).lower()))))
+
+
+def _attribute_rlike(key: str, value: Any, position: int) -> ValueTest:
+    return _any_value(_fullmatch(_regexp_regex(attribute_regexp(key, value, position)), re.ASCII))
+
+
+SPAN_ATTRIBUTE_TESTS: dict[Op, _SpanAttributeTest] = {
+    Op.EQ: lambda key, value, position: _attribute_equal(key, (value,)),
+    Op.IN: lambda key, values, position: _attribute_equal(key, values),
+    Op.NE: lambda key, value, position: _attribute_absent_value(key, (value,)),
+    Op.NOT_IN: lambda key, values, position: _attribute_absent_value(key, values),
+    Op.LIKE: _attribute_like,
+    Op.ILIKE: _attribute_ilike,
+    Op.RLIKE: _attribute_rlike,
+    Op.IS_NOT_NULL: lambda key, value, position: _attribute_present(key),
+}
+
+
+def _span_attribute(c: Comparison) -> SpanTest:
+    assert isinstance(c.field, SpanAttribute)
+    key = c.field.key
+    test = comparator(SPAN_ATTRIBUTE_TESTS, c.op, f"span.attributes.{key}", c.position)(
+        key, c.value, c.position
+    )
+    return _on_field(F.SPAN_ATTRIBUTES, test, F.SPANS)
+
+
+# One span comparison, a test of one span (the generator's SPAN_TRANSFORMS).
+SPAN_TESTS: dict[type, Callable[[Comparison], SpanTest]] = {
+    SpanField: _span_field,
+    SpanAttribute: _span_attribute,
+}
+
+
+def _span_clause(c: Comparison) -> SpanTest:
+    return SPAN_TESTS[type(c.field)](c)
+
+
+def _one_span(tests: list[SpanTest]) -> Predicate:
+    """Some span passes every test (one nested query)."""
+    if len(tests) == 1:
+        return _some(F.SPANS, tests[0])
+    return _some(F.SPANS, lambda span: all(test(span) for test in tests))
+
+
+# ---- assessments
+
+
+def _assessment_selector(field: Assessment) -> Callable[[Mapping[str, Any]], bool]:
+    kind, name = _getter(F.ASSESSMENT_KIND, F.ASSESSMENTS), _getter(F.ASSESSMENT_NAME, F.ASSESSMENTS)
+    valid = _getter(F.ASSESSMENT_VALID, F.ASSESSMENTS)
+    return lambda a: kind(a) == field.kind and name(a) == field.name and valid(a) is True
+
+
+_AssessmentTest = Callable[[Callable[[Mapping[str, Any]], bool], Comparison], Predicate]
+_ASSESSMENT_VALUE = _getter(F.ASSESSMENT_VALUE, F.ASSESSMENTS)
+
+
+def _assessment_with(test: ValueTest, path: str = F.ASSESSMENT_VALUE) -> _AssessmentTest:
+    get = _getter(path, F.ASSESSMENTS)
+    return lambda select, c: _some(F.ASSESSMENTS, lambda a: select(a) and test(get(a)))
+
+
+def _assessment_eq(select: Callable[[Mapping[str, Any]], bool], c: Comparison) -> Predicate:
+    spellings = frozenset(assessment_spellings(c.value))
+    return _some(F.ASSESSMENTS, lambda a: select(a) and _ASSESSMENT_VALUE(a) in spellings)
+
+
+def _assessment_ne(select: Callable[[Mapping[str, Any]], bool], c: Comparison) -> Predicate:
+    spellings = frozenset(assessment_spellings(c.value))
+    return _some(F.ASSESSMENTS, lambda a: select(a) and _ASSESSMENT_VALUE(a) not in spellings)
+
+
+def _assessment_numeric(select: Callable[[Mapping[str, Any]], bool], c: Comparison) -> Predicate:
+    test = _numeric_test(F.ASSESSMENT_NUMERIC_VALUE, c)
+    return _assessment_with(test, F.ASSESSMENT_NUMERIC_VALUE)(select, c)
+
+
+ASSESSMENT_TESTS: dict[Op, _AssessmentTest] = {
+    Op.IS_NULL: lambda select, c: _negate(_some(F.ASSESSMENTS, select)),
+    Op.IS_NOT_NULL: lambda select, c: _some(F.ASSESSMENTS, select),
+    Op.EQ: _assessment_eq,
+    Op.NE: _assessment_ne,
+    **dict.fromkeys((Op.LT, Op.LE, Op.GT, Op.GE), _assessment_numeric),
+}
+
+
+def _assessment(c: Comparison) -> Predicate:
+    assert isinstance(c.field, Assessment)
+    select = _assessment_selector(c.field)
+    special = ASSESSMENT_TESTS.get(c.op)
+    if special is not None:
+        return special(select, c)
+    return _assessment_with(_keyword_test(ASSESSMENT_VALUE, c))(select, c)
+
+
+def _issue(c: Comparison) -> Predicate:
+    kind, name = _getter(F.ASSESSMENT_KIND, F.ASSESSMENTS), _getter(F.ASSESSMENT_NAME, F.ASSESSMENTS)
+    return _some(F.ASSESSMENTS, lambda a: kind(a) == "issue" and name(a) == c.value)
+
+
+def _token_usage(c: Comparison) -> Predicate:
+    assert isinstance(c.field, TokenUsage)
+    field = TOKEN_FIELDS[c.field.key]
+    return _on_field(field, _numeric_test(field, c))
+
+
+# ---------------------------------------------------------------- nodes
+
+FIELD_TESTS: dict[type, Callable[[Comparison], Predicate]] = {
+    Attribute: _attribute,
+    Tag: lambda c: _entry(F.TAGS, c),
+    Metadata: lambda c: _entry(F.METADATA, c),
+    SpanField: lambda c: _one_span([_span_clause(c)]),
+    SpanAttribute: lambda c: _one_span([_span_clause(c)]),
+    Assessment: _assessment,
+    Issue: _issue,
+    TokenUsage: _token_usage,
+}
+
+
+def _comparison(c: Comparison) -> Predicate:
+    compile_field = FIELD_TESTS.get(type(c.field))
+    if compile_field is None:
+        raise UnsupportedError(f"Unsupported field {c.field!r}", c.position)
+    return compile_field(c)
+
+
+def _is_span(node: Node) -> bool:
+    return isinstance(node, Comparison) and type(node.field) in SPAN_TESTS
+
+
+def _negate(predicate: Predicate) -> Predicate:
+    return lambda d: not predicate(d)
+
+
+def _and(node: And) -> Predicate:
+    # As the generator: the conjunction's span clauses must hold for one and the same span.
+    span_tests = [_span_clause(item) for item in node.items if _is_span(item)]  # type: ignore[arg-type]
+    others = [compile_filter(item) for item in node.items if not _is_span(item)]
+    if span_tests:
+        others.append(_one_span(span_tests))
+    if len(others) == 1:
+        return others[0]
+    if len(others) == 2:
+        first, second = others
+        return lambda d: first(d) and second(d)
+    return lambda d: all(p(d) for p in others)
+
+
+def _or(node: Or) -> Predicate:
+    items = [compile_filter(item) for item in node.items]
+    if len(items) == 2:
+        first, second = items
+        return lambda d: first(d) or second(d)
+    return lambda d: any(p(d) for p in items)
+
+
+def _not(node: Not) -> Predicate:
+    return _negate(compile_filter(node.item))
+
+
+# From AST node type to its predicate (the generator's TRANSFORMS).
+TRANSFORMS: dict[type, Callable[[Any], Predicate]] = {
+    Comparison: _comparison,
+    And: _and,
+    Or: _or,
+    Not: _not,
+}
+
+
+def compile_filter(node: Node | None) -> Predicate:
+    """``predicate(document) -> bool`` for a parsed filter (``None``: every trace), over the
+    fields ``indexer.document.searched_fields`` builds. Raises ``UnsupportedError`` exactly where
+    ``indexer.query.to_query`` does."""
+    if node is None:
+        return _always
+    transform = TRANSFORMS.get(type(node))
+    if transform is None:
+        raise UnsupportedError(f"Unsupported filter node {type(node).__name__}")
+    return transform(node)
