@@ -121,6 +121,8 @@ def search_examples(settings: Settings) -> dict[str, list[str]]:
     base = api_base_url(settings)
     cli = ".venv/bin/tracestream traces"
     groups = {
+        # Opened in a browser: the trace explorer's search page, and its live view of alerts.
+        "Browser (the trace explorer)": [f"{base}/", f"{base}/?view=live"],
         "curl": [
             f"curl -s {base}/api/v1/traces/search -H 'content-type: application/json' "
             '-d \'{"filter": "status = \\u0027ERROR\\u0027", "max_results": 3, "include_spans": false}\'',

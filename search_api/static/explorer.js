@@ -797,6 +797,18 @@ async function start() {
     const row = event.target.closest(".span-row");
     if (row) navigate({ span: row.dataset.spanId }, { replace: true });
   });
+  $("#span-tree").addEventListener("keydown", (event) => {
+    // Rows take the focus (Tab); Enter or Space selects, arrows move.
+    const row = event.target.closest(".span-row");
+    if (!row) return;
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      navigate({ span: row.dataset.spanId }, { replace: true });
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      (event.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling)?.focus();
+    }
+  });
   $("#back").addEventListener("click", (event) => {
     event.preventDefault();
     navigate({ trace: "", span: "" });

@@ -295,13 +295,19 @@ def test_selecting_a_span_shows_its_inputs_and_its_exception(page: Page) -> None
     assert "ERROR: KeyError: 'A1'" in detail.inner_text()
 
 
-def test_find_spans_by_name(page: Page) -> None:
+def test_find_spans_by_name_and_select_with_the_keyboard(page: Page) -> None:
     browser = open_designed(page)
     browser.fill("#span-find", "order")
     matches = browser.eval_on_selector_all(".span-row.match", "rows => rows.map(r => r.dataset.name)")
     assert matches == ["lookup_order"]
     browser.press("#span-find", "Enter")
     browser.locator("#span-detail h2", has_text="lookup_order").wait_for()
+
+    # The keyboard: from the selected row down one, Enter selects it.
+    browser.focus(".span-row[data-name='lookup_order']")
+    browser.keyboard.press("ArrowDown")
+    browser.keyboard.press("Enter")
+    browser.locator("#span-detail h2", has_text="db_query").wait_for()
 
 
 def test_a_deep_link_reopens_the_trace_and_the_span(page: Page, new_page: Callable[[str], Page]) -> None:
