@@ -47,6 +47,7 @@ from stream_harness import (
 from tracestream import schemas
 from tracestream.admin import TopicSpec, delete_topics, ensure_topics
 from tracestream.health import kafka_health
+from tracestream.producers.config import ProducerConfig
 from tracestream.producers.exporter import KafkaEventExporter
 from tracestream.producers.processor import SdkStats
 from tracestream.schemas import SPAN_ENDED, TRACE_ENDED, new_span_id, new_trace_id
@@ -109,7 +110,9 @@ class Scenario:
         self.settings = stream_settings(base, name, workdir / name, partitions=6, **stream)
         create_topics(self.settings)
         self.sender = EventSender(self.settings)
-        self.exporter = KafkaEventExporter(self.settings)
+        self.exporter = KafkaEventExporter(
+            ProducerConfig(self.settings.kafka.connection(), self.settings.topics.events)
+        )
         self.stats = SdkStats()
         self.completed = TopicReader(
             self.settings, self.settings.topics.completed, schemas.completed_codec(), f"{name}-reader"

@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from tracestream import schemas
 from tracestream.admin import admin_client, delete_topics, ensure_topics, pipeline_topics
+from tracestream.producers.config import ProducerConfig
 from tracestream.producers.exporter import producer_config
 from tracestream.schemas import SPAN_ENDED, TRACE_ENDED, new_span_id, new_trace_id
 from tracestream.settings import Settings
@@ -117,7 +118,7 @@ class EventSender:
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topics.events
         self.codec = schemas.events_codec()
-        config = producer_config(settings)
+        config = producer_config(ProducerConfig(settings.kafka.connection(), settings.topics.events))
         config.pop("logger", None)
         self.producer = Producer(config)
 
