@@ -150,6 +150,20 @@ def test_an_invalid_filter_shows_the_message_and_a_caret_under_the_offending_tok
     assert caret.index("^") == text.index("==")
 
 
+def test_the_experiment_box_limits_the_search_to_its_experiments(page: Page) -> None:
+    browser = page.open("/")
+    wait_searched(browser)
+    # The experiments seen so far are offered.
+    offered = browser.eval_on_selector_all("#known-locations option", "os => os.map(o => o.value)")
+    assert offered == ["0", "7"]
+    before = browser.evaluate("document.body.dataset.searched")
+    browser.fill("#locations", "7")
+    browser.click("#search-button")
+    browser.wait_for_function("(b) => document.body.dataset.searched !== b", arg=before)
+    assert row_ids(browser) == [DESIGNED_ID]
+    assert parse_qs(urlparse(browser.url).query)["locations"] == ["7"]
+
+
 def test_quick_time_range_adds_a_timestamp_clause(page: Page, traces: list[CompletedTrace]) -> None:
     browser = page.open("/")
     wait_searched(browser)
