@@ -83,6 +83,63 @@ def _always(_document: Document) -> bool:
 # ---------------------------------------------------------------- Lucene's matching, in Python
 
 
+def _wildcard_literals(pattern: str) -> list[str | None]:
+    """A Lucene wildcard pattern as literal pieces, ``None`` for each ``*``; raises ValueError on
+    ``?`` (patterns with one are matched by regex)."""
+    pieces: list[str | None] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "?":
+            raise ValueError(pattern)
+        if char == "*":
+            pieces.extend(["".join(literal), None])
+            literal = []
+        else:
+            if char == "\\" and i + 1 < len(pattern):
+                i += 1
+            literal.append(pattern[i])
+        i += 1
+    pieces.append("".join(literal))
+    return pieces
+
+
+def _wildcard(pattern: str, flags: int = 0) -> ValueTest:
+    """A test of one value for a Lucene wildcard pattern (whole value). A pattern with ``*`` as
+    its only wildcard is matched with string operations (a regex ``.*x.*`` over a span's text is
+    several times slower); one with ``?``, or case folding, is a regex."""
+    try:
+        pieces = _wildcard_literals(pattern) if not flags else None
+    except ValueError:
+        pieces = None
+    if pieces is None:
+        return _fullmatch(_wildcard_regex(pattern), flags)
+    literals = [p for p in pieces if p is not None]
+    if len(literals) == 1:
+        (whole,) = literals
+        return lambda v: v == whole
+    first, *middles, last = literals
+    middles = [m for m in middles if m]
+    if not first and not last and len(middles) == 1:  # *text*, the usual full-text shape
+        (middle,) = middles
+        return lambda v: v is not None and middle in v
+    shortest = sum(map(len, literals))
+
+    def glob(v: Any) -> bool:
+        if v is None or len(v) < shortest or not v.startswith(first) or not v.endswith(last):
+            return False
+        position, end = len(first), len(v) - len(last)
+        for middle in middles:  # leftmost occurrences: exact for "*"-only patterns
+            found = v.find(middle, position, end)
+            if found < 0:
+                return False
+            position = found + len(middle)
+        return True
+
+    return glob
+
+
 def _wildcard_regex(pattern: str) -> str:
     """A Lucene wildcard pattern (``*``, ``?``, ``\\`` escapes) as a Python regex."""
     out = []
@@ -175,7 +232,7 @@ def _any_value(test: ValueTest) -> ValueTest:
             return False
         if isinstance(values, str):
             return test(values)
-        return any(test(v) for v in values)
+        return any(map(test, values))  # map, not a generator: this runs per span per rule
 
     return check
 
@@ -198,16 +255,16 @@ def _keyword_in(k: KeywordField, values: Any, position: int) -> ValueTest:
 
 
 def _keyword_like(k: KeywordField, value: Any, position: int) -> ValueTest:
-    return _fullmatch(_wildcard_regex(like_to_wildcard(value)))
+    return _wildcard(like_to_wildcard(value))
 
 
 def _keyword_ilike(k: KeywordField, value: Any, position: int) -> ValueTest:
     if k.ci_field is not None:
         # The normalizer lowers the stored value and the pattern the generator lowered.
-        test = _fullmatch(_wildcard_regex(_code_point_lower(like_to_wildcard(value.lower()))))
+        test = _wildcard(_code_point_lower(like_to_wildcard(value.lower())))
         return lambda v: v is not None and test(_code_point_lower(v))
     # case_insensitive on a plain keyword folds ASCII letters only.
-    return _fullmatch(_wildcard_regex(like_to_wildcard(value)), re.IGNORECASE | re.ASCII)
+    return _wildcard(like_to_wildcard(value), re.IGNORECASE | re.ASCII)
 
 
 def _keyword_rlike(k: KeywordField, value: Any, position: int) -> ValueTest:
@@ -302,7 +359,9 @@ def _some(path: str, test: Callable[[Mapping[str, Any]], bool]) -> Predicate:
 
     def check(d: Document) -> bool:
         entries: Iterable[Mapping[str, Any]] | None = d.get(path)
-        return entries is not None and any(test(e) for e in entries)
+        if entries is None:
+            return False
+        return any(map(test, entries))
 
     return check
 
@@ -383,9 +442,9 @@ def _span_numeric(name: str) -> Callable[[Comparison], SpanTest]:
 
 
 SPAN_CONTENT_TESTS: dict[Op, Callable[[Any], ValueTest]] = {
-    Op.LIKE: lambda value: _fullmatch(_wildcard_regex(like_to_wildcard(value))),
+    Op.LIKE: lambda value: _wildcard(like_to_wildcard(value)),
     # The wildcard field lowers the pattern and each value (String.toLowerCase).
-    Op.ILIKE: lambda value: _lowered(_fullmatch(_wildcard_regex(like_to_wildcard(value).lower()))),
+    Op.ILIKE: lambda value: _lowered(_wildcard(like_to_wildcard(value).lower())),
 }
 
 
@@ -434,11 +493,11 @@ def _attribute_absent_value(key: str, values: Iterable[str]) -> ValueTest:
 
 
 def _attribute_like(key: str, value: Any, position: int) -> ValueTest:
-    return _any_value(_fullmatch(_wildcard_regex(attribute_wildcard(key, value))))
+    return _any_value(_wildcard(attribute_wildcard(key, value)))
 
 
 def _attribute_ilike(key: str, value: Any, position: int) -> ValueTest:
-    return _any_value(_lowered(_fullmatch(_wildcard_regex(attribute_wildcard(key, value).lower()))))
+    return _any_value(_lowered(_wildcard(attribute_wildcard(key, value).lower())))
 
 
 def _attribute_rlike(key: str, value: Any, position: int) -> ValueTest:
