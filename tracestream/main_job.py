@@ -135,7 +135,7 @@ def search_examples(settings: Settings) -> dict[str, list[str]]:
             f"{cli} export --filter-string 'feedback.user_satisfaction <= 2' -o low.ndjson",
         ],
         "Python (MLflow's search_traces, returning pandas)": [
-            '.venv/bin/python -c "import search_api; '
+            '.venv/bin/python -c "from tracestream import search_api; '
             "df = search_api.search_traces(filter_string='tags.env = \\\"demo\\\"', max_results=500); "
             "print(df.groupby('state')['execution_duration'].describe())\"",
         ],
