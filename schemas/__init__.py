@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tracestream.schemas.codec import completed_codec as completed_codec
     from tracestream.schemas.codec import dead_letters_codec as dead_letters_codec
     from tracestream.schemas.codec import events_codec as events_codec
+    from tracestream.schemas.codec import rule_alerts_codec as rule_alerts_codec
     from tracestream.schemas.codec import schema_json as schema_json
     from tracestream.schemas.registry import SchemaSet as SchemaSet
     from tracestream.schemas.registry import SchemaVersion as SchemaVersion
@@ -46,7 +47,15 @@ if TYPE_CHECKING:
 
 _LOADED_ON_USE = {
     **dict.fromkeys(
-        ["AvroCodec", "schema_json", "events_codec", "completed_codec", "alerts_codec", "dead_letters_codec"],
+        [
+            "AvroCodec",
+            "schema_json",
+            "events_codec",
+            "completed_codec",
+            "alerts_codec",
+            "rule_alerts_codec",
+            "dead_letters_codec",
+        ],
         "tracestream.schemas.codec",
     ),
     **dict.fromkeys(["SchemaSet", "SchemaVersion", "shipped"], "tracestream.schemas.registry"),

@@ -222,6 +222,21 @@ def alerts_codec(schema_registry_url: str | None = None, topic: str | None = Non
     )
 
 
+def rule_alerts_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
+    """The codec of the alerts topic's ``RuleAlert`` records (an alert rule firing or resolving).
+
+    They share the alerts topic with ``TraceAlert``: each record names its writer schema, so a
+    ``TraceAlert`` reader gets ``DecodeError(WRONG_TYPE)`` for them and skips them. With a schema
+    registry the subject is ``<topic>-io.tracestream.RuleAlert`` (the record-name strategy), since
+    the topic's ``<topic>-value`` subject holds ``TraceAlert``.
+    """
+    return AvroCodec(
+        "RuleAlert",
+        schema_registry_url=schema_registry_url,
+        subject=f"{topic}-io.tracestream.RuleAlert" if topic else None,
+    )
+
+
 def dead_letters_codec(schema_registry_url: str | None = None, topic: str | None = None) -> AvroCodec:
     """The codec of the dead-letter topic (``DeadLetter`` records)."""
     return AvroCodec(

@@ -2,7 +2,7 @@
 
 Layout: ``schemas/avro/v<N>/<namespace>.<Name>.avsc``. Each version directory is a complete
 set; named types referenced across files are resolved by fastavro from their file names.
-A message type (``TraceEvent``, ``CompletedTrace``) is written with its newest version and
+A message type (``TraceEvent``, ``CompletedTrace``, ``RuleAlert``…) is written with its newest version and
 read from any shipped version (see README.md for the evolution rules).
 """
 
@@ -18,7 +18,7 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 NAMESPACE = "io.tracestream"
-MESSAGE_TYPES = ("TraceEvent", "CompletedTrace", "TraceAlert", "DeadLetter")
+MESSAGE_TYPES = ("TraceEvent", "CompletedTrace", "TraceAlert", "DeadLetter", "RuleAlert")
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
