@@ -198,6 +198,10 @@ class StreamSettings(BaseModel):
     # The level of Faust's and aiokafka's own lines, "info" or "warning"; the worker's own lines
     # (start-up, partitions, status) are at INFO whatever this is.
     log_level: str = "warning"
+    # A TOML file of alert rules ([[rule]]) and the webhooks they name ([[webhook]]); read by
+    # the stream worker (evaluation), the webhook deliverer and `tracestream alerts rules`.
+    # None: only the built-in error alert.
+    rules_file: str | None = None
 
 
 class IndexerSettings(BaseModel):
