@@ -26,7 +26,7 @@ admin_app = typer.Typer(help="Create and inspect the pipeline's topics.")
 app.add_typer(admin_app, name="admin")
 stream_app = typer.Typer(help="The trace-assembly stream (Faust).")
 app.add_typer(stream_app, name="stream")
-alerts_app = typer.Typer(help="Alerts of traces that completed in ERROR.")
+alerts_app = typer.Typer(help="Alerts: failed traces, alert rules and their webhooks.")
 app.add_typer(alerts_app, name="alerts")
 indexer_app = typer.Typer(help="The indexer: completed traces into OpenSearch.")
 app.add_typer(indexer_app, name="indexer")
@@ -174,6 +174,58 @@ def alerts_tail(
     with AlertTail(get_settings(), from_beginning) as tail:
         for alert in tail.follow(max_alerts=max_alerts or None, timeout_s=timeout or None):
             typer.echo(json.dumps(alert, ensure_ascii=False))
+
+
+@alerts_app.command("deliver")
+def alerts_deliver(
+    rules_file: str = typer.Option(
+        "",
+        "--rules-file",
+        help="The rules file with the [[webhook]] tables (default: TRACESTREAM_STREAM__RULES_FILE).",
+    ),
+) -> None:
+    """Deliver rule alerts to the webhooks their rules name: signed POSTs, retried with backoff,
+    dead-lettered when they keep failing. Start several with the same settings to share the
+    partitions. Exits 2 if a webhook's configuration is invalid."""
+    from tracestream.stream.delivery import run_delivery
+    from tracestream.stream.webhooks import WebhookConfigError, load_webhooks
+
+    settings = get_settings()
+    path = rules_file or settings.stream.rules_file
+    if not path:
+        typer.echo("error: no rules file: set TRACESTREAM_STREAM__RULES_FILE or pass --rules-file", err=True)
+        raise typer.Exit(2)
+    try:
+        webhooks = load_webhooks(path)
+    except WebhookConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    run_delivery(settings, webhooks)
+
+
+@alerts_app.command("receiver")
+def alerts_receiver(
+    port: int = typer.Option(9099, min=0, max=65535, help="The port to listen on, on 127.0.0.1."),
+    secret_env: str = typer.Option(
+        "TRACESTREAM_DEMO_WEBHOOK_SECRET", "--secret-env", help="The environment variable holding the secret."
+    ),
+    tolerance: float = typer.Option(300.0, min=1, help="Reject deliveries whose timestamp is older (s)."),
+) -> None:
+    """A local webhook receiver: verifies each delivery's signature and prints the alert."""
+    import contextlib
+    import os
+    import threading
+
+    from tracestream.stream.receiver import AlertReceiver, describe
+
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        typer.echo(f"error: the environment variable {secret_env} (the webhook secret) is not set", err=True)
+        raise typer.Exit(2)
+    with AlertReceiver(secret, port, tolerance, on_delivery=lambda r: typer.echo(describe(r))) as receiver:
+        typer.echo(f"receiving webhooks on {receiver.url} (Ctrl-C stops)")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
 
 @app.command()

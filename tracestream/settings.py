@@ -233,6 +233,25 @@ class IndexerSettings(BaseModel):
     max_clock_skew_s: int = Field(default=86_400, ge=0)
 
 
+class WebhookSettings(BaseModel):
+    """Delivery of rule alerts to webhooks (`tracestream alerts deliver`, stream/delivery.py)."""
+
+    # The delivery consumers' group on the alerts topic; several deliverers share its partitions.
+    group_id: str = "tracestream-webhooks"
+    # Where a group with no committed offset starts: "latest" (a new deployment does not
+    # re-send the alerts topic's history) or "earliest".
+    start_at: Literal["earliest", "latest"] = "latest"
+    # One HTTP attempt: connect + send + answer.
+    timeout_s: float = Field(default=10.0, gt=0)
+    # Retries of a 408/429/5xx answer or a connection failure, with exponential backoff (and
+    # jitter) from INITIAL to MAX; a delivery is dead-lettered once MAX_ATTEMPTS attempts or
+    # MAX_ELAPSED_S seconds are spent, whichever comes first.
+    max_attempts: int = Field(default=6, ge=1)
+    initial_backoff_s: float = Field(default=0.5, gt=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    max_elapsed_s: float = Field(default=120.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -248,6 +267,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
 
 def describe_settings_error(error: ValidationError) -> str:
@@ -286,6 +306,7 @@ def isolated_env(
         f"{prefix}STREAM__APP_ID": f"{name}-stream",
         f"{prefix}STREAM__DATA_DIR": str(data_dir),
         f"{prefix}INDEXER__GROUP_ID": f"{name}-indexer",
+        f"{prefix}WEBHOOKS__GROUP_ID": f"{name}-webhooks",
         f"{prefix}OPENSEARCH__INDEX_PREFIX": name,
     }
     if api_port is not None:
