@@ -10,6 +10,7 @@ when interrupted (agents first, so that they flush what they traced).
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,8 +30,14 @@ from tracestream.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from tracestream.stream.alerts import AlertTail
+    from tracestream.stream.receiver import AlertReceiver, Received
 
 STOP_TIMEOUT_S = 15.0
+# The example alert rules the demo fleet runs with, when TRACESTREAM_STREAM__RULES_FILE is unset,
+# and the local webhook receiver their webhook points at.
+DEMO_RULES_FILE = Path(__file__).with_name("demo_rules.toml")
+DEMO_SECRET_ENV = "TRACESTREAM_DEMO_WEBHOOK_SECRET"
+DEMO_RECEIVER_PORT = 9099
 
 
 @dataclass
@@ -181,11 +188,19 @@ class MainJob:
         self.log_dir = log_dir
         self.stop = threading.Event()
         self.alerts_seen = 0
+        self.webhooks_received = 0
+        # The demo fleet gets the example rules unless rules are configured; the pipeline alone
+        # (--agents 0) runs the configured rules, if any.
+        self.demo_rules = agents > 0 and not settings.stream.rules_file
+        self.rules_file = str(DEMO_RULES_FILE) if self.demo_rules else settings.stream.rules_file
         self.services = [
             Child("stream", ["stream", "worker"], log_dir / "stream.log"),
             Child("indexer", ["indexer", "run"], log_dir / "indexer.log"),
             Child("api", ["api", "serve"], log_dir / "api.log"),
         ]
+        if self.rules_file:
+            # Webhook delivery in a process of its own: a receiver never holds up the stream.
+            self.services.append(Child("webhooks", ["alerts", "deliver"], log_dir / "webhooks.log"))
         self.agents = [
             Child(
                 f"agent-{n}",
@@ -217,6 +232,29 @@ class MainJob:
         finally:
             tail.close()
 
+    def start_receiver(self, secret: str) -> AlertReceiver | None:
+        """The demo's webhook receiver, in this process: it verifies and prints each delivery."""
+        from tracestream.stream.receiver import AlertReceiver
+
+        try:
+            receiver = AlertReceiver(secret, DEMO_RECEIVER_PORT, on_delivery=self._print_delivery).start()
+        except OSError as exc:  # the demo goes on; its deliveries are dead-lettered
+            self.console.print(
+                f"[yellow]no webhook receiver: 127.0.0.1:{DEMO_RECEIVER_PORT} is taken "
+                f"({exc.strerror})[/yellow]"
+            )
+            return None
+        self.console.print(
+            f"alert rules: [bold]{self.rules_file}[/bold]; their webhook is received on {receiver.url}"
+        )
+        return receiver
+
+    def _print_delivery(self, received: Received) -> None:
+        from tracestream.stream.receiver import describe
+
+        self.webhooks_received += 1
+        self.console.print(f"[magenta]{escape(describe(received))}[/magenta]")
+
     def _searchable(self) -> int:
         from tracestream.search_api.client import TraceClient, TraceSearchError
 
@@ -247,6 +285,11 @@ class MainJob:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.console.print(f"logs of every process: [bold]{self.log_dir}[/bold]")
+        receiver: AlertReceiver | None = None
+        if self.demo_rules:
+            env[f"{ENV_PREFIX}STREAM__RULES_FILE"] = str(DEMO_RULES_FILE)
+            env[DEMO_SECRET_ENV] = env.get(DEMO_SECRET_ENV) or secrets.token_hex(16)
+            receiver = self.start_receiver(env[DEMO_SECRET_ENV])
         for child in self.services:
             child.start(env)
             self.console.print(f"started {child.name} (pid {child.process.pid})")  # type: ignore[union-attr]
@@ -286,7 +329,8 @@ class MainJob:
                     indexed = self._indexed(started_ms)
                     self.console.print(
                         f"[dim]{time.monotonic() - started:.0f} s: {indexed if indexed is not None else '?'} "
-                        f"traces indexed, {self.alerts_seen} alerts (Ctrl-C stops)[/dim]"
+                        f"traces indexed, {self.alerts_seen} alerts, {self.webhooks_received} webhooks "
+                        "(Ctrl-C stops)[/dim]"
                     )
                 self.stop.wait(1.0)
         except KeyboardInterrupt:
@@ -300,6 +344,8 @@ class MainJob:
             self.stop.set()
             if alerts is not None:
                 alerts.join(3)
+            if receiver is not None:
+                receiver.stop()
             indexed = self._indexed(started_ms)
             self.console.print(
                 f"stopped. {indexed if indexed is not None else '?'} traces indexed, "
