@@ -10,12 +10,14 @@ agent, which runs in that partition's context, steps the trace with the tick.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
 
 import faust
 
+from tracestream.indexer.document import searched_fields
 from tracestream.schemas import DecodeError, events_of
 from tracestream.schemas.event_writer import MAX_RECORD_BYTES
 from tracestream.settings import Settings
@@ -44,10 +46,11 @@ from tracestream.stream.assembler import (
     trace_id_of,
 )
 from tracestream.stream.offset_guard import OffsetGuard
+from tracestream.stream.rules import RuleEngine, RuleSet, facts_of, load_rules
 from tracestream.stream.sinks import Sinks
 from tracestream.stream.stall import stall_report
 from tracestream.stream.state import Purged, TraceState
-from tracestream.stream.tables import TraceTables
+from tracestream.stream.tables import RuleTables, TraceTables
 from tracestream.stream.topics import declare_topics
 
 logger = logging.getLogger("stream")
@@ -100,6 +103,16 @@ class TraceAssembler:
         self.tables = TraceTables(self.app, settings.topics.events_partitions, self.sinks.events_codec)
         self.cache: dict[str, TraceState] = {}
         self.timers: dict[str, Timer] = {}
+        # Alert rules: a file that does not load raises RuleError here, before anything starts.
+        self.rule_set: RuleSet | None = load_rules(stream.rules_file) if stream.rules_file else None
+        self.rules: RuleEngine | None = None
+        self.rule_tables: RuleTables | None = None
+        # Window records changed by the timer (Faust timers may not write tables): written by
+        # the next record's agent.
+        self._pending_rule_keys: set[str] = set()
+        if self.rule_set is not None and self.rule_set.rules:
+            self.rules = RuleEngine(self.rule_set.rules)
+            self.rule_tables = RuleTables(self.app, settings.topics.events_partitions)
         self.processed = 0
         self.ticks_sent = 0
         self.ticks_handled = 0
@@ -116,6 +129,7 @@ class TraceAssembler:
         self.app.on_partitions_revoked.connect(self._log_revoked)
         self.app.on_partitions_assigned.connect(self._log_assigned)
         self.app.on_rebalance_complete.connect(self._log_ready)
+        self.app.on_rebalance_complete.connect(self._restore_rules)
         self.offset_guard = OffsetGuard(self.topics.events.get_topic_name())
         self.app.offset_guard = self.offset_guard
         self.app.on_source_seek = self._on_source_seek  # type: ignore[attr-defined]
@@ -191,6 +205,9 @@ class TraceAssembler:
             return
         trace_id = trace_id_of(events)
         now_ms = _now_ms()
+        if self._pending_rule_keys:
+            self._write_rule_keys(self._pending_rule_keys)
+            self._pending_rule_keys = set()
         received = Received(trace_id, source.partition, source.offset, source.value, events)
         state, outputs = step(self._state_of(trace_id, now_ms), received, now_ms, self.config)
         await self._carry_out(trace_id, state, outputs, source)
@@ -225,9 +242,13 @@ class TraceAssembler:
                 current = (output.index, output.events)
             elif isinstance(output, WriteState):
                 self.tables.write_state(trace_id, state)
+                if self.rule_tables is not None and not isinstance(state, TraceState):
+                    self.rule_tables.marks.pop(trace_id, None)  # no revision of it can follow
             elif isinstance(output, EmitRevision):
                 assert isinstance(state, TraceState)
-                too_large = await self._emit(trace_id, output, state.chunks, current) or too_large
+                too_large = (
+                    await self._emit(trace_id, output, state.chunks, current, state.partition) or too_large
+                )
             elif isinstance(output, Timer):
                 if output.action is None:
                     self.timers.pop(trace_id, None)
@@ -251,7 +272,12 @@ class TraceAssembler:
             raise TraceTooLarge(too_large)
 
     async def _emit(
-        self, trace_id: str, emission: EmitRevision, chunks: int, current: tuple[int, Any] | None
+        self,
+        trace_id: str,
+        emission: EmitRevision,
+        chunks: int,
+        current: tuple[int, Any] | None,
+        partition: int,
     ) -> str | None:
         """Sends the revision (and its alert); why not, when it is too large."""
         now_ms = _now_ms()
@@ -260,6 +286,8 @@ class TraceAssembler:
         if emission.alert:
             await self.sinks.send_alert(alert_of(trace, now_ms))
         if size is None:
+            if self.rules is not None:
+                await self._evaluate_rules(trace, emission.first_seen_ms, partition, now_ms)
             return None
         return (
             f"trace {trace_id} revision {emission.revision} has {len(trace['spans'])} spans and is {size} "
@@ -268,6 +296,59 @@ class TraceAssembler:
 
     async def _dead_letter(self, reason: str, detail: str, source: _Source) -> None:
         await self.sinks.dead_letter(reason, detail, source.where, source.key, source.value)
+
+    # ------------------------------------------------------------ alert rules
+
+    async def _evaluate_rules(self, trace: Any, first_seen_ms: int, partition: int, now_ms: int) -> None:
+        """Every rule against one revision: its searched fields are built once for all rules."""
+        assert self.rules is not None and self.rule_tables is not None
+        indexer = self.settings.indexer
+        document = searched_fields(
+            trace, indexer.max_indexed_span_content_bytes, first_seen_ms, indexer.max_clock_skew_s * 1000
+        )
+        marks = self.rule_tables.marks
+        mark = marks.get(trace["trace_id"])
+        outcome, new_mark = self.rules.observe(facts_of(trace), document, partition, now_ms, mark)
+        if new_mark != mark:
+            marks[trace["trace_id"]] = new_mark
+        self._write_rule_keys(outcome.dirty)
+        for alert in outcome.alerts:
+            await self.sinks.send_rule_alert(alert)
+
+    def _write_rule_keys(self, keys: set[str]) -> None:
+        assert self.rules is not None and self.rule_tables is not None
+        windows = self.rule_tables.windows
+        for key in keys:
+            record = self.rules.record_of(key)
+            if record is None:
+                windows.pop(key, None)
+            else:
+                windows[key] = record
+
+    async def _tick_rules(self, now_ms: int) -> None:
+        """Windows slide without traces: firing groups whose value fell back resolve."""
+        if self.rules is None:
+            return
+        outcome = self.rules.tick(now_ms)
+        self._pending_rule_keys |= outcome.dirty
+        for alert in outcome.alerts:
+            await self.sinks.send_rule_alert(alert)
+
+    def _restore_rules(self, *args: Any, **kwargs: Any) -> None:
+        """After recovery: the windows of this worker's partitions, from the table."""
+        if self.rule_set is None or self.rule_tables is None:
+            return
+        try:
+            owned = set(self._events_partitions(self.app.consumer.assignment()))
+            engine = RuleEngine(self.rule_set.rules)
+            for key, record in list(self.rule_tables.windows.items()):
+                if json.loads(key)[2] in owned:
+                    engine.restore(key, record)
+        except Exception:  # must never fail Faust's recovery; the windows start empty instead
+            logger.exception("stream: could not restore the alert rules' windows")
+            return
+        self.rules = engine
+        self._pending_rule_keys = set()
 
     # ------------------------------------------------------------ time
 
@@ -290,6 +371,7 @@ class TraceAssembler:
             await self._sync_cache_from_tables()
             self._synced_at = now
         now_ms = int(now * 1000)
+        await self._tick_rules(now_ms)
         for trace_id, timer in list(self.timers.items()):
             if timer.at_ms > now_ms or timer.action is None:
                 continue

@@ -22,6 +22,8 @@ class Sinks:
         self._completed_codec = schemas.completed_codec(registry, names.completed)
         self._alerts_codec = schemas.alerts_codec(registry, names.alerts)
         self._dead_letters_codec = schemas.dead_letters_codec(registry, names.dead_letters)
+        self._rule_alerts_codec = schemas.rule_alerts_codec(registry, names.alerts)
+        self.rule_alerts = 0
         self._topics = topics
         self.emitted = 0
         self.dead_lettered: Counter[str] = Counter()
@@ -40,6 +42,12 @@ class Sinks:
 
     async def send_alert(self, alert: dict[str, Any]) -> None:
         await self._topics.alerts.send(key=alert["trace_id"].encode(), value=self._alerts_codec.encode(alert))
+
+    async def send_rule_alert(self, alert: dict[str, Any]) -> None:
+        """A RuleAlert, keyed rule|group, so one rule's and group's alerts stay in order."""
+        key = f"{alert['rule']}|{alert['group'] or ''}".encode()
+        await self._topics.alerts.send(key=key, value=self._rule_alerts_codec.encode(alert))
+        self.rule_alerts += 1
 
     async def dead_letter(
         self,

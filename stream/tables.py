@@ -95,3 +95,20 @@ class TraceTables:
                 if kind == SPAN_ENDED:
                     spans.setdefault(record["span_id"], record)  # type: ignore[typeddict-item,arg-type]
         return list(spans.values())
+
+
+class RuleTables:
+    """The alert rules' state (stream/rules.py), partitioned like the events topic.
+
+    * ``rule_windows``  ``[rule, group, partition]`` (JSON) -> that partition's window of the
+                        rule for the group, and the group's firing status where it was decided;
+                        written when a trace changes a window, so a restarted worker keeps them.
+    * ``rule_marks``    ``"<trace id>"`` -> what the rules counted for the trace, so a later
+                        revision counts only where its answer changes and a replay not again;
+                        dropped with the trace's state.
+    """
+
+    def __init__(self, app: faust.App, partitions: int) -> None:
+        json_values = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
+        self.windows = app.Table("rule_windows", default=None, schema=json_values, partitions=partitions)
+        self.marks = app.Table("rule_marks", default=None, schema=json_values, partitions=partitions)

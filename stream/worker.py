@@ -41,7 +41,10 @@ def run_worker(settings: Settings) -> None:
     _log_own_lines_at_info(settings)
     assembler = create_app(settings)
     # Kafka unreachable: ensure_topics raises, the command says so in a line or two (no start line).
-    ensure_internal_topics(settings, [assembler.tables.spans, assembler.tables.traces])
+    tables = [assembler.tables.spans, assembler.tables.traces]
+    if assembler.rule_tables is not None:
+        tables += [assembler.rule_tables.windows, assembler.rule_tables.marks]
+    ensure_internal_topics(settings, tables)
     topics = settings.topics
     logger.info(
         "stream: worker of app %s starting: events %s (%d partitions) -> completed %s, alerts %s, "
@@ -56,6 +59,13 @@ def run_worker(settings: Settings) -> None:
         settings.stream.data_dir,
         settings.kafka.bootstrap_servers,
     )
+    if assembler.rule_set is not None:
+        logger.info(
+            "stream: %d alert rules from %s: %s",
+            len(assembler.rule_set.rules),
+            assembler.rule_set.path,
+            ", ".join(rule.name for rule in assembler.rule_set.rules) or "none",
+        )
     worker = faust.Worker(assembler.app, loglevel=settings.stream.log_level, quiet=True)
     # At a log level of WARNING or above, Faust's start-up spinner sets the root logger to DEBUG
     # and animates on every record: each debug call of aiokafka and Faust then built a record

@@ -108,8 +108,14 @@ def stream_worker() -> None:
     """Run a stream worker: events in, completed traces, alerts and dead letters out.
     Start several with the same settings to share the partitions."""
     from tracestream.stream import run_worker
+    from tracestream.stream.rules import RuleError
 
-    run_worker(get_settings())
+    try:
+        run_worker(get_settings())
+    except RuleError as exc:
+        # A rules file that does not load stops the worker before it starts: never half the rules.
+        typer.echo(f"cannot start the stream worker: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @indexer_app.command("run")
@@ -174,6 +180,45 @@ def alerts_tail(
     with AlertTail(get_settings(), from_beginning) as tail:
         for alert in tail.follow(max_alerts=max_alerts or None, timeout_s=timeout or None):
             typer.echo(json.dumps(alert, ensure_ascii=False))
+
+
+rules_app = typer.Typer(help="Alert rules: the [[rule]] tables of TRACESTREAM_STREAM__RULES_FILE.")
+alerts_app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("list")
+def alerts_rules_list(
+    rules_file: str = typer.Option(
+        "", "--rules-file", help="The rules file (default: TRACESTREAM_STREAM__RULES_FILE)."
+    ),
+) -> None:
+    """Show the alert rules the stream worker evaluates, after the built-in error alert. Exits 2
+    if the file does not load (the rule's name and what is wrong with it)."""
+    from tracestream.stream.rules import RuleError, format_duration, load_rules
+
+    path = rules_file or get_settings().stream.rules_file
+    table = Table(title=f"Alert rules ({path or 'no rules file'})")
+    for column in ("rule", "filter", "condition", "group by", "cooldown", "severity", "webhooks"):
+        table.add_column(column)
+    builtin = ("(built-in)", "attributes.status = 'ERROR'", "every matching trace: a TraceAlert")
+    table.add_row(*builtin, "", "", "", "")
+    if path:
+        try:
+            rule_set = load_rules(path)
+        except RuleError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        for rule in rule_set.rules:
+            table.add_row(
+                rule.name,
+                rule.filter or "(every trace)",
+                rule.describe(),
+                rule.group_by or "",
+                format_duration(rule.cooldown_ms),
+                rule.severity,
+                ", ".join(rule.webhooks),
+            )
+    console.print(table)
 
 
 @alerts_app.command("deliver")
