@@ -26,6 +26,7 @@ from tracestream import schemas
 from tracestream.main_job import DEMO_RULES_FILE, DEMO_SECRET_ENV, MainJob
 from tracestream.search_api.dsl import parse_filter
 from tracestream.settings import Settings
+from tracestream.stream.rules import load_rules
 from tracestream.stream.webhooks import load_webhooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,7 @@ def test_the_demo_rules_file_has_a_tool_error_rate_a_latency_and_a_token_budget_
     assert rules["user-token-budget"]["group_by"] == "metadata.mlflow.trace.user"
     for rule in rules.values():
         parse_filter(rule["filter"])  # raises on a filter the search API would refuse
+    assert [rule.name for rule in load_rules(DEMO_RULES_FILE).rules] == list(rules)  # the worker's parser
     webhooks = load_webhooks(DEMO_RULES_FILE, {DEMO_SECRET_ENV: "x"})
     assert {name for rule in rules.values() for name in rule["webhooks"]} <= set(webhooks)
     assert webhooks["local"].url == "http://127.0.0.1:9099/alerts" and webhooks["local"].allow_private
