@@ -31,7 +31,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
     for group in ("topics", "stream"):
         for name, value in getattr(settings, group).model_dump().items():
-            env[f"TRACESTREAM_{group.upper()}__{name.upper()}"] = str(value)
+            if value is not None:  # unset (stream.rules_file): "None" would be a file name
+                env[f"TRACESTREAM_{group.upper()}__{name.upper()}"] = str(value)
     return env
 
 
