@@ -30,6 +30,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import TransportError
 
 from tracestream import schemas
 from tracestream.admin import delete_topics, ensure_topics, pipeline_topics
@@ -173,12 +174,19 @@ def freshness(
             with lock:
                 ids = list(pending)
             if ids:
-                response = client.search(
-                    index=names.read_alias,
-                    body={"query": {"terms": {"trace_id": ids}}, "size": len(ids), "_source": ["trace_id"]},
-                    ignore_unavailable=True,
-                    allow_no_indices=True,
-                )
+                try:
+                    response = client.search(
+                        index=names.read_alias,
+                        body={"query": {"terms": {"trace_id": ids}}, "size": len(ids), "_source": ["trace_id"]},
+                        ignore_unavailable=True,
+                        allow_no_indices=True,
+                    )
+                except TransportError as error:
+                    # 503 while the first day's index is created and its shard not yet started.
+                    if error.status_code != 503:
+                        raise
+                    time.sleep(0.05)
+                    continue
                 now = time.perf_counter()
                 with lock:
                     for hit in response["hits"]["hits"]:
