@@ -177,7 +177,11 @@ def freshness(
                 try:
                     response = client.search(
                         index=names.read_alias,
-                        body={"query": {"terms": {"trace_id": ids}}, "size": len(ids), "_source": ["trace_id"]},
+                        body={
+                            "query": {"terms": {"trace_id": ids}},
+                            "size": len(ids),
+                            "_source": ["trace_id"],
+                        },
                         ignore_unavailable=True,
                         allow_no_indices=True,
                     )
