@@ -117,7 +117,7 @@ def test_the_main_job_makes_the_demo_fleets_traces_searchable_and_alerts_on_fail
     assert len(re.findall(r"^ALERT tr-[0-9a-f]{32} support_agent failed in ", output, re.MULTILINE)) > 0
     indexed = int(re.search(r"stopped\. (\d+) traces indexed", output).group(1))
     assert indexed > 100  # two agents at 4 traces/s for a minute, less the start-up
-    assert len(children) == 5  # stream, indexer, api, two agents
+    assert len(children) == 6  # stream, indexer, api, the demo rules' webhook deliverer, two agents
     assert not any(_alive(child) for child in children)
 
 
