@@ -139,6 +139,7 @@ kafka_up() {
   clear_stale kafka "$KAFKA_PID" kafka.Kafka
   if pid_alive "$KAFKA_PID" kafka.Kafka; then
     log "kafka: already running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"
+    KAFKA_WAS_RUNNING=1
     return
   fi
   if port_open "$KAFKA_PORT"; then
@@ -161,7 +162,12 @@ kafka_up() {
 
 kafka_wait() {
   local deadline=$((SECONDS + READY_TIMEOUT_S))
-  until grep -q 'Kafka Server started' "$KAFKA_DIR/logs/server.log" 2>/dev/null && port_open "$KAFKA_PORT"; do
+  # A broker that was already running logged its start long ago, maybe into a file log4j has
+  # rolled over since (server.log.1): its open port is the readiness to wait for.
+  local started_marker='Kafka Server started'
+  [ "${KAFKA_WAS_RUNNING:-0}" -eq 1 ] && started_marker=''
+  until { [ -z "$started_marker" ] || grep -q "$started_marker" "$KAFKA_DIR/logs/server.log" 2>/dev/null; } \
+      && port_open "$KAFKA_PORT"; do
     if ! pid_alive "$KAFKA_PID" kafka.Kafka; then
       tail_log kafka "$KAFKA_DIR/logs/stdout.log"; tail_log kafka "$KAFKA_DIR/logs/server.log"
       die "kafka: the broker exited during start"
