@@ -11,7 +11,7 @@ from rich.table import Table
 from tracestream.admin import TopicReport, ensure_topics
 from tracestream.errors import DEBUG_KEY, ErrorReportingGroup
 from tracestream.health import ServerHealth, check_all
-from tracestream.search_api.cli import traces_app
+from tracestream.search_api.cli import API_KEY_OPTION, URL_OPTION, traces_app
 from tracestream.search_api.console import output_console
 from tracestream.settings import get_settings
 
@@ -219,6 +219,68 @@ def alerts_rules_list(
                 ", ".join(rule.webhooks),
             )
     console.print(table)
+
+
+@rules_app.command("test")
+def alerts_rules_test(
+    rule_name: str = typer.Argument(..., metavar="RULE", help="The rule's name in the rules file."),
+    since: str = typer.Option("24h", "--since", help="How far back: 30m, 24h, 7d (traces by end time)."),
+    rules_file: str = typer.Option(
+        "", "--rules-file", "--rules", help="The rules file (default: TRACESTREAM_STREAM__RULES_FILE)."
+    ),
+    max_traces: int = typer.Option(
+        100_000, "--max-traces", min=1, help="Replay at most this many traces (the newest); says so if cut."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines: one per transition, then a summary."),
+    url: str | None = URL_OPTION,
+    api_key: str | None = API_KEY_OPTION,
+) -> None:
+    """Backtest one rule: replay the indexed traces of the last --since through the search API and
+    the stream's rule engine, and print when the rule would have fired and resolved. Exits 2 if
+    the rules file does not load or has no such rule, 1 if the API fails."""
+    from tracestream import backtest
+    from tracestream.search_api.client import TraceClient, TraceSearchError
+    from tracestream.stream.rules import RuleError, load_rules, parse_duration
+
+    try:
+        since_ms = parse_duration(since, "", "--since")
+    except RuleError as exc:
+        raise typer.BadParameter(
+            f'a duration such as "30m", "24h", "7d", got {since!r}', param_hint="--since"
+        ) from exc
+    path = rules_file or get_settings().stream.rules_file
+    if not path:
+        typer.echo("error: no rules file: set TRACESTREAM_STREAM__RULES_FILE or pass --rules-file", err=True)
+        raise typer.Exit(2)
+    try:
+        rule_set = load_rules(path)
+    except RuleError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    rule = next((r for r in rule_set.rules if r.name == rule_name), None)
+    if rule is None:
+        known = ", ".join(r.name for r in rule_set.rules) or "none"
+        typer.echo(f"error: no rule named {rule_name!r} in {path}; its rules: {known}", err=True)
+        raise typer.Exit(2)
+    until_ms = int(time.time() * 1000)
+    try:
+        with TraceClient(url, api_key) as client:
+            result = backtest.run_backtest(client, rule, until_ms - since_ms, until_ms, max_traces)
+    except TraceSearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if exc.is_usage_error else 1) from exc
+    if as_json:
+        import json
+
+        for alert in result.alerts:
+            typer.echo(json.dumps(backtest.alert_json(alert), ensure_ascii=False))
+        typer.echo(json.dumps(backtest.summary_json(result), ensure_ascii=False))
+        if result.truncated:
+            typer.echo(backtest.summary_lines(result)[1], err=True)
+        return
+    console.print(backtest.alerts_table(result))
+    for line in backtest.summary_lines(result):
+        console.print(line, soft_wrap=True, style="yellow" if line.startswith("TRUNCATED") else None)
 
 
 @alerts_app.command("deliver")
