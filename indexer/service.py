@@ -8,15 +8,15 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
 from tracestream import schemas
 from tracestream.admin import ensure_topics, pipeline_topics
+from tracestream.dead_letters import DeadLetterWriter
 from tracestream.indexer.document import TraceDocument, build_document
 from tracestream.indexer.mapping import IndexNames
 from tracestream.indexer.store import TraceWriter, WriteInterrupted, ensure_index_template, opensearch_client
@@ -54,16 +54,12 @@ class Indexer:
         self.client = client or opensearch_client(settings)
         self.writer = TraceWriter(self.client, settings)
         self.codec = schemas.completed_codec(settings.kafka.schema_registry_url, settings.topics.completed)
-        self.dead_letters_codec = schemas.dead_letters_codec(
-            settings.kafka.schema_registry_url, settings.topics.dead_letters
-        )
         self.stats = IndexerStats()
         self._stop = threading.Event()
         self._revoked = False
         self._carry: list[Message] = []
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._dead_letter_failures = 0
+        self._dead_letters: DeadLetterWriter | None = None
         self._max_clock_skew_ms = self.config.max_clock_skew_s * 1000
 
     # ------------------------------------------------------------ lifecycle
@@ -107,9 +103,7 @@ class Indexer:
                 }
             )
         )
-        self._producer = Producer(
-            self.settings.kafka.confluent_config({"acks": "all", "enable.idempotence": True, "linger.ms": 5})
-        )
+        self._dead_letters = DeadLetterWriter(self.settings, CONSUMER_NAME, {"linger.ms": 5})
         self._consumer.subscribe(
             [self.settings.topics.completed], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -120,7 +114,7 @@ class Indexer:
                     self._process(batch)
         finally:
             self._consumer.close()
-            self._producer.flush(10)
+            self._dead_letters.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("assigned %s", [p.partition for p in partitions])
@@ -292,44 +286,14 @@ class Indexer:
     # ------------------------------------------------------------ dead letters
 
     def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
-        assert self._producer is not None
-        record = {
-            "reason": reason,
-            "detail": detail[:2000],
-            "source_topic": message.topic(),
-            "source_partition": message.partition(),
-            "source_offset": message.offset(),
-            "key": message.key(),
-            "value": message.value(),
-            "consumer": CONSUMER_NAME,
-            "time_ms": int(time.time() * 1000),
-        }
-        self._producer.produce(
-            self.settings.topics.dead_letters,
-            key=message.key(),
-            value=self.dead_letters_codec.encode(record),
-            on_delivery=self._on_dead_letter_delivery,
-        )
+        assert self._dead_letters is not None
+        self._dead_letters.write(message, reason, detail)
         self.stats.dead_lettered += 1
-        logger.warning(
-            "dead-lettered %s[%d]@%d: %s %s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            reason,
-            detail[:300],
-        )
-
-    def _on_dead_letter_delivery(self, error: Any, message: Any) -> None:
-        if error is not None:
-            self._dead_letter_failures += 1
 
     def _flush_dead_letters(self) -> bool:
         """Dead letters must be durable before the offsets that carried them are committed."""
-        assert self._producer is not None
-        self._dead_letter_failures = 0
-        remaining = self._producer.flush(self.settings.kafka.request_timeout_s)
-        if remaining or self._dead_letter_failures:
+        assert self._dead_letters is not None
+        if not self._dead_letters.flush():
             logger.error("dead letters not delivered; the batch will be read again")
             return False
         return True

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from tracestream import schemas
 from tracestream.admin import ensure_topics, kafka_client_logger, pipeline_topics
+from tracestream.dead_letters import DeadLetterWriter
 from tracestream.settings import Settings, WebhookSettings
 from tracestream.stream.webhooks import (
     Webhook,
@@ -197,12 +198,10 @@ class AlertDelivery:
         self.sender = sender or WebhookSender(self.policy, self._stop)
         registry = settings.kafka.schema_registry_url
         self._codec = schemas.rule_alerts_codec(registry, settings.topics.alerts)
-        self._dead_letters_codec = schemas.dead_letters_codec(registry, settings.topics.dead_letters)
         self.stats = DeliveryStats()
         self.ready = threading.Event()  # set once partitions are assigned (tests wait on it)
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._dead_letter_failures = 0
+        self._dead_letters: DeadLetterWriter | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -233,11 +232,7 @@ class AlertDelivery:
                 }
             )
         )
-        self._producer = Producer(
-            self.settings.kafka.confluent_config(
-                {"acks": "all", "enable.idempotence": True, "logger": kafka_client_logger}
-            )
-        )
+        self._dead_letters = DeadLetterWriter(self.settings, CONSUMER_NAME, {"logger": kafka_client_logger})
         self._consumer.subscribe([self.settings.topics.alerts], on_assign=self._on_assign)
         logger.info(
             "delivering rule alerts from %s to %d webhook(s): %s",
@@ -261,7 +256,7 @@ class AlertDelivery:
                     self._rewind(message)
         finally:
             self._consumer.close()  # commits the stored offsets
-            self._producer.flush(10)
+            self._dead_letters.close()
             self.sender.close()
             logger.info(
                 "stopped: %d alerts, %d delivered, dead letters %s, skipped %s",
@@ -323,38 +318,14 @@ class AlertDelivery:
         return not dead_letters or self._flush_dead_letters()
 
     def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
-        assert self._producer is not None
-        record = {
-            "reason": reason,
-            "detail": detail[:2000],
-            "source_topic": message.topic(),
-            "source_partition": message.partition(),
-            "source_offset": message.offset(),
-            "key": message.key(),
-            "value": message.value(),  # the RuleAlert as read: replayable onto the alerts topic
-            "consumer": CONSUMER_NAME,
-            "time_ms": int(time.time() * 1000),
-        }
-        self._producer.produce(
-            self.settings.topics.dead_letters,
-            key=message.key(),
-            value=self._dead_letters_codec.encode(record),
-            on_delivery=self._on_dead_letter_delivery,
-        )
+        assert self._dead_letters is not None
+        self._dead_letters.write(message, reason, detail)
         self.stats.dead_lettered[reason] += 1
-        logger.warning("dead-lettered %s[%d]@%d: %s %s", message.topic(), message.partition(),
-                       message.offset(), reason, detail[:300])  # fmt: skip
-
-    def _on_dead_letter_delivery(self, error: Any, message: Any) -> None:
-        if error is not None:
-            self._dead_letter_failures += 1
 
     def _flush_dead_letters(self) -> bool:
         """Dead letters must be durable before the offset that carried them is stored."""
-        assert self._producer is not None
-        self._dead_letter_failures = 0
-        remaining = self._producer.flush(self.settings.kafka.request_timeout_s)
-        if remaining or self._dead_letter_failures:
+        assert self._dead_letters is not None
+        if not self._dead_letters.flush():
             logger.error("dead letters not delivered; the alert will be read again")
             return False
         return True

@@ -3,11 +3,11 @@ topics. Counts what it sent, for the worker's status line."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
 from tracestream import schemas
+from tracestream.dead_letters import dead_letter_record
 from tracestream.schemas.event_writer import MAX_RECORD_BYTES
 from tracestream.schemas.records import CompletedTrace, EventRecord
 from tracestream.settings import Settings
@@ -58,18 +58,7 @@ class Sinks:
         value: bytes | None,
     ) -> None:
         """``source``: the topic, partition and offset the record was read from."""
-        topic, partition, offset = source
-        record = {
-            "reason": reason,
-            "detail": detail[:2000],
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "key": key,
-            "value": value,
-            "consumer": "stream",
-            "time_ms": int(time.time() * 1000),
-        }
+        record = dead_letter_record(reason, detail, source, key, value, consumer="stream")
         await self._topics.dead_letters.send(key=key, value=self._dead_letters_codec.encode(record))
         self.dead_lettered[reason] += 1
 
