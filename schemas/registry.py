@@ -51,12 +51,15 @@ def _versions_on_disk(avro_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def writer_fingerprint(parsed: Any) -> bytes:
+    """A parsed schema's CRC-64-AVRO fingerprint, as :attr:`SchemaVersion.fingerprint` has it."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
 def load_version(directory: Path, name: str, version: int) -> SchemaVersion:
     parsed = load_schema(str(directory / f"{NAMESPACE}.{name}.avsc"))
     canonical = to_parsing_canonical_form(parsed)
-    return SchemaVersion(
-        name, version, parsed, canonical, bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-    )
+    return SchemaVersion(name, version, parsed, canonical, writer_fingerprint(parsed))
 
 
 class SchemaSet:

@@ -22,6 +22,7 @@ from tracestream.schemas import (
     DecodeError,
     DecodeReason,
 )
+from tracestream.schemas.codec import SINGLE_OBJECT_MAGIC
 from tracestream.schemas.evolution import history_incompatibilities, incompatibilities
 
 TRACE_ID = "tr-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
@@ -293,6 +294,58 @@ def test_a_registry_codec_still_reads_single_object_messages() -> None:
     )
 
     assert registry_codec.decode(single_object) == {"event": (SPAN_ENDED, LLM_SPAN)}
+
+
+def _readers_used(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The reader schema each decode hands fastavro (None: the writer's own, no resolution)."""
+    from tracestream.schemas import codec as codec_module
+
+    used: list[object] = []
+
+    def recording_reader(buffer, writer, reader=None, **options):  # type: ignore[no-untyped-def]
+        used.append(reader)
+        return schemaless_reader(buffer, writer, reader, **options)
+
+    monkeypatch.setattr(codec_module, "schemaless_reader", recording_reader)
+    return used
+
+
+def test_a_record_of_the_newest_schema_is_read_without_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TraceEvent v2 and v3 have the same canonical form, so the same fingerprint; resolving the
+    # writer against the reader anyway made each decode about three times slower.
+    codec = schemas.events_codec()
+    shipped = [v.fingerprint for v in codec._schemas.versions["TraceEvent"]]
+    assert shipped.count(codec.writer_schema.fingerprint) > 1
+    used = _readers_used(monkeypatch)
+
+    assert codec.decode(codec.encode({"event": (SPAN_ENDED, LLM_SPAN)})) == {"event": (SPAN_ENDED, LLM_SPAN)}
+    assert used == [None]
+
+
+def test_a_registry_record_of_the_newest_schema_is_read_without_resolution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    codec = schemas.events_codec(schema_registry_url="mock://test-no-resolution", topic="llm.events")
+    data = codec.encode({"event": (TRACE_ENDED, TRACE_END)})
+    used = _readers_used(monkeypatch)
+
+    assert codec.decode(data) == {"event": (TRACE_ENDED, TRACE_END)}
+    assert codec.decode(data) == {"event": (TRACE_ENDED, TRACE_END)}
+    assert used == [None, None]
+
+
+def test_a_record_of_an_older_schema_is_resolved_to_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = schemas.events_codec()
+    oldest = codec._schemas.versions["TraceEvent"][0]
+    assert oldest.fingerprint != codec.writer_schema.fingerprint
+    buffer = BytesIO()
+    schemaless_writer(buffer, oldest.parsed, {"event": (TRACE_ENDED, TRACE_END)})
+    used = _readers_used(monkeypatch)
+
+    decoded = codec.decode(SINGLE_OBJECT_MAGIC + oldest.fingerprint + buffer.getvalue())
+
+    assert decoded["event"][0] == TRACE_ENDED
+    assert used == [codec.writer_schema.parsed]
 
 
 # ---------------------------------------------------------------- evolution
