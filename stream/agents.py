@@ -107,9 +107,12 @@ class TraceAssembler:
         self.rule_set: RuleSet | None = load_rules(stream.rules_file) if stream.rules_file else None
         self.rules: RuleEngine | None = None
         self.rule_tables: RuleTables | None = None
-        # Window records changed by the timer (Faust timers may not write tables): written by
-        # the next record's agent.
-        self._pending_rule_keys: set[str] = set()
+        # Rule state changed since the last checkpoint (stream.rules_checkpoint_s), written by
+        # the agent (Faust timers may not write tables): window keys, and marks by trace id
+        # (None: delete). Until then the offset guard holds commits back.
+        self._dirty_rule_keys: set[str] = set()
+        self._pending_marks: dict[str, Any] = {}
+        self._rules_checkpointed_at = 0.0
         if self.rule_set is not None and self.rule_set.rules:
             self.rules = RuleEngine(self.rule_set.rules)
             self.rule_tables = RuleTables(self.app, settings.topics.events_partitions)
@@ -176,6 +179,7 @@ class TraceAssembler:
                 await self._dead_letter("processing_error", repr(exc), source)
             guard.processed(message.tp, message.offset)
             self.processed += 1
+            self._maybe_checkpoint_rules()
 
     async def _maybe_deleted(self, tp: Any, missing: int, offset: int) -> int | None:
         """A gap that seeks did not close: if retention deleted its records, go on after it
@@ -205,9 +209,6 @@ class TraceAssembler:
             return
         trace_id = trace_id_of(events)
         now_ms = _now_ms()
-        if self._pending_rule_keys:
-            self._write_rule_keys(self._pending_rule_keys)
-            self._pending_rule_keys = set()
         received = Received(trace_id, source.partition, source.offset, source.value, events)
         state, outputs = step(self._state_of(trace_id, now_ms), received, now_ms, self.config)
         await self._carry_out(trace_id, state, outputs, source)
@@ -242,8 +243,8 @@ class TraceAssembler:
                 current = (output.index, output.events)
             elif isinstance(output, WriteState):
                 self.tables.write_state(trace_id, state)
-                if self.rule_tables is not None and not isinstance(state, TraceState):
-                    self.rule_tables.marks.pop(trace_id, None)  # no revision of it can follow
+                if self.rules is not None and not isinstance(state, TraceState):
+                    self._pending_marks[trace_id] = None  # no revision of it can follow
             elif isinstance(output, EmitRevision):
                 assert isinstance(state, TraceState)
                 too_large = (
@@ -306,31 +307,58 @@ class TraceAssembler:
         document = searched_fields(
             trace, indexer.max_indexed_span_content_bytes, first_seen_ms, indexer.max_clock_skew_s * 1000
         )
-        marks = self.rule_tables.marks
-        mark = marks.get(trace["trace_id"])
+        trace_id = trace["trace_id"]
+        mark = (
+            self._pending_marks[trace_id]
+            if trace_id in self._pending_marks
+            else self.rule_tables.marks.get(trace_id)
+        )
         outcome, new_mark = self.rules.observe(facts_of(trace), document, partition, now_ms, mark)
         if new_mark != mark:
-            marks[trace["trace_id"]] = new_mark
-        self._write_rule_keys(outcome.dirty)
+            self._pending_marks[trace_id] = new_mark
+            self.offset_guard.hold()
+        if outcome.dirty:
+            self._dirty_rule_keys |= outcome.dirty
+            self.offset_guard.hold()
         for alert in outcome.alerts:
             await self.sinks.send_rule_alert(alert)
 
-    def _write_rule_keys(self, keys: set[str]) -> None:
+    def _maybe_checkpoint_rules(self) -> None:
+        if self.rules is not None and (
+            self._progress_at - self._rules_checkpointed_at >= self.settings.stream.rules_checkpoint_s
+        ):
+            self._checkpoint_rules()
+
+    def _checkpoint_rules(self) -> None:
+        """Writes the rule windows and marks changed since the last checkpoint (in an agent: the
+        tables need the current record); commits may then pass the records that changed them."""
         assert self.rules is not None and self.rule_tables is not None
+        self._rules_checkpointed_at = time.monotonic()
         windows = self.rule_tables.windows
-        for key in keys:
+        for key in self._dirty_rule_keys:
             record = self.rules.record_of(key)
             if record is None:
                 windows.pop(key, None)
             else:
                 windows[key] = record
+        marks = self.rule_tables.marks
+        for trace_id, mark in self._pending_marks.items():
+            if mark is None:
+                marks.pop(trace_id, None)
+            else:
+                marks[trace_id] = mark
+        self._dirty_rule_keys = set()
+        self._pending_marks = {}
+        self.offset_guard.release()
 
     async def _tick_rules(self, now_ms: int) -> None:
         """Windows slide without traces: firing groups whose value fell back resolve."""
         if self.rules is None:
             return
         outcome = self.rules.tick(now_ms)
-        self._pending_rule_keys |= outcome.dirty
+        if outcome.dirty:
+            self._dirty_rule_keys |= outcome.dirty
+            self.offset_guard.hold()
         for alert in outcome.alerts:
             await self.sinks.send_rule_alert(alert)
 
@@ -347,8 +375,11 @@ class TraceAssembler:
         except Exception:  # must never fail Faust's recovery; the windows start empty instead
             logger.exception("stream: could not restore the alert rules' windows")
             return
+        # Rule state not checkpointed is dropped with the old engine: its records were not
+        # committed, so they are read again.
         self.rules = engine
-        self._pending_rule_keys = set()
+        self._dirty_rule_keys = set()
+        self._pending_marks = {}
 
     # ------------------------------------------------------------ time
 
@@ -484,6 +515,8 @@ class TraceAssembler:
                 await self._dead_letter("trace_too_large", str(exc), source)
             except Exception:
                 logger.exception("stream: tick %s for %s failed", event.value, trace_id)
+            # A tick's revision counts in the rules too, and the ticks topic commits on its own.
+            self._maybe_checkpoint_rules()
 
     # ------------------------------------------------------------ rebalances
 

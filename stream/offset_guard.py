@@ -38,6 +38,10 @@ class OffsetGuard:
         self.next_offsets: dict[Any, int] = {}
         self.starts: dict[Any, int] = {}
         self._done: dict[Any, int] = {}
+        # What commits may reach: ``_done``, except while state derived from the records since
+        # the last checkpoint is only in memory (see :meth:`hold`).
+        self._committable: dict[Any, int] = {}
+        self._holding = False
         self._seeks: dict[Any, tuple[int, int, float]] = {}  # tp -> (offset, attempts, at)
         self.gaps_closed = 0
 
@@ -48,6 +52,8 @@ class OffsetGuard:
         self.next_offsets.clear()
         self.starts.clear()
         self._done.clear()
+        self._committable.clear()
+        self._holding = False
         self._seeks.clear()
 
     def on_source_seek(self, starts: dict[Any, int]) -> None:
@@ -89,13 +95,28 @@ class OffsetGuard:
         """Accept that the records of ``tp`` below ``offset`` cannot be read (retention)."""
         self.next_offsets[tp] = offset
         self._done[tp] = max(self._done.get(tp, offset), offset)
+        if not self._holding:
+            self._committable[tp] = self._done[tp]
         self._seeks.pop(tp, None)
 
     def processed(self, tp: Any, offset: int) -> None:
         """The record at ``offset`` (admitted) has been handled, outputs sent."""
         self._done[tp] = offset + 1
+        if not self._holding:
+            self._committable[tp] = offset + 1
+
+    def hold(self) -> None:
+        """Commits stay where they are: what the records handled from now on changed is kept
+        in memory only, until :meth:`release` (a replay after a crash must count them again)."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Everything handled so far is persisted: commits may reach it."""
+        self._committable.update(self._done)
+        self._holding = False
 
     def commit_offset(self, tp: Any) -> int | None:
         """Where a consumer may resume ``tp`` without missing a record: every record below it
-        was handled, in order; None when none has been since the partition was assigned."""
-        return self._done.get(tp)
+        was handled, in order, and persisted; None when none has been since the partition was
+        assigned."""
+        return self._committable.get(tp)

@@ -107,6 +107,34 @@ def test_the_commit_offset_follows_the_records_processed() -> None:
     assert guard.commit_offset(EVENTS_0) == 42
 
 
+def test_records_whose_state_is_held_in_memory_are_not_committed_until_released() -> None:
+    guard = OffsetGuard("llm.events")
+    guard.on_source_seek({EVENTS_0: 40, EVENTS_1: 7})
+    guard.admit(EVENTS_0, 40)
+    guard.processed(EVENTS_0, 40)
+    guard.hold()  # the alert rules changed a window they have not written yet
+    for offset in (41, 42):
+        guard.admit(EVENTS_0, offset)
+        guard.processed(EVENTS_0, offset)
+    guard.admit(EVENTS_1, 7)
+    guard.processed(EVENTS_1, 7)
+
+    assert (guard.commit_offset(EVENTS_0), guard.commit_offset(EVENTS_1)) == (41, None)
+    guard.release()  # written: a crash no longer loses what those records counted
+    assert (guard.commit_offset(EVENTS_0), guard.commit_offset(EVENTS_1)) == (43, 8)
+
+
+def test_a_rebalance_drops_a_hold() -> None:
+    guard = OffsetGuard("llm.events")
+    guard.hold()
+    guard.reset()
+    guard.on_source_seek({EVENTS_0: 40})
+    guard.admit(EVENTS_0, 40)
+    guard.processed(EVENTS_0, 40)
+
+    assert guard.commit_offset(EVENTS_0) == 41
+
+
 def test_records_skipped_while_a_gap_is_read_again_are_not_committed() -> None:
     guard = OffsetGuard("llm.events")
     guard.on_source_seek({EVENTS_0: 40})
