@@ -36,12 +36,13 @@ import tomllib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from tracestream.indexer.predicate import Predicate, compile_filter
 from tracestream.search_api.dsl import FilterError, parse_filter
-from tracestream.stream.windows import MAX_SAMPLES, Totals, Window, bucket_start, merge
+from tracestream.stream.windows import MAX_SAMPLES, GroupWindows, Totals, Window, bucket_width_ms
 
 Condition = Literal["every", "count", "ratio", "percentile", "sum"]
 CONDITIONS: tuple[str, ...] = ("every", "count", "ratio", "percentile", "sum")
@@ -166,7 +167,22 @@ class RuleSet:
     path: str | None = None
 
 
-def _rule(table: Mapping[str, Any], webhooks: set[str], seen: set[str]) -> Rule:
+def _compile(text: str, compiled: dict[Any, Predicate]) -> Predicate:
+    """The filter's predicate; rules whose filters parse to the same AST share one, so the engine
+    evaluates it once per trace for all of them."""
+    node = parse_filter(text) if text.strip() else None
+    try:
+        found = compiled.get(node)
+    except TypeError:  # an AST that does not hash: compiled for this rule alone
+        return compile_filter(node)
+    if found is None:
+        found = compiled[node] = compile_filter(node)
+    return found
+
+
+def _rule(
+    table: Mapping[str, Any], webhooks: set[str], seen: set[str], compiled: dict[Any, Predicate] | None = None
+) -> Rule:
     name = table.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RuleError(None, "every [[rule]] needs a name (a non-empty string)")
@@ -180,7 +196,7 @@ def _rule(table: Mapping[str, Any], webhooks: set[str], seen: set[str]) -> Rule:
         raise RuleError(name, "filter must be a filter string of the search language")
     try:
         # Parsed and compiled here, so a filter the search API would refuse never reaches a trace.
-        predicate = compile_filter(parse_filter(text) if text.strip() else None)
+        predicate = _compile(text, {} if compiled is None else compiled)
     except FilterError as exc:
         raise RuleError(name, f"filter: {exc}", exc.highlight(text)) from exc
     condition = table.get("condition", "every")
@@ -279,10 +295,11 @@ def parse_rules(data: Mapping[str, Any], path: str | None = None) -> RuleSet:
     webhook_names = {h.get("name") for h in hooks if isinstance(h, dict) and isinstance(h.get("name"), str)}
     rules: list[Rule] = []
     seen: set[str] = set()
+    compiled: dict[Any, Predicate] = {}
     for table in tables:
         if not isinstance(table, dict):
             raise RuleError(None, "each [[rule]] must be a table")
-        rule = _rule(table, webhook_names, seen)
+        rule = _rule(table, webhook_names, seen, compiled)
         seen.add(rule.name)
         rules.append(rule)
     return RuleSet(tuple(rules), tuple(sorted(webhook_names)), path)
@@ -362,6 +379,7 @@ def group_of(rule: Rule, facts: TraceFacts) -> str | None:
 # --- evaluation -------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65_536)
 def window_key(rule: str, group: str, partition: int) -> str:
     return json.dumps([rule, group, partition])
 
@@ -390,19 +408,40 @@ Mark = dict[str, Any]  # {"r": revision, "c": {rule name: Contribution}}
 
 
 class RuleEngine:
+    """The rules' windows and firing status, and their evaluation.
+
+    Per trace, a rule costs little where it has nothing to count: each distinct filter is
+    evaluated once for all the rules that share it (equal ASTs share a predicate, see
+    :func:`parse_rules`), a trace a rule's filter does not match is skipped before its group is
+    looked up (a ratio's denominator aside), a group is read once per ``group_by``, and judging a
+    group reads its running total (:class:`~tracestream.stream.windows.GroupWindows`) rather than
+    merging its buckets."""
+
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rules)
         self._by_name = {rule.name: rule for rule in self.rules}
-        self.windows: dict[tuple[str, str], dict[int, Window]] = {}  # (rule, group) -> partition -> window
+        self.windows: dict[tuple[str, str], GroupWindows] = {}  # (rule, group) -> its windows
         self.status: dict[tuple[str, str], Status] = {}
         # Where each (rule, group)'s status is written: the partition whose record holds it.
         self._status_partition: dict[tuple[str, str], int] = {}
+        slots: dict[int, int] = {}
+        self._predicates: list[Predicate] = []
+        # Per rule: (rule, its predicate's slot, is a ratio, is "every", its bucket width).
+        self._plan: list[tuple[Rule, int, bool, bool, int]] = []
+        for rule in self.rules:
+            slot = slots.get(id(rule.predicate))
+            if slot is None:
+                slot = slots[id(rule.predicate)] = len(self._predicates)
+                self._predicates.append(rule.predicate)
+            width = bucket_width_ms(rule.window_ms) if rule.window_ms else 0
+            self._plan.append((rule, slot, rule.condition == "ratio", rule.condition == "every", width))
 
     # -- persistence (a table of window key -> record) ------------------------------------------
 
     def record_of(self, key: str) -> dict[str, Any] | None:
         rule, group, partition = json.loads(key)
-        window = self.windows.get((rule, group), {}).get(partition)
+        windows = self.windows.get((rule, group))
+        window = windows.partitions.get(partition) if windows is not None else None
         status = self.status.get((rule, group))
         record: dict[str, Any] = {"win": window.to_record()} if window is not None else {}
         if status is not None and self._status_partition.get((rule, group)) == partition:
@@ -417,7 +456,7 @@ class RuleEngine:
         if "win" in record:
             window = Window.from_record(record["win"])
             if window.window_ms == self._by_name[rule].window_ms:
-                self.windows.setdefault((rule, group), {})[partition] = window
+                self._group(self._by_name[rule], group).put(partition, window)
         if "st" in record:
             firing, fired_ms, changed_ms = record["st"]
             current = self.status.get((rule, group))
@@ -443,46 +482,79 @@ class RuleEngine:
             return outcome, mark  # a replayed revision: already counted
         before: dict[str, Contribution] = (mark or {}).get("c", {})
         after: dict[str, Contribution] = {}
-        for rule in self.rules:
-            old = before.get(rule.name)
-            group = group_of(rule, facts)
-            matched = group is not None and rule.predicate(document)
+        matches: list[bool | None] = [None] * len(self._predicates)  # per distinct filter
+        groups: dict[str | None, str | None] = {}  # per group_by
+        latency = facts.execution_time_ms
+        for rule, slot, ratio, every, width in self._plan:
+            name = rule.name
+            old = before.get(name) if before else None
+            if old is None and not ratio:
+                # Nothing counted for the trace yet: only a match can change the rule's answer.
+                matched = matches[slot]
+                if matched is None:
+                    matched = matches[slot] = self._predicates[slot](document)
+                if not matched:
+                    continue
+                spec = rule.group_by
+                group = groups[spec] if spec in groups else groups.setdefault(spec, group_of(rule, facts))
+                if group is None:
+                    continue
+            else:
+                spec = rule.group_by
+                group = groups[spec] if spec in groups else groups.setdefault(spec, group_of(rule, facts))
+                if group is None:
+                    matched = False
+                else:
+                    matched = matches[slot]
+                    if matched is None:
+                        matched = matches[slot] = self._predicates[slot](document)
+            if old is None:
+                if group is None:
+                    continue  # not counted before, nor now
+                # The trace counts for the rule for the first time: in the bucket of now.
+                amount = facts.amount(rule.field)
+                start = now_ms - now_ms % width if width else 0
+                after[name] = [group, start, partition, matched, latency, amount]
+                if every:
+                    self._every(rule, facts, None, after[name], now_ms, outcome)
+                    continue
+                windows = self.windows.get((name, group))
+                if windows is None:
+                    windows = self.windows[(name, group)] = GroupWindows(rule.window_ms)  # type: ignore[arg-type]
+                windows.count(partition, start, matched, latency, amount, facts.trace_id)
+                outcome.dirty.add(window_key(name, group, partition))
+                self._judge(rule, group, partition, now_ms, outcome, windows)
+                continue
             new: Contribution | None = None
-            if group is not None and (matched or rule.condition == "ratio"):
-                start = (
-                    old[1]
-                    if old is not None
-                    else (bucket_start(now_ms, rule.window_ms) if rule.window_ms else 0)
-                )
-                at_partition = old[2] if old is not None else partition
-                new = [group, start, at_partition, matched, facts.execution_time_ms, facts.amount(rule.field)]
-            if new is not None:
-                after[rule.name] = new
+            if group is not None and (matched or ratio):
+                new = [group, old[1], old[2], matched, latency, facts.amount(rule.field)]
+                after[name] = new
             if new == old:
                 continue  # this revision does not change the rule's answer for the trace
-            if rule.condition == "every":
+            if every:
                 self._every(rule, facts, old, new, now_ms, outcome)
                 continue
-            touched: set[str] = set()
+            touched: list[str] = []
             for contribution, sign in ((old, -1), (new, 1)):
                 if contribution is None:
                     continue
                 c_group, c_start, c_partition, c_matched, c_latency, c_amount = contribution
-                window = self._window(rule, c_group, c_partition)
-                window.add(c_start, c_matched, c_latency, c_amount, facts.trace_id, sign)
-                outcome.dirty.add(window_key(rule.name, c_group, c_partition))
-                touched.add(c_group)
+                self._group(rule, c_group).add(
+                    c_partition, c_start, c_matched, c_latency, c_amount, facts.trace_id, sign
+                )
+                outcome.dirty.add(window_key(name, c_group, c_partition))
+                if c_group not in touched:
+                    touched.append(c_group)
             for g in touched:
                 self._judge(rule, g, partition, now_ms, outcome)
         return outcome, ({"r": facts.revision, "c": after} if after else None)
 
-    def _window(self, rule: Rule, group: str, partition: int) -> Window:
+    def _group(self, rule: Rule, group: str) -> GroupWindows:
         assert rule.window_ms is not None
-        partitions = self.windows.setdefault((rule.name, group), {})
-        window = partitions.get(partition)
-        if window is None:
-            window = partitions[partition] = Window(rule.window_ms)
-        return window
+        windows = self.windows.get((rule.name, group))
+        if windows is None:
+            windows = self.windows[(rule.name, group)] = GroupWindows(rule.window_ms)
+        return windows
 
     def _every(
         self,
@@ -518,34 +590,50 @@ class RuleEngine:
         self._status_partition[key] = partition
         outcome.dirty.add(window_key(rule.name, group, partition))
 
-    def _judge(self, rule: Rule, group: str, partition: int, now_ms: int, outcome: Outcome) -> None:
-        partitions = self.windows.get((rule.name, group), {})
-        for p, window in partitions.items():
-            if window.prune(now_ms):
-                outcome.dirty.add(window_key(rule.name, group, p))
-        totals = merge(partitions.values(), now_ms)
+    def _judge(
+        self,
+        rule: Rule,
+        group: str,
+        partition: int,
+        now_ms: int,
+        outcome: Outcome,
+        windows: GroupWindows | None = None,
+    ) -> None:
+        """Fires or resolves the group on its window's value at ``now_ms`` (``windows``: the
+        group's, when the caller has them at hand)."""
+        if windows is None:
+            windows = self.windows.get((rule.name, group))
+        if windows is not None:
+            oldest = windows.oldest
+            if oldest is not None and oldest + windows.width <= now_ms - windows.window_ms:
+                for p in windows.prune(now_ms):
+                    outcome.dirty.add(window_key(rule.name, group, p))
+            totals: Totals = windows.totals
+        else:
+            totals = Totals()
         value = rule.value_of(totals)
         breached = rule.breached(totals, value)
-        status = self.status.get((rule.name, group), Status())
-        if breached and not status.firing:
-            if status.fired_ms is not None and now_ms - status.fired_ms < rule.cooldown_ms:
+        status = self.status.get((rule.name, group))
+        if breached and (status is None or not status.firing):
+            if (
+                status is not None
+                and status.fired_ms is not None
+                and now_ms - status.fired_ms < rule.cooldown_ms
+            ):
                 return  # fired for this group within the cooldown: not again yet
             self._set(rule, group, partition, Status(True, now_ms, now_ms), outcome)
             outcome.alerts.append(
-                self._alert(rule, group, "FIRING", value or 0.0, now_ms, self._samples(partitions))
+                self._alert(rule, group, "FIRING", value or 0.0, now_ms, self._samples(windows))
             )
-        elif not breached and status.firing:
+        elif not breached and status is not None and status.firing:
             self._set(rule, group, partition, Status(False, status.fired_ms, now_ms), outcome)
             outcome.alerts.append(
-                self._alert(rule, group, "RESOLVED", value or 0.0, now_ms, self._samples(partitions))
+                self._alert(rule, group, "RESOLVED", value or 0.0, now_ms, self._samples(windows))
             )
 
     @staticmethod
-    def _samples(partitions: Mapping[int, Window]) -> list[str]:
-        samples: list[str] = []
-        for window in partitions.values():
-            samples.extend(window.samples)
-        return samples[-MAX_SAMPLES:]
+    def _samples(windows: GroupWindows | None) -> list[str]:
+        return windows.samples() if windows is not None else []
 
     def _alert(
         self, rule: Rule, group: str, state: str, value: float, now_ms: int, samples: list[str]
@@ -571,23 +659,21 @@ class RuleEngine:
         """Windows slide without traces: a firing group whose value fell back resolves, and
         expired buckets are dropped."""
         outcome = Outcome()
-        for (name, group), partitions in list(self.windows.items()):
+        for (name, group), windows in list(self.windows.items()):
             rule = self._by_name[name]
             status = self.status.get((name, group))
             if status is not None and status.firing:
                 self._judge(
                     rule,
                     group,
-                    self._status_partition.get((name, group), next(iter(partitions))),
+                    self._status_partition.get((name, group), next(iter(windows.partitions))),
                     now_ms,
                     outcome,
                 )
-            for partition, window in list(partitions.items()):
-                if window.prune(now_ms):
-                    outcome.dirty.add(window_key(name, group, partition))
-                if not window.buckets:
-                    del partitions[partition]  # its record keeps the status alone, or goes
-            if not partitions:
+            for partition in windows.prune(now_ms):
+                outcome.dirty.add(window_key(name, group, partition))
+            windows.drop_empty()  # their records keep the status alone, or go
+            if not windows.partitions:
                 del self.windows[(name, group)]
         return outcome
 

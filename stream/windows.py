@@ -6,6 +6,12 @@ denominator), a sum (tokens or cost) and a latency histogram. The window at ``no
 bucket that overlaps ``(now - window, now]``, so it is exact to one bucket. Every aggregate adds
 up, so the buckets of several events partitions merge into the group's window.
 
+A group's windows (one per events partition) keep a running total of their buckets
+(:class:`GroupWindows`): a trace adds to it, a bucket that leaves the window subtracts from it, so
+judging a rule after a trace costs the same whatever the window holds (no merge of every bucket of
+every partition). The total equals :func:`merge` of the pruned windows (exactly for the counts and
+the histogram; the sum of amounts up to float rounding, as it is added in another order).
+
 The histogram is log-bucketed (a bucket per 5 % of value, as DDSketch does): a percentile is
 within 5 % of the exact one, and a histogram never holds more than a few hundred counters
 (1 ms to a day is 374 buckets), whatever the traffic.
@@ -14,6 +20,7 @@ within 5 % of the exact one, and a histogram never holds more than a few hundred
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,21 +88,32 @@ class Window:
         amount: float,
         trace_id: str,
         sign: int = 1,
+        totals: Totals | None = None,
     ) -> None:
         """Counts one trace in the bucket starting at ``start_ms`` (``sign`` -1 takes it out again,
-        for a revision whose answer changed)."""
+        for a revision whose answer changed); ``totals``, a running total of these buckets, gets
+        the same change."""
         bucket = self.bucket(start_ms)
         bucket.total += sign
+        if totals is not None:
+            totals.total += sign
         if matched:
             bucket.matched += sign
             bucket.amount += sign * amount
+            if totals is not None:
+                totals.matched += sign
+                totals.amount += sign * amount
             if latency_ms is not None:
                 index = histogram_index(latency_ms)
-                count = bucket.latency.get(index, 0) + sign
+                before = bucket.latency.get(index, 0)
+                count = before + sign
                 if count > 0:
                     bucket.latency[index] = count
                 else:
                     bucket.latency.pop(index, None)
+                    count = 0
+                if totals is not None and count != before:
+                    totals.add_latency(index, count - before)
             if sign > 0:
                 self.samples.append(trace_id)
                 del self.samples[:-MAX_SAMPLES]
@@ -103,13 +121,18 @@ class Window:
                 self.samples.remove(trace_id)
         if bucket.total <= 0 and bucket.matched <= 0:
             del self.buckets[start_ms]
+            if totals is not None:
+                totals.add_bucket(bucket, -1)
 
-    def prune(self, now_ms: int) -> bool:
-        """Drops the buckets that left the window; whether any did."""
+    def prune(self, now_ms: int, totals: Totals | None = None) -> bool:
+        """Drops the buckets that left the window (and takes them out of ``totals``); whether any
+        did."""
         width = bucket_width_ms(self.window_ms)
         old = [start for start in self.buckets if start + width <= now_ms - self.window_ms]
         for start in old:
-            del self.buckets[start]
+            bucket = self.buckets.pop(start)
+            if totals is not None:
+                totals.add_bucket(bucket, -1)
         return bool(old)
 
     def live(self, now_ms: int) -> Iterable[Bucket]:
@@ -154,8 +177,23 @@ class Totals:
                 return histogram_value(index)
         return histogram_value(max(self.latency))
 
+    def add_latency(self, index: int, delta: int) -> None:
+        count = self.latency.get(index, 0) + delta
+        if count:
+            self.latency[index] = count
+        else:
+            del self.latency[index]
+
+    def add_bucket(self, bucket: Bucket, sign: int = 1) -> None:
+        self.matched += sign * bucket.matched
+        self.total += sign * bucket.total
+        self.amount += sign * bucket.amount
+        for index, count in bucket.latency.items():
+            self.add_latency(index, sign * count)
+
 
 def merge(windows: Iterable[Window], now_ms: int) -> Totals:
+    """The group's window at ``now_ms`` from every live bucket of its partitions' windows."""
     totals = Totals()
     for window in windows:
         for bucket in window.live(now_ms):
@@ -165,3 +203,163 @@ def merge(windows: Iterable[Window], now_ms: int) -> Totals:
             for index, count in bucket.latency.items():
                 totals.latency[index] = totals.latency.get(index, 0) + count
     return totals
+
+
+class RunningTotals(Totals):
+    """Totals kept up to date by every change of the buckets they total, with the latency
+    histogram's indices kept sorted and its count, so a percentile is one walk, and the last
+    percentile asked for remembered until the histogram changes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0  # matching traces with a latency: the histogram's total
+        self._order: list[int] = []  # the histogram's indices, sorted
+        self._asked: tuple[float, float | None] | None = None
+
+    def add_latency(self, index: int, delta: int) -> None:
+        count = self.latency.get(index, 0) + delta
+        self.count += delta
+        self._asked = None
+        if count:
+            if index not in self.latency:
+                insort(self._order, index)
+            self.latency[index] = count
+        else:
+            del self.latency[index]
+            self._order.remove(index)
+
+    def percentile(self, q: float) -> float | None:
+        if self._asked is not None and self._asked[0] == q:
+            return self._asked[1]
+        value: float | None = None
+        if self.count > 0:
+            rank = max(1, math.ceil(q * self.count))
+            seen = 0
+            latency = self.latency
+            for index in self._order:
+                seen += latency[index]
+                if seen >= rank:
+                    value = histogram_value(index)
+                    break
+            else:
+                value = histogram_value(self._order[-1])
+        self._asked = (q, value)
+        return value
+
+
+class GroupWindows:
+    """One rule's windows for one group, a window per events partition, and their running total
+    (:class:`RunningTotals`): always the :func:`merge` of the windows once pruned, without merging.
+
+    ``oldest`` is at most the start of the oldest bucket of any partition, so a prune that has
+    nothing to drop (nearly every one) costs a comparison."""
+
+    __slots__ = ("oldest", "partitions", "totals", "width", "window_ms")
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.width = bucket_width_ms(window_ms)
+        self.partitions: dict[int, Window] = {}
+        self.totals = RunningTotals()
+        self.oldest: int | None = None
+
+    def window(self, partition: int) -> Window:
+        found = self.partitions.get(partition)
+        if found is None:
+            found = self.partitions[partition] = Window(self.window_ms)
+        return found
+
+    def add(
+        self,
+        partition: int,
+        start_ms: int,
+        matched: bool,
+        latency_ms: float | None,
+        amount: float,
+        trace_id: str,
+        sign: int = 1,
+    ) -> None:
+        self.window(partition).add(start_ms, matched, latency_ms, amount, trace_id, sign, self.totals)
+        if self.oldest is None or start_ms < self.oldest:
+            self.oldest = start_ms
+
+    def count(
+        self,
+        partition: int,
+        start_ms: int,
+        matched: bool,
+        latency_ms: float | None,
+        amount: float,
+        trace_id: str,
+    ) -> None:
+        """:meth:`add` of a trace counted for the first time (sign +1), written out: the common case."""
+        window = self.partitions.get(partition)
+        if window is None:
+            window = self.partitions[partition] = Window(self.window_ms)
+        bucket = window.buckets.get(start_ms)
+        if bucket is None:
+            bucket = window.buckets[start_ms] = Bucket()
+            if self.oldest is None or start_ms < self.oldest:
+                self.oldest = start_ms
+        totals = self.totals
+        bucket.total += 1
+        totals.total += 1
+        if matched:
+            bucket.matched += 1
+            totals.matched += 1
+            if amount:
+                bucket.amount += amount
+                totals.amount += amount
+            if latency_ms is not None:
+                index = histogram_index(latency_ms)
+                bucket.latency[index] = bucket.latency.get(index, 0) + 1
+                totals.add_latency(index, 1)
+            samples = window.samples
+            samples.append(trace_id)
+            if len(samples) > MAX_SAMPLES:
+                del samples[:-MAX_SAMPLES]
+        if bucket.total <= 0 and bucket.matched <= 0:  # a bucket that held a revision's removals
+            del window.buckets[start_ms]
+            totals.add_bucket(bucket, -1)
+
+    def put(self, partition: int, window: Window) -> None:
+        """A partition's window as recorded (a restart or a rebalance), in place of the one held."""
+        previous = self.partitions.get(partition)
+        if previous is not None:
+            for bucket in previous.buckets.values():
+                self.totals.add_bucket(bucket, -1)
+        self.partitions[partition] = window
+        for start, bucket in window.buckets.items():
+            self.totals.add_bucket(bucket)
+            if self.oldest is None or start < self.oldest:
+                self.oldest = start
+
+    def prune(self, now_ms: int) -> list[int]:
+        """Drops the buckets that left the window at ``now_ms``; the partitions whose windows
+        dropped any."""
+        if self.oldest is None or self.oldest + self.width > now_ms - self.window_ms:
+            return []
+        pruned = [p for p, window in self.partitions.items() if window.prune(now_ms, self.totals)]
+        starts = [start for window in self.partitions.values() for start in window.buckets]
+        self.oldest = min(starts) if starts else None
+        if not starts:
+            self._zero()
+        return pruned
+
+    def drop_empty(self) -> None:
+        """Forgets the partitions whose windows hold no bucket (their samples with them)."""
+        for partition in [p for p, window in self.partitions.items() if not window.buckets]:
+            del self.partitions[partition]
+        if not self.partitions:
+            self._zero()
+
+    def _zero(self) -> None:
+        # Nothing left to total: a sum of amounts restarts at exactly 0 (no float remainder).
+        if self.totals.amount or self.totals.matched or self.totals.total or self.totals.latency:
+            self.totals = RunningTotals()
+
+    def samples(self) -> list[str]:
+        samples: list[str] = []
+        for window in self.partitions.values():
+            samples.extend(window.samples)
+        return samples[-MAX_SAMPLES:]
