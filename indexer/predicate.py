@@ -16,8 +16,9 @@ query the generator writes, what OpenSearch answers for one document:
 * a nested query holds when one entry (tag, metadata, span, assessment) matches all of it, and a
   conjunction's span clauses are one nested query, so they hold for one and the same span;
 * wildcard and regexp patterns match the whole value (Lucene), with ``.`` matching a newline and
-  ``\\d``/``\\w`` ASCII only; a multi-valued field (span text chunks, attribute entries) matches
-  when one of its values does;
+  ``\\d``/``\\w`` ASCII only, in time linear in the value's length (RE2, like Lucene's
+  automata: no pattern can stall the stream worker); a multi-valued field (span text chunks,
+  attribute entries) matches when one of its values does;
 * ILIKE on a field with a lowercase normalizer compares both sides lowered code point by code
   point (Lucene's ``LowerCaseFilter``); on the span text and attributes (``wildcard`` fields)
   both sides lowered as a whole (``String.toLowerCase``); on other keywords ASCII letters only.
@@ -32,6 +33,8 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import re2
 
 from tracestream.indexer.mapping import ENTRY_SEPARATOR, F, lower
 from tracestream.indexer.query import (
@@ -105,16 +108,16 @@ def _wildcard_literals(pattern: str) -> list[str | None]:
     return pieces
 
 
-def _wildcard(pattern: str, flags: int = 0) -> ValueTest:
+def _wildcard(pattern: str, ascii_case_insensitive: bool = False) -> ValueTest:
     """A test of one value for a Lucene wildcard pattern (whole value). A pattern with ``*`` as
     its only wildcard is matched with string operations (a regex ``.*x.*`` over a span's text is
-    several times slower); one with ``?``, or case folding, is a regex."""
+    several times slower); one with ``?``, or ASCII case folding, is a regex."""
     try:
-        pieces = _wildcard_literals(pattern) if not flags else None
+        pieces = _wildcard_literals(pattern) if not ascii_case_insensitive else None
     except ValueError:
         pieces = None
     if pieces is None:
-        return _fullmatch(_wildcard_regex(pattern), flags)
+        return _fullmatch(_wildcard_regex(pattern, ascii_case_insensitive))
     literals = [p for p in pieces if p is not None]
     if len(literals) == 1:
         (whole,) = literals
@@ -140,8 +143,10 @@ def _wildcard(pattern: str, flags: int = 0) -> ValueTest:
     return glob
 
 
-def _wildcard_regex(pattern: str) -> str:
-    """A Lucene wildcard pattern (``*``, ``?``, ``\\`` escapes) as a Python regex."""
+def _wildcard_regex(pattern: str, ascii_case_insensitive: bool = False) -> str:
+    """A Lucene wildcard pattern (``*``, ``?``, ``\\`` escapes) as a regex; with
+    ``ascii_case_insensitive``, each ASCII letter as the class of its two cases (Lucene's
+    ``case_insensitive`` on a plain keyword folds ASCII letters only)."""
     out = []
     i = 0
     while i < len(pattern):
@@ -150,11 +155,14 @@ def _wildcard_regex(pattern: str) -> str:
             out.append(".*")
         elif char == "?":
             out.append(".")
-        elif char == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
         else:
-            out.append(re.escape(char))
+            if char == "\\" and i + 1 < len(pattern):
+                i += 1
+                char = pattern[i]
+            if ascii_case_insensitive and char.isascii() and char.isalpha():
+                out.append(f"[{char.lower()}{char.upper()}]")
+            else:
+                out.append(re.escape(char))
         i += 1
     return "".join(out)
 
@@ -163,13 +171,13 @@ _ASCII_CLASSES = frozenset("dDwW")
 
 
 def _regexp_escape(char: str) -> str:
-    # \d \D \w \W are Lucene's ASCII classes (compiled with re.ASCII); anything else escaped
+    # \d \D \w \W are Lucene's ASCII classes (RE2's are ASCII too); anything else escaped
     # stands for itself.
     return "\\" + char if char in _ASCII_CLASSES else re.escape(char)
 
 
 def _regexp_regex(regexp: str) -> str:
-    """A Lucene regexp, as ``rlike_to_regexp`` writes it (flags NONE), as a Python regex."""
+    """A Lucene regexp, as ``rlike_to_regexp`` writes it (flags NONE), in RE2's syntax."""
     out = []
     i = 0
     in_class = class_start = False
@@ -204,9 +212,49 @@ def _regexp_regex(regexp: str) -> str:
     return "".join(out)
 
 
-def _fullmatch(regex: str, flags: int = 0) -> ValueTest:
-    match = re.compile(regex, re.DOTALL | flags).fullmatch
-    return lambda value: value is not None and match(value) is not None
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.dot_nl = True  # Lucene's "." matches a newline too
+    options.never_capture = True
+    options.log_errors = False  # a pattern RE2 refuses is an UnsupportedError, not a log line
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+def _fullmatch(regex: str, source: str | None = None, position: int | None = None) -> ValueTest:
+    """A test of one value for ``regex`` (RE2's syntax: ``\\d`` and ``\\w`` are ASCII) over the whole
+    value; ``source``, ``position``: the filter's pattern it comes from, for an error.
+
+    RE2, not Python's ``re``: its automata take time linear in the value's length whatever the
+    pattern, as Lucene's do, where ``re`` backtracks (``(a+)+$`` or ``%a%a%a%a%b_`` against a long
+    span text would hold the stream worker for minutes or more). A one-pattern ``re2.Set``
+    answers with RE2's DFA alone. RE2 refuses what would make a large automaton, such as counted
+    repetitions nested to more than 1000 in all (``(a{100}){20}``): an UnsupportedError, as
+    OpenSearch refuses a regexp past ``max_determinized_states``."""
+    matcher = re2.Set.FullMatchSet(_RE2_OPTIONS)
+    try:
+        matcher.Add(regex)
+        matcher.Compile()
+    except re2.error:
+        try:
+            re2.compile(regex, _RE2_OPTIONS)
+        except re2.error as exc:
+            detail = exc.args[0] if exc.args else exc
+            reason = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
+        else:
+            reason = "its automaton is too large"
+        raise UnsupportedError(
+            f"{source or f'pattern {regex!r}'} is too complex to match in linear time ({reason})", position
+        ) from None
+    match = matcher.Match
+
+    def test(value: Any) -> bool:
+        # bytes, so a lone surrogate (possible in JSON-decoded text) cannot raise here
+        return value is not None and match(value.encode("utf-8", "surrogatepass")) is not None
+
+    return test
 
 
 def _code_point_lower(text: str) -> str:
@@ -264,11 +312,11 @@ def _keyword_ilike(k: KeywordField, value: Any, position: int) -> ValueTest:
         test = _wildcard(_code_point_lower(like_to_wildcard(value.lower())))
         return lambda v: v is not None and test(_code_point_lower(v))
     # case_insensitive on a plain keyword folds ASCII letters only.
-    return _wildcard(like_to_wildcard(value), re.IGNORECASE | re.ASCII)
+    return _wildcard(like_to_wildcard(value), ascii_case_insensitive=True)
 
 
 def _keyword_rlike(k: KeywordField, value: Any, position: int) -> ValueTest:
-    return _fullmatch(_regexp_regex(rlike_to_regexp(value, position)), re.ASCII)
+    return _fullmatch(_regexp_regex(rlike_to_regexp(value, position)), f"RLIKE pattern {value!r}", position)
 
 
 def _keyword_negation(positive: Op) -> _KeywordTest:
@@ -501,7 +549,8 @@ def _attribute_ilike(key: str, value: Any, position: int) -> ValueTest:
 
 
 def _attribute_rlike(key: str, value: Any, position: int) -> ValueTest:
-    return _any_value(_fullmatch(_regexp_regex(attribute_regexp(key, value, position)), re.ASCII))
+    regex = _regexp_regex(attribute_regexp(key, value, position))
+    return _any_value(_fullmatch(regex, f"RLIKE pattern {value!r}", position))
 
 
 SPAN_ATTRIBUTE_TESTS: dict[Op, _SpanAttributeTest] = {
