@@ -375,6 +375,16 @@ class TraceAssembler:
         except Exception:  # must never fail Faust's recovery; the windows start empty instead
             logger.exception("stream: could not restore the alert rules' windows")
             return
+        partitions = self.settings.topics.events_partitions
+        if owned and len(owned) < partitions:
+            logger.warning(
+                "stream: alert rules see the traces of this worker's %d of %d events partitions "
+                "(%s): a count, ratio, percentile or sum applies to them, not to the whole "
+                "stream; run one stream worker when rules are set (docs/operating.md#alert-rules)",
+                len(owned),
+                partitions,
+                ", ".join(map(str, sorted(owned))),
+            )
         # Rule state not checkpointed is dropped with the old engine: its records were not
         # committed, so they are read again.
         self.rules = engine
