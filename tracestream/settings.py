@@ -205,7 +205,7 @@ class StreamSettings(BaseModel):
     # How often the rules' changed windows and marks are written to their tables: a window
     # changed by every trace is written once per interval, not once per trace. Offsets are not
     # committed past a record whose rule state is not written yet, so a crash replays it.
-    rules_checkpoint_s: float = Field(default=0.5, gt=0, le=60)
+    rules_checkpoint_s: float = Field(default=2.0, gt=0, le=60)
 
 
 class IndexerSettings(BaseModel):
