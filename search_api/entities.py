@@ -32,6 +32,7 @@ __all__ = [
     "Assessment",
     "AssessmentError",
     "AssessmentSource",
+    "Experiment",
     "MlflowExperimentLocation",
     "Span",
     "SpanEvent",
@@ -235,6 +236,50 @@ class Span:
         return isinstance(other, Span) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------- experiments
+
+
+@dataclass
+class Experiment:
+    """MLflow's ``Experiment``, from the ``Experiment`` JSON of its REST API."""
+
+    experiment_id: str
+    name: str
+    artifact_location: str = ""
+    lifecycle_stage: str = "active"
+    tags: dict[str, str] = field(default_factory=dict)
+    creation_time: int | None = None
+    last_update_time: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Experiment:
+        def millis(value: Any) -> int | None:
+            return int(value) if value is not None else None
+
+        return cls(
+            experiment_id=str(data["experiment_id"]),
+            name=data["name"],
+            artifact_location=data.get("artifact_location") or "",
+            lifecycle_stage=data.get("lifecycle_stage") or "active",
+            tags={t["key"]: t.get("value", "") for t in data.get("tags") or []},
+            creation_time=millis(data.get("creation_time")),
+            last_update_time=millis(data.get("last_update_time")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        rendered: dict[str, Any] = {
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "artifact_location": self.artifact_location,
+            "lifecycle_stage": self.lifecycle_stage,
+            "last_update_time": self.last_update_time,
+            "creation_time": self.creation_time,
+        }
+        if self.tags:
+            rendered["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
+        return rendered
 
 
 # ---------------------------------------------------------------- trace info

@@ -17,6 +17,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError, TransportError
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
+from tracestream.search_api.mlflow_rest import experiment_search
 from tracestream.search_api.mlflow_rest.protojson import invalid_parameter, not_found
 from tracestream.search_api.search import SearchError
 from tracestream.settings import Settings
@@ -24,6 +25,8 @@ from tracestream.settings import Settings
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 MAX_NAME_LENGTH = 500
+# SearchExperiments reads at most this many experiments (OpenSearch's default result window).
+MAX_EXPERIMENTS = 10_000
 
 MAPPING = {
     "dynamic": "strict",
@@ -159,6 +162,30 @@ class ExperimentStore:
         except NotFoundError as exc:
             raise not_found(f"Could not find experiment with name '{name}'") from exc
         return self.get(reservation["_source"]["experiment_id"])
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every stored experiment document (for SearchExperiments, which filters in memory)."""
+        self._ensure()
+        response = self._call(
+            self.client.search,
+            index=self.index,
+            body={"size": MAX_EXPERIMENTS, "query": {"term": {"kind": "experiment"}}},
+        )
+        return [hit["_source"] for hit in response["hits"]["hits"]]
+
+    def search(
+        self,
+        view_type: Any = None,
+        max_results: Any = None,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """MLflow's SearchExperiments: a page of ``Experiment`` JSON and the next page's token."""
+        page, token = experiment_search.search(
+            self.documents(), view_type, max_results, filter_string, order_by, page_token
+        )
+        return [experiment_json(source) for source in page], token
 
     def _next_id(self) -> int:
         response = self._call(

@@ -211,6 +211,53 @@ def get_experiment(backend: BackendDep, experiment_id: str | None = None) -> Res
     return _json({"experiment": backend.experiments.get(experiment_id)})
 
 
+@router.post(f"{V2}/experiments/search")
+def search_experiments(body: Body, backend: BackendDep) -> Response:
+    """SearchExperiments, as ``mlflow.search_experiments()`` and ``MlflowClient`` send it."""
+    return _experiments_page(
+        backend,
+        field(body, "view_type"),
+        field(body, "max_results"),
+        field(body, "filter"),
+        field(body, "order_by"),
+        field(body, "page_token"),
+    )
+
+
+@router.get(f"{V2}/experiments/search")
+def search_experiments_get(
+    backend: BackendDep,
+    view_type: str | None = None,
+    max_results: str | None = None,
+    filter: str | None = None,
+    order_by: Annotated[list[str] | None, Query()] = None,
+    page_token: str | None = None,
+) -> Response:
+    return _experiments_page(backend, view_type, max_results, filter, order_by, page_token)
+
+
+def _experiments_page(
+    backend: MlflowBackend, view_type: Any, max_results: Any, filter: Any, order_by: Any, page_token: Any
+) -> Response:
+    if filter is not None and not isinstance(filter, str):
+        raise invalid_parameter(f"Invalid value {json.dumps(filter)} for parameter 'filter' supplied.")
+    if page_token is not None and not isinstance(page_token, str):
+        raise invalid_parameter(
+            f"Invalid value {json.dumps(page_token)} for parameter 'page_token' supplied."
+        )
+    if order_by is not None and not isinstance(order_by, list):
+        raise invalid_parameter(f"Invalid value {json.dumps(order_by)} for parameter 'order_by' supplied.")
+    experiments, token = backend.experiments.search(
+        view_type, max_results, filter or None, order_by or None, page_token or None
+    )
+    answer: dict[str, Any] = {}
+    if experiments:
+        answer["experiments"] = experiments
+    if token:
+        answer["next_page_token"] = token
+    return _json(answer)
+
+
 @router.post(f"{V2}/experiments/create")
 def create_experiment(body: Body, backend: BackendDep) -> Response:
     tags = {t["key"]: str(t.get("value", "")) for t in field(body, "tags") or [] if "key" in t}
