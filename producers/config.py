@@ -31,6 +31,11 @@ class SdkOptions:
     enabled: bool = True
     # MLflow's default experiment is "0"; traces are filed under this location.
     experiment_id: str = "0"
+    # The tracestream API (its MLflow REST drop-in), for the calls that read: set_experiment by
+    # name and get_assessment of an assessment this process did not log. Empty: none.
+    tracking_uri: str = ""
+    # Sent as "Authorization: Bearer ..." when the API requires a key.
+    tracking_token: str = ""
     # Events buffered in the process before the exporter thread publishes them; when full,
     # new events are dropped and counted, never blocking the application.
     max_queue_size: int = bounded(100_000, ge=1)

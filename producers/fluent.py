@@ -10,13 +10,18 @@ import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
+from urllib.parse import quote
 
 from tracestream.producers import provider as _provider_module
+from tracestream.producers import routes as _routes
+from tracestream.producers import span as _span_module
 from tracestream.producers.encoding import as_text, dump_json
 from tracestream.producers.processor import RecordEvent
 from tracestream.producers.provider import get_provider
@@ -67,7 +72,7 @@ def _start(
     """
     try:
         provider = _provider_module._provider or get_provider()
-        if provider is None:
+        if provider is None or _provider_module._paused:
             return NoOpSpan()
         parent = parent if parent is not None else _current_span.get()
         # A span under a parent belongs to the parent's trace even after its root ended (a task
@@ -248,10 +253,13 @@ def trace(
 
     def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
-            return traced(function)
+            wrapped = traced(function)
         except Exception:  # e.g. attributes that are not a mapping: run the function untraced
             logger.exception("tracestream: could not trace %r; it runs untraced", function)
             return function
+        if _routes._framework_loaded():  # a web framework is loaded: is this a route's endpoint?
+            _note_traced(function)
+        return wrapped
 
     def traced(function: Callable[..., Any]) -> Callable[..., Any]:
         span_name = str(name or getattr(function, "__name__", type(function).__name__))
@@ -361,6 +369,20 @@ def trace(
         return wrapper
 
     return decorator(func) if func is not None else decorator
+
+
+def _note_traced(function: Callable[..., Any]) -> None:
+    """Warn when ``function`` is already a route's endpoint (``@trace`` above ``@app.post``)."""
+    try:
+        frame, depth = sys._getframe(2), 1
+        while frame is not None and frame.f_globals.get("__name__") == __name__:
+            frame, depth = frame.f_back, depth + 1
+        caller_globals = frame.f_globals if frame is not None else None
+        _routes.note_traced(function, caller_globals, stacklevel=depth + 2)
+    except Warning:
+        raise  # -W error: the warning raised
+    except Exception:
+        logger.debug("tracestream: could not check %r against routes", function, exc_info=True)
 
 
 def _record_chunk(span: LiveSpan | NoOpSpan, items: list[Any], item: Any) -> None:
@@ -499,9 +521,23 @@ def delete_trace_tag(trace_id: str, key: str) -> None:
 # ---------------------------------------------------------------- assessments
 
 
-# Names of recent feedback logged by this process, for override_feedback.
-_FEEDBACK_NAMES_KEPT = 10_000
-_feedback_names: OrderedDict[str, str] = OrderedDict()
+# Recent assessments logged by this process, by the id MLflow's client knows, with the id of
+# their current version (an update is a new version: events never change): for
+# override_feedback, get_assessment, update_assessment and delete_assessment.
+_ASSESSMENTS_KEPT = 10_000
+_assessments: OrderedDict[str, tuple[Assessment, str]] = OrderedDict()
+# Metadata markers of the versions an update or a deletion writes, as the API's MLflow REST
+# drop-in writes them (search_api/mlflow_rest/protojson.py): its reads show MLflow's view.
+UPDATES_ASSESSMENT = "tracestream.assessment.updates"
+DELETES_ASSESSMENT = "tracestream.assessment.deletes"
+
+
+def _remember(assessment: Assessment, version_id: str) -> None:
+    assert assessment.assessment_id is not None
+    _assessments[assessment.assessment_id] = (assessment, version_id)
+    _assessments.move_to_end(assessment.assessment_id)
+    if len(_assessments) > _ASSESSMENTS_KEPT:
+        _assessments.popitem(last=False)
 
 
 def _log_assessment(
@@ -515,7 +551,12 @@ def _log_assessment(
     span_id: str | None,
     error: AssessmentError | Exception | None = None,
     overrides: str | None = None,
+    updates: str | None = None,
+    create_time_ms: int | None = None,
+    valid: bool = True,
 ) -> Assessment | None:
+    """Emit one AssessmentLogged; ``updates``: this is a new version of that assessment (its
+    previous version is ``overrides``), shown under its id."""
     try:
         source = source if isinstance(source, AssessmentSource) else AssessmentSource()
         name = as_text(name)
@@ -523,23 +564,32 @@ def _log_assessment(
         span_id = None if span_id is None else as_text(span_id)
         if isinstance(error, Exception):
             error = AssessmentError(type(error).__name__, str(error))
+        now_ms = time.time_ns() // 1_000_000
+        version_id = new_assessment_id()
         common: dict[str, Any] = {
-            "assessment_id": new_assessment_id(),
+            "assessment_id": updates or version_id,
             "trace_id": trace_id,
             "name": name,
             "value": value,
             "source": source,
             "metadata": _text_mapping(metadata, "metadata") if metadata else {},
             "span_id": span_id,
-            "create_time_ms": time.time_ns() // 1_000_000,
+            "create_time_ms": create_time_ms or now_ms,
         }
+        if updates is not None:
+            common["last_update_time_ms"] = now_ms
         assessment: Assessment
         if kind is Feedback:
-            assessment = Feedback(**common, rationale=rationale, overrides=overrides, error=error)
+            assessment = Feedback(
+                **common, rationale=rationale, overrides=None if updates else overrides, error=error
+            )
         else:
-            assessment = Expectation(**common)
+            assessment = Expectation(**common, rationale=rationale)
+        record_metadata = dict(common["metadata"])
+        if updates is not None:
+            record_metadata[UPDATES_ASSESSMENT] = updates
         record: AssessmentLogged = {
-            "assessment_id": common["assessment_id"],
+            "assessment_id": version_id,
             "trace_id": trace_id,
             "name": name,
             "kind": "FEEDBACK" if kind is Feedback else "EXPECTATION",
@@ -550,20 +600,17 @@ def _log_assessment(
             "source_type": str(getattr(source.source_type, "value", source.source_type)).upper(),  # type: ignore[typeddict-item]
             "source_id": as_text(source.source_id),
             "rationale": rationale,
-            "metadata": common["metadata"],
+            "metadata": record_metadata,
             "span_id": span_id,
             "create_time_ms": common["create_time_ms"],
-            "last_update_time_ms": None,
+            "last_update_time_ms": now_ms if updates is not None else None,
             "overrides": overrides,
-            "valid": True,
+            "valid": valid,
         }
         provider = get_provider()
         if provider is not None:
             provider.processor.emit(RecordEvent(trace_id, ASSESSMENT_LOGGED, record))  # type: ignore[arg-type]
-        if kind is Feedback:
-            _feedback_names[common["assessment_id"]] = name
-            if len(_feedback_names) > _FEEDBACK_NAMES_KEPT:
-                _feedback_names.popitem(last=False)
+        _remember(assessment, version_id)
         return assessment
     except Exception:
         logger.exception("tracestream: could not log assessment %r on %s", name, trace_id)
@@ -613,7 +660,8 @@ def override_feedback(
     """Replace a feedback: the new one records ``overrides`` and keeps the old one's name; the
     stream marks the old one invalid. The name is known for feedback logged by this process;
     otherwise it is left empty for the stream to take from the overridden assessment."""
-    name = _feedback_names.get(assessment_id, "")
+    known = _assessments.get(assessment_id)
+    name = known[0].name if known is not None else ""
     return _log_assessment(
         Feedback,
         trace_id,
@@ -623,8 +671,227 @@ def override_feedback(
         rationale,
         metadata,
         None,  # type: ignore[return-value]
-        overrides=assessment_id,
+        overrides=known[1] if known is not None else assessment_id,
     )
+
+
+def log_assessment(trace_id: str, assessment: Assessment) -> Assessment | None:
+    """Log a ``Feedback`` or an ``Expectation`` built beforehand on a trace (MLflow's
+    ``log_assessment``); returns it with its id and creation time."""
+    try:
+        kind = Expectation if assessment.kind == "expectation" else Feedback
+        return _log_assessment(
+            kind,
+            as_text(trace_id),
+            assessment.name,
+            assessment.value,
+            assessment.source,
+            assessment.rationale,
+            assessment.metadata,
+            assessment.span_id,
+            assessment.error,
+            overrides=assessment.overrides,
+        )
+    except Exception:
+        logger.exception("tracestream: could not log assessment on %s", trace_id)
+        return None
+
+
+def _tracking() -> tuple[str, str] | None:
+    """The API's address and token (TRACESTREAM_SDK__TRACKING_URI/_TOKEN), or None."""
+    provider = get_provider()
+    config = provider.config if provider is not None else None
+    if config is None or not config.sdk.tracking_uri.startswith(("http://", "https://")):
+        return None
+    return config.sdk.tracking_uri, config.sdk.tracking_token
+
+
+def get_assessment(trace_id: str, assessment_id: str) -> Assessment | None:
+    """An assessment as it stands now (MLflow's ``get_assessment``).
+
+    The SDK writes events and reads nothing, so it answers from the assessments this process
+    logged, updated or deleted (the last 10,000); for any other it asks the tracestream API when
+    ``TRACESTREAM_SDK__TRACKING_URI`` is set. None (with a warning) when the assessment is
+    unknown, deleted or cannot be read: MLflow raises there, the SDK never does.
+    """
+    try:
+        trace_id, assessment_id = as_text(trace_id), as_text(assessment_id)
+        known = _assessments.get(assessment_id)
+        if known is not None:
+            if known[1] == "":  # deleted
+                logger.warning("tracestream: assessment %s of %s was deleted", assessment_id, trace_id)
+                return None
+            return known[0]
+        tracking = _tracking()
+        if tracking is None:
+            logger.warning(
+                "tracestream: get_assessment(%r, %r): not logged by this process, and no "
+                "TRACESTREAM_SDK__TRACKING_URI to ask the API; returning None",
+                trace_id,
+                assessment_id,
+            )
+            return None
+        from tracestream.producers import rest
+
+        path = f"/api/3.0/mlflow/traces/{quote(trace_id, safe='')}/assessments/"
+        answer = rest.call(*tracking, "GET", path + quote(assessment_id, safe=""))
+        return Assessment.from_dictionary(answer["assessment"])
+    except Exception as exc:
+        logger.warning("tracestream: get_assessment(%r, %r) failed: %s", trace_id, assessment_id, exc)
+        return None
+
+
+def update_assessment(trace_id: str, assessment_id: str, assessment: Assessment) -> Assessment | None:
+    """Change an assessment (MLflow's ``update_assessment``): its name, value, rationale and
+    metadata become those of ``assessment`` (a field left None keeps its old value), its other
+    fields stay. Stored as a new version that overrides the current one, as the API's MLflow
+    drop-in stores an update; searches and reads show it under ``assessment_id``."""
+    try:
+        trace_id, assessment_id = as_text(trace_id), as_text(assessment_id)
+        known = _assessments.get(assessment_id)
+        old = known[0] if known is not None and known[1] else None
+        version_id = known[1] if known is not None and known[1] else assessment_id
+        kind = Expectation if assessment.kind == "expectation" else Feedback
+        metadata = {**((old.metadata or {}) if old else {}), **(assessment.metadata or {})}
+        return _log_assessment(
+            kind,
+            trace_id,
+            assessment.name or (old.name if old else ""),
+            assessment.value if assessment.value is not None or old is None else old.value,
+            old.source if old is not None else assessment.source,
+            assessment.rationale if assessment.rationale is not None or old is None else old.rationale,
+            metadata,
+            old.span_id if old is not None else assessment.span_id,
+            assessment.error,
+            overrides=version_id,
+            updates=assessment_id,
+            create_time_ms=old.create_time_ms if old is not None else None,
+        )
+    except Exception:
+        logger.exception("tracestream: could not update assessment %s of %s", assessment_id, trace_id)
+        return None
+
+
+def delete_assessment(trace_id: str, assessment_id: str) -> None:
+    """Delete an assessment (MLflow's ``delete_assessment``): a marker that overrides its current
+    version, so searches and reads no longer see it."""
+    try:
+        trace_id, assessment_id = as_text(trace_id), as_text(assessment_id)
+        known = _assessments.get(assessment_id)
+        now_ms = time.time_ns() // 1_000_000
+        record: AssessmentLogged = {
+            "assessment_id": new_assessment_id(),
+            "trace_id": trace_id,
+            "name": "",  # the stream gives it the deleted assessment's name
+            "kind": "FEEDBACK",
+            "value_json": None,
+            "error": None,
+            "source_type": "SOURCE_TYPE_UNSPECIFIED",
+            "source_id": "default",
+            "rationale": None,
+            "metadata": {DELETES_ASSESSMENT: assessment_id},
+            "span_id": None,
+            "create_time_ms": now_ms,
+            "last_update_time_ms": now_ms,
+            "overrides": known[1] if known is not None and known[1] else assessment_id,
+            "valid": False,
+        }
+        provider = get_provider()
+        if provider is not None:
+            provider.processor.emit(RecordEvent(trace_id, ASSESSMENT_LOGGED, record))  # type: ignore[arg-type]
+        if known is not None:
+            _assessments[assessment_id] = (known[0], "")  # "": deleted
+    except Exception:
+        logger.exception("tracestream: could not delete assessment %s of %s", assessment_id, trace_id)
+
+
+# ---------------------------------------------------------------- traces and experiments
+
+
+def get_last_active_trace_id(thread_local: bool = False) -> str | None:
+    """The id of the last trace whose root span ended in this process, or with
+    ``thread_local=True`` in this thread (or asyncio task): MLflow's ``get_last_active_trace_id``."""
+    return _span_module.last_trace_id_in_context.get() if thread_local else _span_module.last_trace_id
+
+
+def flush_trace_async_logging(terminate: bool = False) -> None:
+    """Send every buffered event and wait for Kafka (MLflow's name for ``flush``); with
+    ``terminate``, also stop the exporter thread (the next span starts tracing again)."""
+    try:
+        if terminate:
+            _provider_module.shutdown()
+        else:
+            _provider_module.flush()
+    except Exception:
+        logger.exception("tracestream: flush_trace_async_logging failed")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The experiment ``set_experiment`` chose (the fields of MLflow's the SDK knows)."""
+
+    experiment_id: str
+    name: str | None = None
+    lifecycle_stage: str = "active"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def set_experiment(
+    experiment_name: str | None = None, experiment_id: str | None = None, trace_location: Any = None
+) -> Experiment | None:
+    """File the traces started from now on under an experiment (MLflow's ``set_experiment``).
+
+    By id, at once. By name, the SDK asks the tracestream API (``TRACESTREAM_SDK__TRACKING_URI``)
+    for the experiment's id, creating it when there is none, as MLflow does; without an API to
+    ask, it logs an error and the traces stay where they were. A later ``configure`` resets it
+    to ``TRACESTREAM_SDK__EXPERIMENT_ID``. Returns the experiment, or None when it could not be set.
+    """
+    if trace_location is not None:
+        logger.warning("tracestream: set_experiment(trace_location=...) is Databricks-only; ignored")
+    if (experiment_name is None) == (experiment_id is None):
+        logger.error("tracestream: set_experiment needs exactly one of experiment_name and experiment_id")
+        return None
+    try:
+        if experiment_id is not None:
+            experiment = Experiment(as_text(experiment_id), experiment_name)
+        else:
+            experiment = _experiment_by_name(as_text(experiment_name))
+            if experiment is None:
+                return None
+        _provider_module.set_experiment_id(experiment.experiment_id)
+        return experiment
+    except Exception:
+        logger.exception("tracestream: set_experiment failed; traces stay in their experiment")
+        return None
+
+
+def _experiment_by_name(name: str) -> Experiment | None:
+    tracking = _tracking()
+    if tracking is None:
+        logger.error(
+            "tracestream: set_experiment(experiment_name=%r) needs TRACESTREAM_SDK__TRACKING_URI (the "
+            "tracestream API) to find the experiment's id; traces stay in experiment %s. "
+            "Or call set_experiment(experiment_id=...).",
+            name,
+            _provider_module.experiment_id(),
+        )
+        return None
+    from tracestream.producers import rest
+
+    try:
+        by_name = "/api/2.0/mlflow/experiments/get-by-name"
+        answer = rest.call(*tracking, "GET", by_name, {"experiment_name": name})
+    except rest.RestError as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        created = rest.call(*tracking, "POST", "/api/2.0/mlflow/experiments/create", body={"name": name})
+        return Experiment(str(created["experiment_id"]), name)
+    found = answer["experiment"]
+    if found.get("lifecycle_stage") == "deleted":
+        logger.error("tracestream: experiment %r is deleted; restore it first. Traces stay put.", name)
+        return None
+    tags = {t["key"]: t.get("value", "") for t in found.get("tags") or []}
+    return Experiment(str(found["experiment_id"]), found.get("name", name), "active", tags)
 
 
 # ---------------------------------------------------------------- threads

@@ -29,6 +29,7 @@ from tracestream.schemas.records import TraceLocation
 
 logger = logging.getLogger("tracestream.producers")
 
+
 class TracerProvider:
     def __init__(
         self,
@@ -52,11 +53,16 @@ class TracerProvider:
             self.processor = BatchEventProcessor(
                 exporter, sdk.max_queue_size, sdk.max_export_batch_size, sdk.schedule_delay_ms
             )
-        self.location: TraceLocation = {"type": "MLFLOW_EXPERIMENT", "experiment_id": sdk.experiment_id}
+        experiment_id = _experiment_id if _experiment_id is not None else sdk.experiment_id
+        self.location: TraceLocation = {"type": "MLFLOW_EXPERIMENT", "experiment_id": experiment_id}
         self.max_attribute_length = sdk.max_attribute_length
         self.metadata = automatic_metadata()
         # Traces whose root span has not ended, by id: tag changes go into their TraceEnded.
         self.live_traces: dict[str, TraceState] = {}
+
+    def set_experiment_id(self, experiment_id: str) -> None:
+        """File the traces started from now on under ``experiment_id`` (running ones keep theirs)."""
+        self.location = {"type": "MLFLOW_EXPERIMENT", "experiment_id": experiment_id}
 
     def new_trace(self, trace_id: str) -> TraceState:
         state = TraceState(trace_id, self.location, self.metadata, self.processor, self.live_traces)
@@ -73,6 +79,32 @@ class TracerProvider:
 _provider: TracerProvider | None = None
 _disabled = False
 _lock = threading.Lock()
+# ``tracing.disable()``: spans are not started (functions run untraced) until ``tracing.enable()``.
+_paused = False
+# ``set_experiment``: the experiment of new traces, over TRACESTREAM_SDK__EXPERIMENT_ID, until
+# the next ``configure``.
+_experiment_id: str | None = None
+
+
+def set_experiment_id(experiment_id: str) -> None:
+    global _experiment_id
+    with _lock:
+        _experiment_id = experiment_id
+        if _provider is not None:
+            _provider.set_experiment_id(experiment_id)
+
+
+def experiment_id() -> str:
+    """The experiment new traces are filed under."""
+    provider = _provider or get_provider()
+    if provider is not None:
+        return provider.location["experiment_id"] or "0"
+    return _experiment_id if _experiment_id is not None else "0"
+
+
+def set_paused(paused: bool) -> None:
+    global _paused
+    _paused = paused
 
 
 def _start_provider(config: ProducerConfig, exporter: EventExporter | None) -> TracerProvider:
@@ -118,11 +150,12 @@ def configure(
     disable tracing. Never raises: when tracing cannot start, the provider counts every
     event as failed and ``get_stats()`` says why.
     """
-    global _provider, _disabled
+    global _provider, _disabled, _experiment_id
     with _lock:
         previous, _provider = _provider, None
         if previous is not None:
             previous.shutdown()
+        _experiment_id = None
         _provider = _provider_from(config, exporter)
         _disabled = _provider is None
         return _provider

@@ -7,6 +7,7 @@ only has to assemble a record. Spans never raise into the caller: misuse is logg
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -71,6 +72,13 @@ def _span_type_json(span_type: str) -> str:
 # lock for all traces costs less than allocating one per trace.
 _TRACE_LOCK = threading.Lock()
 
+# The last trace whose root span ended: in the process, and in this context (thread or task),
+# for MLflow's ``get_last_active_trace_id(thread_local=...)``.
+last_trace_id: str | None = None
+last_trace_id_in_context: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tracestream_last_active_trace_id", default=None
+)
+
 
 class TraceState:
     """What the SDK tracks of one trace until its root span ends."""
@@ -134,10 +142,13 @@ class TraceState:
             self._root_ended(span)
 
     def _root_ended(self, root: LiveSpan) -> None:
+        global last_trace_id
         with _TRACE_LOCK:
             self.ended = True
             still_open = list(self.open_spans or ())
         self.registry.pop(self.trace_id, None)
+        last_trace_id = self.trace_id
+        last_trace_id_in_context.set(self.trace_id)
         # A child still open when its root ends would never be emitted: close it, flagged.
         for child in still_open:
             child.set_attribute(SpanAttributeKey.AUTO_CLOSED, True)
