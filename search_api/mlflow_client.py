@@ -15,6 +15,7 @@ the token of the next page.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
@@ -91,7 +92,8 @@ def _validate_list_param(name: str, value: Any) -> None:
 
 class MlflowClient:
     """MLflow's ``MlflowClient`` for traces and experiments. ``tracking_uri`` is the search API's
-    URL (default: ``http://{api.host}:{api.port}`` of the settings); ``api_key`` defaults to the
+    URL (default: ``MLFLOW_TRACKING_URI`` when it is an http(s) URL, as when MLflow's client is
+    pointed at this API, else ``http://{api.host}:{api.port}`` of the settings); ``api_key`` defaults to the
     first of ``api.api_keys``; ``transport`` replaces httpx's network transport (tests)."""
 
     def __init__(
@@ -103,6 +105,10 @@ class MlflowClient:
         timeout_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if tracking_uri is None:
+            # Where MLflow's own client would go, when that is this API (the MLflow drop-in).
+            environment = os.environ.get("MLFLOW_TRACKING_URI", "")
+            tracking_uri = environment if environment.startswith(("http://", "https://")) else None
         self._client = TraceClient(tracking_uri, api_key, timeout_s, transport=transport)
         self.tracking_uri = self._client.base_url
 
