@@ -8,8 +8,10 @@ turn (every, count, ratio, p95, token sum; windows of 1-10 minutes) and half of 
 trace name, a tag or the user). Traces are the search benchmark's agent traces
 (``schemas.samples.completed_trace``), each observed once as a first revision at 1 ms intervals,
 so windows fill, slide and fire as in a stream. Each trace's searched fields are built once
-beforehand (measured in bench/predicate.py: shared by every rule, not a per-rule cost). Prints a
-table, then as its last line one JSON object of the figures.
+beforehand (measured in bench/predicate.py: shared by every rule, not a per-rule cost). The
+``filters`` column is the part of a rule's cost that is its filter: every distinct filter run once
+on each trace, alone (the evaluator runs each once for all rules sharing it, and only as far as
+needed). Prints a table, then as its last line one JSON object of the figures.
 """
 
 from __future__ import annotations
@@ -72,12 +74,23 @@ def main() -> None:
     ]
     inputs = [(facts_of(t), searched_fields(t, MAX_CONTENT_BYTES)) for t in traces]
     print(f"alert rules: {args.traces} traces, {args.rounds} rounds, us per trace for all rules")
-    print(f"  {'rules':>5}  {'p50/trace':>10}  {'p99/trace':>10}  {'p50/rule':>9}  {'alerts':>7}")
+    print(f"  {'rules':>5}  {'p50/trace':>10}  {'p99/trace':>10}  {'p50/rule':>9}  ", end="")
+    print(f"{'filters':>9}  {'alerts':>7}")
     figures: dict[str, object] = {"traces": args.traces}
     for count in (20, 100):
         tables = rule_tables(count, random.Random(count))
         samples: list[float] = []
         alerts = 0
+        # The filters alone: each distinct one (rules with equal filters share it) once a trace.
+        parsed = parse_rules({"rule": tables}).rules
+        filters = list({id(rule.predicate): rule.predicate for rule in parsed}.values())
+        filter_samples: list[float] = []
+        for _ in range(args.rounds):
+            for _, document in inputs:
+                started = time.perf_counter_ns()
+                for predicate in filters:
+                    predicate(document)
+                filter_samples.append((time.perf_counter_ns() - started) / 1000)
         for _ in range(args.rounds):
             engine = RuleEngine(parse_rules({"rule": tables}).rules)
             gc.collect()
@@ -91,13 +104,16 @@ def main() -> None:
                 alerts += len(outcome.alerts)
             gc.enable()
         p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
+        filters_p50 = percentile(filter_samples, 0.5)
         print(
             f"  {count:>5}  {p50:>7.1f} us  {p99:>7.1f} us  {p50 / count:>6.2f} us  "
-            f"{alerts // args.rounds:>7}"
+            f"{filters_p50 / count:>6.2f} us  {alerts // args.rounds:>7}"
         )
         figures[f"us_per_trace_{count}_rules_p50"] = round(p50, 1)
         figures[f"us_per_trace_{count}_rules_p99"] = round(p99, 1)
         figures[f"us_per_rule_{count}_rules_p50"] = round(p50 / count, 2)
+        figures[f"distinct_filters_{count}_rules"] = len(filters)
+        figures[f"us_per_rule_{count}_rules_filters_only_p50"] = round(filters_p50 / count, 2)
         figures[f"alerts_per_round_{count}_rules"] = alerts // args.rounds
     print(json.dumps(figures))
 
