@@ -137,7 +137,10 @@ class TraceSearch:
         encoded = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
         return f"{encoded}.{self._sign(payload.encode())}"
 
-    def _search_after(self, request: _Request, token: str) -> list[Any]:
+    def _search_after(self, request: _Request, token: Any) -> list[Any]:
+        if not isinstance(token, str):
+            # The MLflow drop-in passes the request's JSON value as it came.
+            raise invalid(f"Invalid page token, expected a string, got {json.dumps(token)}")
         encoded, _, signature = token.partition(".")
         try:
             payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))

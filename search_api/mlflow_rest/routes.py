@@ -164,6 +164,21 @@ def _search_page_size(body: dict[str, Any]) -> int:
     return size
 
 
+def _wrong_type(name: str, value: Any) -> SearchError:
+    """MLflow's handlers' answer to a parameter of the wrong JSON type."""
+    return invalid_parameter(
+        f"Invalid value {json.dumps(value)} for parameter '{name}' supplied:  Hint: Value was of "
+        f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
+    )
+
+
+def _string_param(body: dict[str, Any], name: str) -> str | None:
+    value = field(body, name)
+    if value is not None and not isinstance(value, str):
+        raise _wrong_type(name, value)
+    return value
+
+
 def _experiment_ids(locations: Any) -> list[str]:
     if locations is None:
         raise missing_parameter("locations")
@@ -218,9 +233,9 @@ def search_experiments(body: Body, backend: BackendDep) -> Response:
         backend,
         field(body, "view_type"),
         field(body, "max_results"),
-        field(body, "filter"),
+        _string_param(body, "filter"),
         field(body, "order_by"),
-        field(body, "page_token"),
+        _string_param(body, "page_token"),
     )
 
 
@@ -239,14 +254,8 @@ def search_experiments_get(
 def _experiments_page(
     backend: MlflowBackend, view_type: Any, max_results: Any, filter: Any, order_by: Any, page_token: Any
 ) -> Response:
-    if filter is not None and not isinstance(filter, str):
-        raise invalid_parameter(f"Invalid value {json.dumps(filter)} for parameter 'filter' supplied.")
-    if page_token is not None and not isinstance(page_token, str):
-        raise invalid_parameter(
-            f"Invalid value {json.dumps(page_token)} for parameter 'page_token' supplied."
-        )
     if order_by is not None and not isinstance(order_by, list):
-        raise invalid_parameter(f"Invalid value {json.dumps(order_by)} for parameter 'order_by' supplied.")
+        raise _wrong_type("order_by", order_by)
     experiments, token = backend.experiments.search(
         view_type, max_results, filter or None, order_by or None, page_token or None
     )
@@ -374,7 +383,7 @@ def search_traces(body: Body, backend: BackendDep) -> Response:
         field(body, "filter") or None,
         field(body, "order_by") or None,
         size,
-        field(body, "page_token") or None,
+        _string_param(body, "page_token") or None,
         experiment_ids,
         include_spans=False,
     )

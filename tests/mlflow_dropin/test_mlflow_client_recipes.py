@@ -264,6 +264,29 @@ def test_an_invalid_page_token_is_mlflows_error_on_both_apis(
     assert (caught.value.error_code, caught.value.get_http_status_code()) == ("INVALID_PARAMETER_VALUE", 400)
 
 
+def test_a_page_token_that_is_not_a_string_is_refused_as_mlflows_handlers_refuse_it(
+    pipeline: Pipeline, loaded: dict[str, Any]
+) -> None:
+    location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": loaded["experiment_id"]}}
+    hint = (
+        "Invalid value 123 for parameter 'page_token' supplied:  Hint: Value was of type 'int'. "
+        "See the API docs for more information about request parameters."
+    )
+    for answer in (
+        httpx.post(
+            f"{pipeline.url}/api/3.0/mlflow/traces/search", json={"locations": [location], "page_token": 123}
+        ),
+        httpx.post(f"{pipeline.url}/api/2.0/mlflow/experiments/search", json={"page_token": 123}),
+    ):
+        assert (answer.status_code, answer.json()["error_code"], answer.json()["message"]) == (
+            400,
+            "INVALID_PARAMETER_VALUE",
+            hint,
+        )
+    answer = httpx.post(f"{pipeline.url}/api/v1/traces/search", json={"page_token": 123})
+    assert (answer.status_code, answer.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+
+
 def test_a_token_of_another_search_is_an_invalid_page_token(
     client: MlflowClient, loaded: dict[str, Any]
 ) -> None:
