@@ -48,12 +48,12 @@ from tracestream.indexer.query import (
     KeywordField,
     assessment_spellings,
     attribute_regexp,
-    attribute_wildcard,
     comparator,
     like_to_wildcard,
     numeric_value,
     prompt_needles,
     rlike_to_regexp,
+    wildcard_field_like,
 )
 from tracestream.search_api.dsl import (
     And,
@@ -489,10 +489,21 @@ def _span_numeric(name: str) -> Callable[[Comparison], SpanTest]:
     return lambda c: _on_field(field, _numeric_test(field, c), F.SPANS)
 
 
-SPAN_CONTENT_TESTS: dict[Op, Callable[[Any], ValueTest]] = {
-    Op.LIKE: lambda value: _wildcard(like_to_wildcard(value)),
-    # The wildcard field lowers the pattern and each value (String.toLowerCase).
-    Op.ILIKE: lambda value: _lowered(_wildcard(like_to_wildcard(value).lower())),
+def _wildcard_field_like(literal: str, case_insensitive: bool) -> Callable[[Any, int], ValueTest]:
+    """The generator's LIKE/ILIKE on a ``wildcard`` field: its wildcard pattern, or a regexp of
+    the same language (``wildcard_field_like``). With ``case_insensitive`` the wildcard field
+    lowers the pattern and each value (String.toLowerCase)."""
+
+    def like(value: Any, position: int) -> ValueTest:
+        wildcard, _same_language_regexp = wildcard_field_like(literal, value, case_insensitive, position)
+        return _lowered(_wildcard(wildcard.lower())) if case_insensitive else _wildcard(wildcard)
+
+    return like
+
+
+SPAN_CONTENT_TESTS: dict[Op, Callable[[Any, int], ValueTest]] = {
+    Op.LIKE: _wildcard_field_like("", case_insensitive=False),
+    Op.ILIKE: _wildcard_field_like("", case_insensitive=True),
 }
 
 
@@ -501,7 +512,7 @@ def _lowered(test: ValueTest) -> ValueTest:
 
 
 def _span_content(c: Comparison) -> SpanTest:
-    test = comparator(SPAN_CONTENT_TESTS, c.op, "span.content", c.position)(c.value)
+    test = comparator(SPAN_CONTENT_TESTS, c.op, "span.content", c.position)(c.value, c.position)
     return _on_field(F.SPAN_CONTENT, _any_value(test), F.SPANS)
 
 
@@ -541,11 +552,11 @@ def _attribute_absent_value(key: str, values: Iterable[str]) -> ValueTest:
 
 
 def _attribute_like(key: str, value: Any, position: int) -> ValueTest:
-    return _any_value(_wildcard(attribute_wildcard(key, value)))
+    return _any_value(_wildcard_field_like(key + ENTRY_SEPARATOR, case_insensitive=False)(value, position))
 
 
 def _attribute_ilike(key: str, value: Any, position: int) -> ValueTest:
-    return _any_value(_lowered(_wildcard(attribute_wildcard(key, value).lower())))
+    return _any_value(_wildcard_field_like(key + ENTRY_SEPARATOR, case_insensitive=True)(value, position))
 
 
 def _attribute_rlike(key: str, value: Any, position: int) -> ValueTest:

@@ -49,24 +49,94 @@ _MATCH_NONE: Query = {"match_none": {}}
 # ---------------------------------------------------------------- patterns
 
 
+def _translate_like(pattern: str, any_run: str, one_char: str, literal: Callable[[str], str]) -> str:
+    """The one reading of a LIKE pattern, written with another syntax's ``any_run``, ``one_char``
+    and ``literal(char)``. MLflow's SQL store sends ``column.like(value)`` with no ESCAPE clause,
+    and its SQLite has no default escape character: ``%`` is any run, ``_`` one character, and
+    every other character, a backslash included, is itself (``'%a\\%'`` is "contains ``a\\``",
+    ``'\\_'`` a backslash then one character, ``'x\\'`` ends with a backslash)."""
+    return "".join(any_run if char == "%" else one_char if char == "_" else literal(char) for char in pattern)
+
+
 def like_to_wildcard(pattern: str) -> str:
-    """SQL LIKE (``%`` any run, ``_`` one character, no escape character, as in MLflow) as a
-    Lucene wildcard pattern, with Lucene's own metacharacters taken literally."""
-    out = []
-    for char in pattern:
-        if char == "%":
-            out.append("*")
-        elif char == "_":
-            out.append("?")
-        elif char in "*?\\":
-            out.append("\\" + char)
-        else:
-            out.append(char)
-    return "".join(out)
+    """SQL LIKE (``_translate_like``) as a Lucene wildcard pattern, with Lucene's own
+    metacharacters taken literally."""
+    return _translate_like(pattern, "*", "?", escape_wildcard)
 
 
 def escape_wildcard(text: str) -> str:
     return re.sub(r"([*?\\])", r"\\\1", text)
+
+
+# OpenSearch's wildcard field (issue opensearch-project/OpenSearch#19719, fixed by PR #19756
+# after the 2.19.x this project runs) takes the ``*`` or ``?`` after an escaped backslash for an
+# escaped wildcard when it picks the required 3-grams, so ``*a\\\\*`` looks for the 3-gram ``a\\*``
+# and finds nothing (keyword fields, matched by Lucene's automaton alone, are right). On a
+# wildcard field, a LIKE pattern with a backslash right before ``%`` or ``_`` is sent as the
+# regexp of the same language instead.
+_BACKSLASH_BEFORE_WILDCARD = re.compile(r"\\[%_]")
+# A backslash as a one-character range: a regexp string holding a backslash meets the same bug
+# (and escapes) in the 3-gram extraction; a range adds no required 3-gram.
+_REGEXP_BACKSLASH = "[\\\\-\\\\]"
+
+
+# Every character that lower() changes is below U+20000 (planes 2 and up have no case).
+_CASED_CODE_POINTS = 0x20000
+
+
+def _lower_preimages() -> dict[str, frozenset[str]]:
+    preimages: dict[str, set[str]] = {}
+    for code in range(_CASED_CODE_POINTS):
+        char = chr(code)
+        lowered = char.lower()
+        if len(lowered) == 1 and lowered != char:
+            preimages.setdefault(lowered, {lowered}).add(char)
+    return {lowered: frozenset(chars) for lowered, chars in preimages.items()}
+
+
+_LOWER_PREIMAGES: dict[str, frozenset[str]] = {}
+
+
+def _regexp_literal(char: str, case_insensitive: bool) -> str:
+    """``char`` in a Lucene regexp; with ``case_insensitive`` (the query's ASCII folding), a
+    lower-case ``char`` matches every character that lowers to it (``k``: ``K`` and the Kelvin
+    sign; ``é``: ``É``), as the wildcard field's ``case_insensitive`` (``String.toLowerCase``)."""
+    if char == "\\":
+        return _REGEXP_BACKSLASH
+    if case_insensitive:
+        if not _LOWER_PREIMAGES:
+            _LOWER_PREIMAGES.update(_lower_preimages())
+        chars = _LOWER_PREIMAGES.get(char, frozenset(char))
+        if not (char.isascii() and chars == {char, char.upper()}) and len(chars) > 1:
+            return "[" + "".join(_lucene_literal(c) for c in sorted(chars)) + "]"
+    return _lucene_literal(char)
+
+
+def wildcard_field_like(
+    literal: str, pattern: str, case_insensitive: bool, position: int
+) -> tuple[str, str | None]:
+    """``literal`` then the LIKE ``pattern``, for a ``wildcard`` field (span text, attribute
+    entries): the Lucene wildcard pattern, and the Lucene regexp of the same language to send
+    instead when OpenSearch would miss matches of the wildcard (``_BACKSLASH_BEFORE_WILDCARD``),
+    else None. With ``case_insensitive`` (the field's ``case_insensitive`` flag: pattern and value
+    lowered) the regexp is written lowered, to match the value as it is. Both backends call
+    this, so a regexp too long to send is refused by both."""
+    wildcard = escape_wildcard(literal) + like_to_wildcard(pattern)
+    if not _BACKSLASH_BEFORE_WILDCARD.search(pattern):
+        return wildcard, None
+    like = pattern.lower() if case_insensitive else pattern
+    literal = literal.lower() if case_insensitive else literal
+    regexp = "".join(_regexp_literal(char, case_insensitive) for char in literal) + _translate_like(
+        like, ".*", ".", lambda char: _regexp_literal(char, case_insensitive)
+    )
+    if len(regexp) > MAX_REGEX_LENGTH:
+        raise UnsupportedError(
+            f"LIKE pattern {pattern!r} with a backslash before % or _ is too long "
+            f"(its regexp has {len(regexp)} characters; at most {MAX_REGEX_LENGTH})",
+            position,
+            pattern,
+        )
+    return wildcard, regexp
 
 
 # Python's escapes of control characters; Lucene reads \t, \n, ... as unknown classes.
@@ -503,14 +573,29 @@ def _entry(path: str, c: Comparison) -> Query:
     return _nested(path, _all(has_key, _keyword_op(value, c)))
 
 
-SPAN_CONTENT_OPS: dict[Op, Callable[[Any], Query]] = {
-    Op.LIKE: lambda value: _wildcard(F.SPAN_CONTENT, like_to_wildcard(value)),
-    Op.ILIKE: lambda value: _wildcard(F.SPAN_CONTENT, like_to_wildcard(value), case_insensitive=True),
+def _wildcard_field_like(field: str, literal: str, case_insensitive: bool) -> Callable[[Any, int], Query]:
+    """LIKE/ILIKE on a ``wildcard`` field: ``literal`` then the pattern (``wildcard_field_like``)."""
+
+    def like(value: Any, position: int) -> Query:
+        wildcard, regexp = wildcard_field_like(literal, value, case_insensitive, position)
+        if regexp is None:
+            return _wildcard(field, wildcard, case_insensitive)
+        query = _regexp(field, regexp)
+        if case_insensitive:
+            query["regexp"][field]["case_insensitive"] = True
+        return query
+
+    return like
+
+
+SPAN_CONTENT_OPS: dict[Op, Callable[[Any, int], Query]] = {
+    Op.LIKE: _wildcard_field_like(F.SPAN_CONTENT, "", case_insensitive=False),
+    Op.ILIKE: _wildcard_field_like(F.SPAN_CONTENT, "", case_insensitive=True),
 }
 
 
 def _span_content(c: Comparison) -> Query:
-    return comparator(SPAN_CONTENT_OPS, c.op, "span.content", c.position)(c.value)
+    return comparator(SPAN_CONTENT_OPS, c.op, "span.content", c.position)(c.value, c.position)
 
 
 # Inside one span, name, type and status always exist, so != is simply "not equal" (MLflow: some
@@ -547,15 +632,11 @@ def _attribute_terms(key: str, values: Any) -> Query:
     return {"terms": {F.SPAN_ATTRIBUTES: [key + ENTRY_SEPARATOR + v for v in values]}}
 
 
-def attribute_wildcard(key: str, value: str) -> str:
-    """The wildcard pattern of ``span.attributes.<key> LIKE value`` over ``key<US>value`` entries."""
-    return escape_wildcard(key + ENTRY_SEPARATOR) + like_to_wildcard(value)
-
-
 def _attribute_like(case_insensitive: bool) -> _SpanAttributeOp:
-    return lambda key, value, position: _wildcard(
-        F.SPAN_ATTRIBUTES, attribute_wildcard(key, value), case_insensitive
-    )
+    """``span.attributes.<key> LIKE value`` over ``key<US>value`` entries."""
+    return lambda key, value, position: _wildcard_field_like(
+        F.SPAN_ATTRIBUTES, key + ENTRY_SEPARATOR, case_insensitive
+    )(value, position)
 
 
 def attribute_regexp(key: str, value: str, position: int) -> str:

@@ -358,6 +358,31 @@ CASES: list[Case] = [
         "trace.text LIKE '%\\\"Ok\\\"%'",
         "attributes.text LIKE '%shipped_9 %'",
     ),
+    # ---------------------------------------------------------------- backslashes in LIKE patterns
+    # MLflow's LIKE has no escape character (SQLite, no ESCAPE clause): a backslash is itself, and
+    # the % or _ after it is still a wildcard. The span JSON holds the tool path C:\orders\new as
+    # C:\\\\orders\\\\new (encoded twice) and each trace id as \"<id>\" (mlflow.traceRequestId); the
+    # attribute entry as C:\\orders\\new. On the span text and attribute entries (wildcard
+    # fields) a backslash right before % or _ is where OpenSearch 2.19 misses matches.
+    *_cases(
+        r"span.content LIKE '%\"<<t0>>\%'",  # the hypothesis find: \" then the id then \ and any run
+        r"trace.text LIKE '%C:\%'",  # \% = a backslash then any run, not a literal %
+        r"trace.text LIKE '%orders\%new%'",
+        r"trace.text LIKE '%\\\_new%'",  # three backslashes, one character (the fourth), new
+        r"trace.text LIKE '%C:\\\\orders\\\\new%'",  # \\ is two backslashes, not one
+        r"trace.text LIKE '%C:\\orders%'",  # ... so two do not match the four stored
+        r"trace.text ILIKE '%c:\\\\ORDERS\%'",
+        r"""trace.text ILIKE '%\"<<t1>>\__, "MLFLOW.SPANTYPE%'""",  # \ then two characters: ""
+        r"trace.text LIKE '%\'",  # a trailing backslash is a backslash (no span text ends in one)
+        r"span.name = 'lookup_order' AND span.content LIKE '%path\%C:\%'",
+        r"span.attributes.mlflow.spanInputs LIKE '%C:\%'",
+        r"span.attributes.mlflow.spanInputs LIKE '%orders\%new%'",
+        r"span.attributes.mlflow.spanInputs ILIKE '%ORDERS\_%'",
+        r"tags.note LIKE 'C:\temp\%'",  # keyword fields: Lucene's own wildcard query
+        r"metadata.ticket LIKE 'T\_00'",
+        r"metadata.ticket LIKE 'T\4%'",
+        r"metadata.ticket ILIKE 't\%'",
+    ),
     # ---------------------------------------------------------------- assessments
     *_cases(
         "feedback.rating = '4'",
