@@ -701,7 +701,7 @@ def assessment_spellings(value: Any) -> list[str]:
     """The stored values an assessment ``=`` matches. MLflow stores json.dumps(value) (non-ASCII
     escaped) and compares with the literal and its json.dumps; values logged by our SDK keep
     non-ASCII text as is, so that spelling too."""
-    return sorted({value, json.dumps(value), json.dumps(value, ensure_ascii=False)})
+    return sorted({str(value), json.dumps(value), json.dumps(value, ensure_ascii=False)})
 
 
 def _assessment_values(value: Any) -> Query:
