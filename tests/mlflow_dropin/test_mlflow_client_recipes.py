@@ -332,40 +332,6 @@ def test_experiments_are_found_by_name_and_search(client: MlflowClient, loaded: 
     assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_delete_traces_by_ids_and_by_time(pipeline: Pipeline, client: MlflowClient) -> None:
-    """Only where the server has DeleteTraces (issue 21 item 3, built separately)."""
-    probe = client.create_experiment(f"delete-probe-{uuid.uuid4().hex[:8]}")
-    try:
-        client.delete_traces(probe, trace_ids=["tr-" + "0" * 31 + "1"])
-    except MlflowException as exc:
-        if exc.error_code == "ENDPOINT_NOT_FOUND":
-            pytest.skip(
-                "this server has no DeleteTraces endpoint (POST /api/2.0/mlflow/traces/delete-traces)"
-            )
-        raise
-    experiment_id, trace_ids = _load(pipeline, client, f"delete-{uuid.uuid4().hex[:8]}", 6)
-    assert client.delete_traces(experiment_id, trace_ids=[trace_ids[5]]) == 1
-    oldest = client.search_traces(
-        experiment_ids=[experiment_id], order_by=["timestamp_ms ASC"], max_results=1
-    )[0]
-    assert (
-        client.delete_traces(experiment_id, max_timestamp_millis=oldest.info.timestamp_ms, max_traces=10) == 1
-    )
-
-    def remaining() -> list[str] | None:
-        found = [
-            t.info.trace_id for t in client.search_traces(experiment_ids=[experiment_id], include_spans=False)
-        ]
-        return found if len(found) == 4 else None
-
-    assert sorted(eventually(remaining, "deleted traces to leave searches", timeout_s=30)) == sorted(
-        trace_ids[1:5]
-    )
-
-
-# ---------------------------------------------------------------- the unmodified mlflow client
-
-
 @pytest.fixture(scope="module")
 def experiments_report(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     payload = {"tracking_uri": pipeline.url, "prefix": f"oracle-{uuid.uuid4().hex[:8]}"}
