@@ -332,6 +332,9 @@ def test_experiments_are_found_by_name_and_search(client: MlflowClient, loaded: 
     assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
+# ---------------------------------------------------------------- the unmodified mlflow client
+
+
 @pytest.fixture(scope="module")
 def experiments_report(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     payload = {"tracking_uri": pipeline.url, "prefix": f"oracle-{uuid.uuid4().hex[:8]}"}
