@@ -35,6 +35,7 @@ from tracestream.schemas import (
     new_assessment_id,
     new_trace_id,
 )
+from tracestream.schemas.assessments import UPDATES_ASSESSMENT, assessment_deletion
 from tracestream.schemas.entities import (
     Assessment,
     AssessmentError,
@@ -526,10 +527,6 @@ def delete_trace_tag(trace_id: str, key: str) -> None:
 # override_feedback, get_assessment, update_assessment and delete_assessment.
 _ASSESSMENTS_KEPT = 10_000
 _assessments: OrderedDict[str, tuple[Assessment, str]] = OrderedDict()
-# Metadata markers of the versions an update or a deletion writes, as the API's MLflow REST
-# drop-in writes them (search_api/mlflow_rest/protojson.py): its reads show MLflow's view.
-UPDATES_ASSESSMENT = "tracestream.assessment.updates"
-DELETES_ASSESSMENT = "tracestream.assessment.deletes"
 
 
 def _remember(assessment: Assessment, version_id: str) -> None:
@@ -779,23 +776,8 @@ def delete_assessment(trace_id: str, assessment_id: str) -> None:
         trace_id, assessment_id = as_text(trace_id), as_text(assessment_id)
         known = _assessments.get(assessment_id)
         now_ms = time.time_ns() // 1_000_000
-        record: AssessmentLogged = {
-            "assessment_id": new_assessment_id(),
-            "trace_id": trace_id,
-            "name": "",  # the stream gives it the deleted assessment's name
-            "kind": "FEEDBACK",
-            "value_json": None,
-            "error": None,
-            "source_type": "SOURCE_TYPE_UNSPECIFIED",
-            "source_id": "default",
-            "rationale": None,
-            "metadata": {DELETES_ASSESSMENT: assessment_id},
-            "span_id": None,
-            "create_time_ms": now_ms,
-            "last_update_time_ms": now_ms,
-            "overrides": known[1] if known is not None and known[1] else assessment_id,
-            "valid": False,
-        }
+        version_id = known[1] if known is not None and known[1] else None
+        record = assessment_deletion(trace_id, assessment_id, version_id, now_ms)
         provider = get_provider()
         if provider is not None:
             provider.processor.emit(RecordEvent(trace_id, ASSESSMENT_LOGGED, record))  # type: ignore[arg-type]

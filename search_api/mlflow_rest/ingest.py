@@ -47,13 +47,13 @@ from tracestream.schemas import (
     is_trace_id,
     new_assessment_id,
 )
+from tracestream.schemas.assessments import UPDATES_ASSESSMENT
+from tracestream.schemas.assessments import assessment_deletion as _deletion_marker
 from tracestream.schemas.entities import AssessmentSourceType, TraceState
 from tracestream.schemas.mlflow_format import event_attribute_value, trace_state
 from tracestream.schemas.records import AssessmentLogged, SpanEnded, SpanEvent, TraceEnded, TraceLocation
 from tracestream.search_api.mlflow_rest.protojson import (
-    DELETES_ASSESSMENT,
     SERVER_MANAGED_TAGS,
-    UPDATES_ASSESSMENT,
     field,
     invalid_parameter,
     missing_parameter,
@@ -581,21 +581,4 @@ def assessment_update(
 def assessment_deletion(trace_id: str, assessment_id: str, version_id: str | None = None) -> AssessmentLogged:
     """A marker that deletes an assessment: it overrides its current version ``version_id``
     (so searches no longer see it) and is itself invalid; reads hide both."""
-    now = _now_ms()
-    return {
-        "assessment_id": new_assessment_id(),
-        "trace_id": trace_id,
-        "name": "",  # the stream gives it the deleted assessment's name
-        "kind": "FEEDBACK",
-        "value_json": None,
-        "error": None,
-        "source_type": "SOURCE_TYPE_UNSPECIFIED",
-        "source_id": "default",
-        "rationale": None,
-        "metadata": {DELETES_ASSESSMENT: assessment_id},
-        "span_id": None,
-        "create_time_ms": now,
-        "last_update_time_ms": now,
-        "overrides": version_id or assessment_id,
-        "valid": False,
-    }
+    return _deletion_marker(trace_id, assessment_id, version_id, _now_ms())

@@ -19,6 +19,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tracestream.schemas.assessments import DELETES_ASSESSMENT, UPDATES_ASSESSMENT
 from tracestream.search_api.search import SearchError
 
 # The trace tag that tells MLflow's client its spans are served by the tracking store
@@ -34,10 +35,6 @@ SERVER_MANAGED_TAGS = frozenset(
         "mlflow.trace.archivalFailure",
     }
 )
-# Metadata of the assessment events that update or delete another (see ingest): their value is
-# the id MLflow's client knows.
-UPDATES_ASSESSMENT = "tracestream.assessment.updates"
-DELETES_ASSESSMENT = "tracestream.assessment.deletes"
 
 SPAN_KIND_INTERNAL = "SPAN_KIND_INTERNAL"
 

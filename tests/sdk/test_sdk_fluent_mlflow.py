@@ -99,14 +99,6 @@ def test_update_and_delete_write_versions_as_the_rest_drop_in_does(flushed) -> N
     assert deletion["metadata"] == {"tracestream.assessment.deletes": logged.assessment_id}
 
 
-def test_the_markers_are_the_rest_drop_ins() -> None:
-    from tracestream.producers import fluent
-    from tracestream.search_api.mlflow_rest import protojson
-
-    assert fluent.UPDATES_ASSESSMENT == protojson.UPDATES_ASSESSMENT
-    assert fluent.DELETES_ASSESSMENT == protojson.DELETES_ASSESSMENT
-
-
 def test_get_assessment_of_an_unknown_assessment_without_an_api_is_none(exporter, caplog) -> None:
     assert mlflow.get_assessment("tr-1", "a-unknown") is None
     assert "TRACESTREAM_SDK__TRACKING_URI" in caplog.text
