@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tracestream.search_api.mlflow_rest.protojson import invalid_parameter
+from tracestream.search_api.mlflow_rest.protojson import int_parameter, invalid_parameter
 
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 SEARCH_MAX_RESULTS_THRESHOLD = 50000
@@ -309,13 +309,7 @@ def view_type_stages(view_type: Any) -> set[str]:
 def max_results_value(value: Any) -> int:
     if value is None or value == "":
         return SEARCH_MAX_RESULTS_DEFAULT
-    try:
-        size = int(value)
-    except (TypeError, ValueError) as exc:
-        raise invalid_parameter(
-            f"Invalid value {json.dumps(value)} for parameter 'max_results' supplied:  Hint: Value was of "
-            f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
-        ) from exc
+    size = int_parameter(value, "max_results")
     if size < 1:
         raise invalid_parameter(
             f"Invalid value {size} for parameter 'max_results' supplied. It must be a positive integer"

@@ -43,6 +43,17 @@ def invalid_parameter(message: str) -> SearchError:
     return SearchError(400, "INVALID_PARAMETER_VALUE", message)
 
 
+def int_parameter(value: Any, name: str) -> int:
+    """An integer request parameter, refused with MLflow's message when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise invalid_parameter(
+            f"Invalid value {json.dumps(value)} for parameter '{name}' supplied:  Hint: Value was of "
+            f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
+        ) from exc
+
+
 def not_found(message: str) -> SearchError:
     return SearchError(404, "RESOURCE_DOES_NOT_EXIST", message)
 

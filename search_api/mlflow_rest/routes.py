@@ -36,6 +36,7 @@ from tracestream.search_api.mlflow_rest.ingest import (
 from tracestream.search_api.mlflow_rest.protojson import (
     current_versions,
     field,
+    int_parameter,
     invalid_parameter,
     missing_parameter,
     not_found,
@@ -145,13 +146,7 @@ def _search_page_size(body: dict[str, Any]) -> int:
     value = field(body, "max_results")
     if value is None:
         return DEFAULT_SEARCH_RESULTS
-    try:
-        size = int(value)
-    except (TypeError, ValueError) as exc:
-        raise invalid_parameter(
-            f"Invalid value {json.dumps(value)} for parameter 'max_results' supplied:  Hint: Value was of "
-            f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
-        ) from exc
+    size = int_parameter(value, "max_results")
     if size > MAX_SEARCH_RESULTS:
         raise invalid_parameter(
             f"Invalid value {size} for parameter 'max_results' supplied:  Hint: Value was of type 'int'. "
