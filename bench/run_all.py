@@ -31,6 +31,9 @@ def benchmarks(search_sizes: str) -> dict[str, list[str]]:
         "e2e": ["e2e.py"],
         # The same pipeline at a rate this 2-core machine sustains with everything colocated.
         "e2e_2k": ["e2e.py", "--spans-per-s", "2000", "--seconds", "60", "--mlflow-traces", "0"],
+        "predicate": ["predicate.py"],
+        "alerts": ["alerts.py"],
+        "alerts_e2e": ["alerts_e2e.py"],
     }
 
 
