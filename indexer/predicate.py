@@ -46,6 +46,7 @@ from tracestream.indexer.query import (
     SPAN_NUMERIC,
     TOKEN_FIELDS,
     KeywordField,
+    Sessions,
     assessment_spellings,
     attribute_regexp,
     comparator,
@@ -636,22 +637,60 @@ def _assessment_numeric(select: Callable[[Mapping[str, Any]], bool], c: Comparis
     return _assessment_with(test, F.ASSESSMENT_NUMERIC_VALUE)(select, c)
 
 
+# The positive form of each comparator (IS NULL negates IS NOT NULL's), as the generator's
+# ASSESSMENT_OPS.
 ASSESSMENT_TESTS: dict[Op, _AssessmentTest] = {
-    Op.IS_NULL: lambda select, c: _negate(_some(F.ASSESSMENTS, select)),
     Op.IS_NOT_NULL: lambda select, c: _some(F.ASSESSMENTS, select),
     Op.EQ: _assessment_eq,
     Op.NE: _assessment_ne,
     **dict.fromkeys((Op.LT, Op.LE, Op.GT, Op.GE), _assessment_numeric),
 }
+_ASSESSMENT_SESSION = _getter(F.ASSESSMENT_SESSION_ID, F.ASSESSMENTS)
+_SESSION = _getter(F.SESSION_ID)
 
 
-def _assessment(c: Comparison) -> Predicate:
-    assert isinstance(c.field, Assessment)
-    select = _assessment_selector(c.field)
-    special = ASSESSMENT_TESTS.get(c.op)
+def _assessment_match(c: Comparison, select: Callable[[Mapping[str, Any]], bool]) -> Predicate:
+    op = Op.IS_NOT_NULL if c.op is Op.IS_NULL else c.op
+    special = ASSESSMENT_TESTS.get(op)
     if special is not None:
         return special(select, c)
     return _assessment_with(_keyword_test(ASSESSMENT_VALUE, c))(select, c)
+
+
+def session_source(c: Comparison) -> Predicate:
+    """``indexer.query.session_source_query``: the trace has a session and holds a session-scoped
+    assessment matching ``c`` (IS NULL: any valid one of that kind and name)."""
+    assert isinstance(c.field, Assessment)
+    select = _assessment_selector(c.field)
+    holds = _assessment_match(c, lambda a: select(a) and _ASSESSMENT_SESSION(a) is not None)
+    return lambda d: _SESSION(d) is not None and holds(d)
+
+
+def sessions_in(documents: Iterable[Document]) -> Sessions:
+    """The ``Sessions`` of a set of documents (the search's lookup, in memory): for an assessment
+    comparison, the sessions of the documents that hold a matching session-scoped assessment.
+    Only a caller holding every trace of the searched experiments gets MLflow's answer."""
+    kept = list(documents)
+
+    def lookup(c: Comparison) -> frozenset[str]:
+        source = session_source(c)
+        return frozenset(_SESSION(d) for d in kept if source(d))
+
+    return lookup
+
+
+def _assessment(c: Comparison, sessions: Sessions | None) -> Predicate:
+    assert isinstance(c.field, Assessment)
+    own = _assessment_match(c, _assessment_selector(c.field))
+    covered = sessions(c) if sessions is not None else frozenset()
+    if covered:
+        direct = own
+
+        def own_or_session(d: Document) -> bool:
+            return direct(d) or _SESSION(d) in covered
+
+        own = own_or_session
+    return _negate(own) if c.op is Op.IS_NULL else own
 
 
 def _issue(c: Comparison) -> Predicate:
@@ -673,13 +712,14 @@ FIELD_TESTS: dict[type, Callable[[Comparison], Predicate]] = {
     Metadata: lambda c: _entry(F.METADATA, c),
     SpanField: lambda c: _one_span([_span_clause(c)]),
     SpanAttribute: lambda c: _one_span([_span_clause(c)]),
-    Assessment: _assessment,
     Issue: _issue,
     TokenUsage: _token_usage,
 }
 
 
-def _comparison(c: Comparison) -> Predicate:
+def _comparison(c: Comparison, sessions: Sessions | None) -> Predicate:
+    if isinstance(c.field, Assessment):
+        return _assessment(c, sessions)
     compile_field = FIELD_TESTS.get(type(c.field))
     if compile_field is None:
         raise UnsupportedError(f"Unsupported field {c.field!r}", c.position)
@@ -694,10 +734,10 @@ def _negate(predicate: Predicate) -> Predicate:
     return lambda d: not predicate(d)
 
 
-def _and(node: And) -> Predicate:
+def _and(node: And, sessions: Sessions | None) -> Predicate:
     # As the generator: the conjunction's span clauses must hold for one and the same span.
     span_tests = [_span_clause(item) for item in node.items if _is_span(item)]  # type: ignore[arg-type]
-    others = [compile_filter(item) for item in node.items if not _is_span(item)]
+    others = [compile_filter(item, sessions) for item in node.items if not _is_span(item)]
     if span_tests:
         others.append(_one_span(span_tests))
     if len(others) == 1:
@@ -708,20 +748,20 @@ def _and(node: And) -> Predicate:
     return lambda d: all(p(d) for p in others)
 
 
-def _or(node: Or) -> Predicate:
-    items = [compile_filter(item) for item in node.items]
+def _or(node: Or, sessions: Sessions | None) -> Predicate:
+    items = [compile_filter(item, sessions) for item in node.items]
     if len(items) == 2:
         first, second = items
         return lambda d: first(d) or second(d)
     return lambda d: any(p(d) for p in items)
 
 
-def _not(node: Not) -> Predicate:
-    return _negate(compile_filter(node.item))
+def _not(node: Not, sessions: Sessions | None) -> Predicate:
+    return _negate(compile_filter(node.item, sessions))
 
 
 # From AST node type to its predicate (the generator's TRANSFORMS).
-TRANSFORMS: dict[type, Callable[[Any], Predicate]] = {
+TRANSFORMS: dict[type, Callable[[Any, Sessions | None], Predicate]] = {
     Comparison: _comparison,
     And: _and,
     Or: _or,
@@ -729,13 +769,18 @@ TRANSFORMS: dict[type, Callable[[Any], Predicate]] = {
 }
 
 
-def compile_filter(node: Node | None) -> Predicate:
+def compile_filter(node: Node | None, sessions: Sessions | None = None) -> Predicate:
     """``predicate(document) -> bool`` for a parsed filter (``None``: every trace), over the
     fields ``indexer.document.searched_fields`` builds. Raises ``UnsupportedError`` exactly where
-    ``indexer.query.to_query`` does."""
+    ``indexer.query.to_query`` does.
+
+    ``sessions`` is ``to_query``'s: the sessions each assessment comparison covers through
+    session-scoped assessments (``sessions_in`` computes them from a set of documents). Without
+    it, as for the stream's alert rules, which see one completed trace at a time, an assessment
+    counts for the trace it was logged on only."""
     if node is None:
         return _always
     transform = TRANSFORMS.get(type(node))
     if transform is None:
         raise UnsupportedError(f"Unsupported filter node {type(node).__name__}")
-    return transform(node)
+    return transform(node, sessions)

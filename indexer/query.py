@@ -713,8 +713,9 @@ def _assessment_numeric(select: list[Query], c: Comparison) -> Query:
     return _nested(F.ASSESSMENTS, _all(*select, condition))
 
 
+# The positive form of each comparator (IS NULL is the negation of IS NOT NULL's): some valid
+# assessment of the kind and name, selected by ``select``, whose value passes.
 ASSESSMENT_OPS: dict[Op, _AssessmentOp] = {
-    Op.IS_NULL: lambda select, c: _must_not(_nested(F.ASSESSMENTS, _all(*select))),
     Op.IS_NOT_NULL: lambda select, c: _nested(F.ASSESSMENTS, _all(*select)),
     Op.EQ: lambda select, c: _nested(F.ASSESSMENTS, _all(*select, _assessment_values(c.value))),
     Op.NE: lambda select, c: _nested(
@@ -724,18 +725,51 @@ ASSESSMENT_OPS: dict[Op, _AssessmentOp] = {
 }
 ASSESSMENT_VALUE = KeywordField(F.ASSESSMENT_VALUE, ci_field=lower(F.ASSESSMENT_VALUE))
 
+# Session-scoped assessments (MLflow 3.17's SqlAlchemyStore._get_session_scoped_trace_ids): an
+# assessment whose metadata has the key ``mlflow.trace.session`` (whatever its value), logged on
+# a trace that has a session, counts for every trace of that trace's session (the trace's own
+# metadata ``mlflow.trace.session``, not the assessment's), within the searched experiments.
+# OpenSearch cannot join, so the search asks first which sessions those are
+# (``session_source_query``, ``search_api.search``) and passes them in as ``Sessions``.
+Sessions = Callable[[Comparison], "frozenset[str] | set[str]"]
+"""For an assessment comparison, the ids of the sessions whose session-scoped assessments match
+it (for IS NULL and IS NOT NULL: have a valid one of that kind and name)."""
 
-def _assessment(c: Comparison) -> Query:
-    assert isinstance(c.field, Assessment)
-    select = [
-        _term(F.ASSESSMENT_KIND, c.field.kind),
-        _term(F.ASSESSMENT_NAME, c.field.name),
+
+def _assessment_select(field: Assessment, *extra: Query) -> list[Query]:
+    return [
+        _term(F.ASSESSMENT_KIND, field.kind),
+        _term(F.ASSESSMENT_NAME, field.name),
         _term(F.ASSESSMENT_VALID, True),
+        *extra,
     ]
-    special = ASSESSMENT_OPS.get(c.op)
+
+
+def _assessment_match(c: Comparison, select: list[Query]) -> Query:
+    """Some assessment that ``select`` picks matches ``c`` (IS NULL: as IS NOT NULL)."""
+    op = Op.IS_NOT_NULL if c.op is Op.IS_NULL else c.op
+    special = ASSESSMENT_OPS.get(op)
     if special is not None:
         return special(select, c)
     return _nested(F.ASSESSMENTS, _all(*select, _keyword_op(ASSESSMENT_VALUE, c)))
+
+
+def session_source_query(c: Comparison) -> Query:
+    """The traces holding a session-scoped assessment that matches ``c`` (IS NULL: any valid one
+    of that kind and name), for a trace that has a session: their ``session_id`` values are the
+    sessions ``c`` covers."""
+    assert isinstance(c.field, Assessment)
+    scoped = _assessment_select(c.field, _exists(F.ASSESSMENT_SESSION_ID))
+    return _all(_assessment_match(c, scoped), _exists(F.SESSION_ID))
+
+
+def _assessment(c: Comparison, sessions: Sessions | None) -> Query:
+    assert isinstance(c.field, Assessment)
+    query = _assessment_match(c, _assessment_select(c.field))
+    covered = sorted(sessions(c)) if sessions is not None else []
+    if covered:
+        query = {"bool": {"should": [query, {"terms": {F.SESSION_ID: covered}}], "minimum_should_match": 1}}
+    return _must_not(query) if c.op is Op.IS_NULL else query
 
 
 def _issue(c: Comparison) -> Query:
@@ -755,13 +789,14 @@ FIELD_TRANSFORMS: dict[type, Callable[[Comparison], Query]] = {
     Metadata: lambda c: _entry(F.METADATA, c),
     SpanField: lambda c: _nested(F.SPANS, _span_clause(c)),
     SpanAttribute: lambda c: _nested(F.SPANS, _span_clause(c)),
-    Assessment: _assessment,
     Issue: _issue,
     TokenUsage: _token_usage,
 }
 
 
-def _comparison(c: Comparison) -> Query:
+def _comparison(c: Comparison, sessions: Sessions | None) -> Query:
+    if isinstance(c.field, Assessment):
+        return _assessment(c, sessions)
     transform = FIELD_TRANSFORMS.get(type(c.field))
     if transform is None:
         raise UnsupportedError(f"Unsupported field {c.field!r}", c.position)
@@ -772,25 +807,25 @@ def _is_span(node: Node) -> bool:
     return isinstance(node, Comparison) and type(node.field) in SPAN_TRANSFORMS
 
 
-def _and(node: And) -> Query:
+def _and(node: And, sessions: Sessions | None) -> Query:
     # MLflow: every span clause of a conjunction must hold for one and the same span.
     span_clauses = [_span_clause(item) for item in node.items if _is_span(item)]  # type: ignore[arg-type]
-    others = [to_query(item) for item in node.items if not _is_span(item)]
+    others = [to_query(item, sessions) for item in node.items if not _is_span(item)]
     if span_clauses:
         others.append(_nested(F.SPANS, _all(*span_clauses)))
     return _all(*others)
 
 
-def _or(node: Or) -> Query:
-    return {"bool": {"should": [to_query(item) for item in node.items], "minimum_should_match": 1}}
+def _or(node: Or, sessions: Sessions | None) -> Query:
+    return {"bool": {"should": [to_query(item, sessions) for item in node.items], "minimum_should_match": 1}}
 
 
-def _not(node: Not) -> Query:
-    return _must_not(to_query(node.item))
+def _not(node: Not, sessions: Sessions | None) -> Query:
+    return _must_not(to_query(node.item, sessions))
 
 
 # From AST node type to its query (sqlglot's Generator.TRANSFORMS).
-TRANSFORMS: dict[type, Callable[[Any], Query]] = {
+TRANSFORMS: dict[type, Callable[[Any, Sessions | None], Query]] = {
     Comparison: _comparison,
     And: _and,
     Or: _or,
@@ -798,14 +833,17 @@ TRANSFORMS: dict[type, Callable[[Any], Query]] = {
 }
 
 
-def to_query(node: Node | None) -> Query:
-    """The OpenSearch query for a parsed filter (``None``: every trace)."""
+def to_query(node: Node | None, sessions: Sessions | None = None) -> Query:
+    """The OpenSearch query for a parsed filter (``None``: every trace). ``sessions`` gives the
+    sessions each assessment comparison covers through session-scoped assessments (MLflow's
+    meaning; ``search_api.search`` looks them up); without it, an assessment counts for the
+    trace it was logged on only."""
     if node is None:
         return {"match_all": {}}
     transform = TRANSFORMS.get(type(node))
     if transform is None:
         raise UnsupportedError(f"Unsupported filter node {type(node).__name__}")
-    return transform(node)
+    return transform(node, sessions)
 
 
 def experiments_query(experiment_ids: list[str]) -> Query:

@@ -21,16 +21,28 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportError
 
 from tracestream.indexer.document import hit_fetch, trace_from_hit
-from tracestream.indexer.mapping import IndexNames
-from tracestream.indexer.query import experiments_query, to_query, to_sort
+from tracestream.indexer.mapping import F, IndexNames
+from tracestream.indexer.query import Sessions, experiments_query, session_source_query, to_query, to_sort
 from tracestream.indexer.store import get_trace
 from tracestream.schemas import is_trace_id
-from tracestream.search_api.dsl import FilterError, parse_filter, parse_order_by, with_default_order
+from tracestream.search_api.dsl import (
+    Assessment,
+    Comparison,
+    FilterError,
+    parse_filter,
+    parse_order_by,
+    with_default_order,
+)
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 EXPORT_PAGE_SIZE = 500
+# Session-scoped assessments: the sessions one assessment comparison covers are looked up first,
+# a page of session ids at a time, and searched as one ``terms`` query (OpenSearch's
+# index.max_terms_count is 65,536 by default).
+SESSION_PAGE_SIZE = 10_000
+MAX_SESSIONS = 65_536
 PIT_KEEP_ALIVE = "2m"
 
 
@@ -113,7 +125,7 @@ class TraceSearch:
         try:
             node = parse_filter(filter_string)
             orders = with_default_order(parse_order_by(order_by))
-            query = to_query(node)
+            query = to_query(node, self._sessions(locations))
             sort = to_sort(orders)
         except FilterError as exc:
             # The message stays MLflow's; where it points is a field of its own.
@@ -126,6 +138,58 @@ class TraceSearch:
             json.dumps([filter_string or "", order_by or [], locations], sort_keys=True).encode()
         ).hexdigest()[:16]
         return _Request(query, sort, fingerprint)
+
+    def _sessions(self, locations: list[str] | None) -> Sessions:
+        """The sessions an assessment comparison covers through session-scoped assessments (MLflow:
+        an assessment with metadata ``mlflow.trace.session`` counts for every trace of the session
+        of the trace it was logged on), among the searched experiments: a composite aggregation
+        over the ``session_id`` of the traces holding a matching one. Asked once per comparison."""
+        found: dict[Comparison, frozenset[str]] = {}
+
+        def lookup(c: Comparison) -> frozenset[str]:
+            if c in found:
+                return found[c]
+            assert isinstance(c.field, Assessment)
+            query = session_source_query(c)
+            if locations is not None:
+                query = {"bool": {"filter": [query, experiments_query(locations)]}}
+            sessions: set[str] = set()
+            after: dict[str, Any] | None = None
+            while True:
+                composite: dict[str, Any] = {
+                    "size": SESSION_PAGE_SIZE,
+                    "sources": [{"session": {"terms": {"field": F.SESSION_ID}}}],
+                }
+                if after is not None:
+                    composite["after"] = after
+                body = {
+                    "query": query,
+                    "size": 0,
+                    "track_total_hits": False,
+                    "aggs": {"s": {"composite": composite}},
+                }
+                response = self._call(
+                    self.client.search,
+                    index=self.names.read_alias,
+                    body=body,
+                    ignore_unavailable=True,
+                    allow_no_indices=True,
+                )
+                page = response.get("aggregations", {}).get("s", {})
+                sessions.update(bucket["key"]["session"] for bucket in page.get("buckets", []))
+                if len(sessions) > MAX_SESSIONS:
+                    raise invalid(
+                        f"{c.field.kind}.{c.field.name} {c.op.value}: session-scoped assessments of "
+                        f"more than {MAX_SESSIONS} sessions match; narrow the search (experiments)",
+                        c.position,
+                    )
+                after = page.get("after_key")
+                if after is None or len(page.get("buckets", [])) < SESSION_PAGE_SIZE:
+                    break
+            found[c] = frozenset(sessions)
+            return found[c]
+
+        return lookup
 
     # ------------------------------------------------------------ page tokens
 

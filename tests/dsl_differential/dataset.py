@@ -13,7 +13,8 @@ What the traces cover:
 * spans of several names, types and statuses with attributes (strings, numbers, booleans,
   dotted keys, unicode), token usage on LLM spans, exception events on failed spans;
 * assessments: numeric, float, boolean, string, unicode and error-only feedback, NaN, string and
-  structured expectations, overridden (invalid) ratings, and one session-scoped feedback.
+  structured expectations, overridden (invalid) ratings, and session-scoped feedback and expectations
+  (``_add_session_assessments``).
 """
 
 from __future__ import annotations
@@ -405,7 +406,56 @@ def build_dataset() -> list[CompletedTrace]:
                 "completed_time_ms": end_ms + 50,
             }
         )
+    _add_session_assessments(traces)
     return traces
+
+
+# ---------------------------------------------------------------- session-scoped assessments
+# (issue 21, item 2.) MLflow applies an assessment whose metadata has ``mlflow.trace.session`` to
+# every trace, in the searched experiments, of the session of the trace it was logged on. Added
+# after the main loop, with ids from a generator of their own, so the traces above keep theirs.
+#
+# ``conversation`` (feedback): trace 1 (session-1, experiment 2) "resolved"; trace 9 (session-1)
+# "escalated", not session-scoped; trace 10 (session-2) "escalated"; trace 3 (session-3)
+# "resolved" overridden (invalid) by "unresolved"; trace 4 (session-4) "resolved" with
+# metadata naming session-6 (the trace's own session counts); trace 2 (no session) "resolved"
+# naming session-2 (its own trace only). ``conversation_score`` (feedback): trace 6 (session-6)
+# 4, trace 7 (session-7) 1.5, trace 22 (session-6) 2 not session-scoped.
+# ``conversation_goal`` (expectation): trace 12 (session-4) "refund".
+SESSION_ASSESSMENT_SEED = SEED + 21
+
+
+def _add_session_assessments(traces: list[CompletedTrace]) -> None:
+    ids = Ids(random.Random(SESSION_ASSESSMENT_SEED))
+
+    def add(n: int, name: str, kind: str, value: Any, session: str | None, **fields: Any) -> AssessmentLogged:
+        trace = traces[n]
+        at = trace["info"]["request_time_ms"] + (trace["info"]["execution_duration_ms"] or 0) + 5_000
+        metadata = {} if session is None else {TraceMetadataKey.TRACE_SESSION: session}
+        made = _assessment(
+            ids,
+            trace["trace_id"],
+            name,
+            kind,
+            value,
+            at + len(trace["assessments"]),
+            metadata=metadata,
+            **fields,
+        )
+        trace["assessments"].append(made)
+        return made
+
+    add(1, "conversation", "FEEDBACK", "resolved", "session-1")
+    add(9, "conversation", "FEEDBACK", "escalated", None)
+    add(10, "conversation", "FEEDBACK", "escalated", "session-2")
+    old = add(3, "conversation", "FEEDBACK", "resolved", "session-3", valid=False)
+    add(3, "conversation", "FEEDBACK", "unresolved", "session-3", overrides=old["assessment_id"])
+    add(4, "conversation", "FEEDBACK", "resolved", "session-6")
+    add(2, "conversation", "FEEDBACK", "resolved", "session-2")
+    add(6, "conversation_score", "FEEDBACK", 4, "session-6")
+    add(7, "conversation_score", "FEEDBACK", 1.5, "session-7")
+    add(22, "conversation_score", "FEEDBACK", 2, None)
+    add(12, "conversation_goal", "EXPECTATION", "refund", "session-4")
 
 
 def default_order(traces: list[CompletedTrace], ids: set[str]) -> list[str]:

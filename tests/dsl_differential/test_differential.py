@@ -344,28 +344,18 @@ DEVIATIONS: list[Deviation] = [
         Expect(where=lambda t: bool(valid(t, "judge"))),
         NONE,
     ),
+    # Session-scoped assessments (issue 21, item 2): OR and NOT over them.
     _dev(
-        "feedback.session_quality = 'good'",
-        "MLflow applies a session-scoped assessment to every trace of its session; we match the trace "
-        "it was logged on",
-        Expect(
-            where=lambda t: (
-                bool(valid(t, "session_quality"))
-                or t["info"]["metadata"].get("mlflow.trace.session") == "session-5"
-            )
-        ),
-        Expect(where=lambda t: bool(valid(t, "session_quality"))),
+        "NOT feedback.conversation = 'resolved'",
+        BEYOND + "; a session-scoped assessment counts for its whole session under NOT too",
+        _invalid("Invalid clause(s) in filter string: 'NOT'"),
+        Expect(minus=("feedback.conversation = 'resolved'",)),
     ),
     _dev(
-        "feedback.session_quality IS NULL",
-        "MLflow applies a session-scoped assessment to every trace of its session",
-        Expect(
-            where=lambda t: (
-                not valid(t, "session_quality")
-                and t["info"]["metadata"].get("mlflow.trace.session") != "session-5"
-            )
-        ),
-        Expect(where=lambda t: not valid(t, "session_quality")),
+        "feedback.conversation = 'escalated' OR feedback.conversation_score > 3",
+        BEYOND,
+        _invalid("Invalid clause(s) in filter string: 'OR'"),
+        Expect(union=("feedback.conversation = 'escalated'", "feedback.conversation_score > 3")),
     ),
     _dev(
         "run_id = '<<linked_run>>'",

@@ -32,8 +32,8 @@ from dsl_differential.test_generated_queries import parsed
 from tracestream.indexer import IndexNames
 from tracestream.indexer.document import searched_fields
 from tracestream.indexer.mapping import ENTRY_SEPARATOR
-from tracestream.indexer.predicate import compile_filter
-from tracestream.indexer.query import to_query
+from tracestream.indexer.predicate import compile_filter, sessions_in
+from tracestream.indexer.query import Sessions, to_query
 from tracestream.schemas.records import CompletedTrace
 from tracestream.search_api.dsl import (
     And,
@@ -96,9 +96,16 @@ def documents(search_settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     return [(trace["trace_id"], searched_fields(trace, limit)) for trace in DATASET]
 
 
-def in_memory(node: Node | None, documents: list[tuple[str, dict[str, Any]]]) -> set[str]:
-    predicate = compile_filter(node)
+def in_memory(
+    node: Node | None, documents: list[tuple[str, dict[str, Any]]], sessions: Sessions | None = None
+) -> set[str]:
+    predicate = compile_filter(node, sessions)
     return {trace_id for trace_id, document in documents if predicate(document)}
+
+
+def sessions_of(documents: list[tuple[str, dict[str, Any]]]) -> Sessions:
+    """The search's session lookup, in memory over every document of the searched experiments."""
+    return sessions_in(document for _id, document in documents)
 
 
 def test_the_documents_are_the_indexed_traces(dataset: list[CompletedTrace]) -> None:
@@ -123,11 +130,42 @@ def test_same_traces_as_opensearch(
     except SearchError as exc:
         # The generator refused it; the predicate refuses it with the same message.
         with pytest.raises(UnsupportedError) as refused:
-            compile_filter(node)
+            compile_filter(node, sessions_of(documents))
         assert refused.value.message == exc.message
         return
     ids = {trace["info"]["trace_id"] for trace in page.traces}
-    assert in_memory(node, documents) == ids
+    # The search looks up the sessions that session-scoped assessments cover in the index; the
+    # predicate is given the same lookup done over the documents (every trace is searched here).
+    assert in_memory(node, documents, sessions_of(documents)) == ids
+
+
+SESSION_FILTERS = [
+    "feedback.session_quality = 'good'",
+    "feedback.conversation = 'resolved'",
+    "feedback.conversation != 'resolved'",
+    "feedback.conversation IS NULL",
+    "feedback.conversation IS NOT NULL",
+    "feedback.conversation_score > 3",
+    "expectation.conversation_goal IS NULL",
+]
+
+
+@pytest.mark.parametrize("text", SESSION_FILTERS)
+def test_session_scoped_assessments_need_the_lookup(
+    text: str, opensearch: OpenSearch, search_settings: Settings, documents: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Session-scoped assessments do change these answers (the suite reaches them), and without a
+    lookup, as the stream's alert rules evaluate one trace at a time, both backends count an
+    assessment for its own trace only, and still agree."""
+    node = parse_filter(text)
+    with_sessions = in_memory(node, documents, sessions_of(documents))
+    own_only = in_memory(node, documents)
+    assert with_sessions != own_only
+    assert text in ACCEPTED
+    body = {"query": to_query(node), "size": len(DATASET), "_source": False, "track_total_hits": False}
+    index = IndexNames.from_settings(search_settings).read_alias
+    hits = opensearch.search(index=index, body=body)["hits"]["hits"]
+    assert {hit["_id"] for hit in hits} == own_only
 
 
 # ---------------------------------------------------------------- (b) generated filters
@@ -315,17 +353,20 @@ def test_generated_filters_agree(
     opensearch: OpenSearch, search_settings: Settings, documents: list[tuple[str, dict[str, Any]]], node: Node
 ) -> None:
     filter_node = parsed(node)
+    # Both backends get the same session lookup (the in-memory one), so that OR and NOT over
+    # session-scoped assessments are compared too.
+    sessions = sessions_of(documents)
     try:
-        query = to_query(filter_node)
+        query = to_query(filter_node, sessions)
     except FilterError as error:
         with pytest.raises(UnsupportedError) as refused:
-            compile_filter(filter_node)
+            compile_filter(filter_node, sessions)
         assert refused.value.message == error.message
         return
     body = {"query": query, "size": len(DATASET), "_source": False, "track_total_hits": False}
     index = IndexNames.from_settings(search_settings).read_alias
     hits = opensearch.search(index=index, body=body)["hits"]["hits"]
-    assert in_memory(filter_node, documents) == {hit["_id"] for hit in hits}
+    assert in_memory(filter_node, documents, sessions) == {hit["_id"] for hit in hits}
 
 
 def test_generated_filters_discriminate(documents: list[tuple[str, dict[str, Any]]]) -> None:
