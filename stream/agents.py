@@ -46,6 +46,7 @@ from tracestream.stream.assembler import (
     trace_id_of,
 )
 from tracestream.stream.offset_guard import OffsetGuard
+from tracestream.stream.prices import PriceTable
 from tracestream.stream.rules import RuleEngine, RuleSet, facts_of, load_rules
 from tracestream.stream.sinks import Sinks
 from tracestream.stream.stall import stall_report
@@ -105,6 +106,9 @@ class TraceAssembler:
         self.timers: dict[str, Timer] = {}
         # Alert rules: a file that does not load raises RuleError here, before anything starts.
         self.rule_set: RuleSet | None = load_rules(stream.rules_file) if stream.rules_file else None
+        # Prices of models for spans without a cost: read once here (a bad file raises PriceError
+        # before anything starts); lookups are cached per model.
+        self.prices = PriceTable.load(stream.model_prices_file)
         self.rules: RuleEngine | None = None
         self.rule_tables: RuleTables | None = None
         # Rule state changed since the last checkpoint (stream.rules_checkpoint_s), written by
@@ -282,7 +286,9 @@ class TraceAssembler:
     ) -> str | None:
         """Sends the revision (and its alert); why not, when it is too large."""
         now_ms = _now_ms()
-        trace = completed_trace(trace_id, emission, self.tables.spans_of(trace_id, chunks, current), now_ms)
+        trace = completed_trace(
+            trace_id, emission, self.tables.spans_of(trace_id, chunks, current), now_ms, self.prices
+        )
         size = await self.sinks.send_completed(trace, emission.first_seen_ms)
         if emission.alert:
             await self.sinks.send_alert(alert_of(trace, now_ms))

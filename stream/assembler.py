@@ -16,6 +16,7 @@ from typing import Any
 from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED
 from tracestream.schemas.records import AssessmentLogged, CompletedTrace, EventRecord, SpanEnded, TraceEnded
 from tracestream.stream.derive import assemble, failed_spans
+from tracestream.stream.prices import PriceTable
 from tracestream.stream.state import Emitted, HeldRecord, Purged, TraceState
 
 Event = tuple[str, EventRecord]
@@ -376,9 +377,14 @@ def _dead_letter_held(trace_id: str, state: TraceState, config: Config) -> tuple
 
 
 def completed_trace(
-    trace_id: str, emission: EmitRevision, spans: list[SpanEnded], now_ms: int
+    trace_id: str,
+    emission: EmitRevision,
+    spans: list[SpanEnded],
+    now_ms: int,
+    prices: PriceTable | None = None,
 ) -> CompletedTrace:
-    """The CompletedTrace an :class:`EmitRevision` stands for, given the trace's spans."""
+    """The CompletedTrace an :class:`EmitRevision` stands for, given the trace's spans (spans
+    without a cost priced from ``prices``, the shipped table when None)."""
     return assemble(
         trace_id,
         emission.revision,
@@ -389,6 +395,7 @@ def completed_trace(
         emission.tags_deleted,
         incomplete=emission.incomplete,
         now_ms=now_ms,
+        prices=prices,
     )
 
 

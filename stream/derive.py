@@ -21,6 +21,7 @@ from tracestream.schemas.records import (
     TraceInfo,
     TraceLocation,
 )
+from tracestream.stream.prices import PriceTable
 
 TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 CACHE_TOKEN_KEYS = (
@@ -52,10 +53,18 @@ def aggregate_over_tree(
     keys: tuple[str, ...],
     default: float,
     optional_keys: tuple[str, ...] = (),
+    parsed: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, float] | None:
     """MLflow's aggregation: sum ``key`` over the span tree, counting a span only when no
-    ancestor has it (so roll-ups are not counted twice). None when no span has it."""
-    data = {span["span_id"]: _attribute(span, key) for span in spans}
+    ancestor has it (so roll-ups are not counted twice). None when no span has it. ``parsed``:
+    values already at hand by span id (not read from the attribute again)."""
+    if parsed:
+        data = {
+            span["span_id"]: parsed[span["span_id"]] if span["span_id"] in parsed else _attribute(span, key)
+            for span in spans
+        }
+    else:
+        data = {span["span_id"]: _attribute(span, key) for span in spans}
     children: defaultdict[str, list[str]] = defaultdict(list)
     roots = []
     for span in spans:
@@ -87,10 +96,56 @@ def token_usage(spans: list[SpanEnded]) -> str | None:
     return None if totals is None else json.dumps(totals)
 
 
-def cost(spans: list[SpanEnded]) -> str | None:
-    """``mlflow.trace.cost``, aggregated like token usage."""
-    totals = aggregate_over_tree(spans, SpanAttributeKey.LLM_COST, COST_KEYS, 0.0)
+def cost(spans: list[SpanEnded], priced: dict[str, dict[str, float]] | None = None) -> str | None:
+    """``mlflow.trace.cost``, aggregated like token usage (``priced``: the costs :func:`price_spans`
+    derived, by span id)."""
+    totals = aggregate_over_tree(spans, SpanAttributeKey.LLM_COST, COST_KEYS, 0.0, parsed=priced)
     return None if totals is None else json.dumps(totals)
+
+
+def _json(attributes: dict[str, Any], key: str) -> Any:
+    return json.loads(attributes[key])
+
+
+def price_spans(
+    spans: list[SpanEnded], prices: PriceTable
+) -> tuple[list[SpanEnded], dict[str, dict[str, float]]]:
+    """The spans with ``mlflow.llm.cost`` where MLflow's server adds it when storing them (a
+    span with ``mlflow.llm.model`` and ``mlflow.chat.tokenUsage`` and no ``mlflow.llm.cost``
+    key), and those costs by span id. Other spans, and the list when nothing is priced, are
+    the very objects given."""
+    priced: dict[str, dict[str, float]] = {}
+    result = spans
+    for index, span in enumerate(spans):
+        attributes = span["attributes"]
+        if (
+            SpanAttributeKey.LLM_MODEL not in attributes
+            or SpanAttributeKey.CHAT_USAGE not in attributes
+            or SpanAttributeKey.LLM_COST in attributes
+        ):
+            continue
+        try:  # MLflow sets no cost when any of them is not JSON
+            usage = _json(attributes, SpanAttributeKey.CHAT_USAGE)
+            model = _json(attributes, SpanAttributeKey.LLM_MODEL)
+            provider = (
+                _json(attributes, SpanAttributeKey.LLM_PROVIDER)
+                if SpanAttributeKey.LLM_PROVIDER in attributes
+                else None
+            )
+        except (TypeError, ValueError):
+            continue
+        span_cost = prices.span_cost(model, usage, provider)
+        if span_cost is None:
+            continue
+        if result is spans:
+            result = list(spans)
+        # As MLflow's dump_span_attribute_value writes it, after the span's own attributes.
+        result[index] = {
+            **span,
+            "attributes": {**attributes, SpanAttributeKey.LLM_COST: json.dumps(span_cost)},
+        }
+        priced[span["span_id"]] = span_cost
+    return result, priced
 
 
 # ---------------------------------------------------------------- sizes
@@ -172,8 +227,11 @@ def assemble(
     tags_deleted: Iterable[str] = (),
     incomplete: bool = False,
     now_ms: int = 0,
+    prices: PriceTable | None = None,
 ) -> CompletedTrace:
-    """The completed trace, with MLflow's trace-level fields derived from its spans."""
+    """The completed trace, with MLflow's trace-level fields derived from its spans, and the
+    cost of spans that have a model and token usage but no cost, priced from ``prices`` (the
+    shipped table when None), as MLflow's server prices the spans it stores."""
     spans = sorted(spans, key=lambda s: (s["start_time_ns"], s["span_id"]))
     root = _root(spans, ended)
 
@@ -220,12 +278,13 @@ def assemble(
         "tags": tags,
         "metadata": metadata,
     }
-    # Sizes first, as MLflow computes them: before the cost (added by its store) and the size
-    # keys themselves are in the metadata.
+    # Sizes first, as MLflow computes them: before the cost (added by its store, to the spans
+    # too) and the size keys themselves are in the metadata.
     sizes = size_stats(spans, info)
     if sizes is not None:
         metadata[TraceMetadataKey.SIZE_STATS], metadata[TraceMetadataKey.SIZE_BYTES] = sizes
-    total_cost = cost(spans)
+    spans, priced = price_spans(spans, PriceTable.bundled() if prices is None else prices)
+    total_cost = cost(spans, priced)
     if total_cost is not None:
         metadata[TraceMetadataKey.COST] = total_cost
     if incomplete:

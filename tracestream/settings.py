@@ -206,6 +206,11 @@ class StreamSettings(BaseModel):
     # changed by every trace is written once per interval, not once per trace. Offsets are not
     # committed past a record whose rule state is not written yet, so a crash replays it.
     rules_checkpoint_s: float = Field(default=2.0, gt=0, le=60)
+    # A JSON file of model prices ({"providers": {provider: {model: {"input_per_million_tokens":
+    # ..., "output_per_million_tokens": ..., ...}}}}) for spans that have a model and token usage
+    # but no cost: its models are added to the shipped table (MLflow's bundled prices) or replace
+    # theirs. None: the shipped table alone.
+    model_prices_file: str | None = None
 
 
 class IndexerSettings(BaseModel):

@@ -32,6 +32,8 @@ from tracestream.schemas.records import (
     SpanStatusCode,
     TraceState,
 )
+from tracestream.stream.derive import cost, price_spans
+from tracestream.stream.prices import PriceTable
 
 SEED = 20261122
 TRACE_COUNT = 100
@@ -79,6 +81,12 @@ MODELS = ("gpt-4o", "gpt-4o-mini", "GPT-4O", "claude-3-5-sonnet", "llama-3-70b",
 TIERS = ("gold", "Gold", "silver", "bronze", "plätinum")
 QUALITIES = ("high", "low", "High", "médiocre", 'so "so"', "it's ok")
 TOOLS = ("lookup_order", "issue_refund", "search_kb", "update_address")
+# mlflow.llm.provider on LLM spans whose mlflow.llm.model is their "model" (the same text, so
+# MLflow's loose span.attributes.model LIKE matches the same spans): priced by the stream as
+# MLflow's server prices them (issue 21, item 4) by provider (any case), without one, with an
+# unknown provider (found without it); "GPT-4O" and the others are not in MLflow's catalog (no cost).
+PROVIDERS = ("openai", None, "OpenAI", "no-such-provider")
+CLIENT_COST = {"input_cost": 0.001, "output_cost": 0.002, "total_cost": 0.003}
 REGIONS = ("eu-west-1", "us-east-1", "ap-south-1")
 
 
@@ -224,6 +232,13 @@ def _children(
             }
             attributes[SpanAttributeKey.CHAT_USAGE] = usage
             attributes["model"] = model
+            if n % 3 != 1:
+                provider = PROVIDERS[(n + index) % len(PROVIDERS)]
+                attributes[SpanAttributeKey.LLM_MODEL] = model
+                if provider is not None:
+                    attributes[SpanAttributeKey.LLM_PROVIDER] = provider
+                if n % 10 == 3 and index == 0:
+                    attributes[SpanAttributeKey.LLM_COST] = CLIENT_COST  # the client's: kept
             attributes["temperature"] = [0.2, 0.7, 1][n % 3]
             attributes["stream"] = n % 2 == 0
             if n % 6 == 1:
@@ -345,7 +360,9 @@ def _assessments(
     return made
 
 
-def build_dataset() -> list[CompletedTrace]:
+def build_dataset(priced: bool = True) -> list[CompletedTrace]:
+    """The traces as the stream completes them; with ``priced=False`` as the client sent them
+    (MLflow's input): without the span costs and the trace cost the stream derives."""
     rng = random.Random(SEED)
     ids = Ids(rng)
     traces: list[CompletedTrace] = []
@@ -379,12 +396,22 @@ def build_dataset() -> list[CompletedTrace]:
                 start_ns,
                 duration_ms or 0,
                 "ERROR" if state == "ERROR" else "OK",
-                {SpanAttributeKey.INPUTS: question, SpanAttributeKey.OUTPUTS: answer},
+                {
+                    SpanAttributeKey.INPUTS: question,
+                    SpanAttributeKey.OUTPUTS: answer,
+                    # An ancestor with a cost: its priced children do not count in the trace's.
+                    **({SpanAttributeKey.LLM_COST: CLIENT_COST} if n % 8 == 6 else {}),
+                },
                 exp,
             )
             spans = [root, *children]
         inputs, outputs = _dump(question), _dump(answer)
         end_ms = start_ms + (duration_ms or 0)
+        metadata = _metadata(n, inputs, outputs, usage)
+        if priced:
+            spans, costs = price_spans(spans, PriceTable.bundled())
+            if (trace_cost := cost(spans, costs)) is not None:
+                metadata[TraceMetadataKey.COST] = trace_cost
         traces.append(
             {
                 "trace_id": trace_id,
@@ -399,7 +426,7 @@ def build_dataset() -> list[CompletedTrace]:
                     "request_preview": inputs,
                     "response_preview": None if state == "IN_PROGRESS" else outputs,
                     "tags": _tags(n, name),
-                    "metadata": _metadata(n, inputs, outputs, usage),
+                    "metadata": metadata,
                 },
                 "spans": spans,
                 "assessments": _assessments(ids, n, trace_id, end_ms, children),

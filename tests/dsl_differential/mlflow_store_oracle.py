@@ -9,7 +9,8 @@ directory: a fresh ``sqlite:///mlflow.db``. Imports nothing from tracestream. Re
      "link_to_run": [trace id, ...],        # linked to a new run with MlflowClient's LinkTracesToRun
      "queries": [{"filter": str | null, "order_by": [str] | null, "locations": [str]}]}
 
-Each trace is stored as MLflow's own server stores an exported trace: the spans (``log_spans``),
+Each trace is stored as MLflow's own server stores an exported trace: the spans (``log_spans``,
+which prices spans that have a model and token usage but no cost from MLflow's bundled catalog),
 then the final TraceInfo (``start_trace``), then each assessment (``create_assessment``, which
 invalidates the assessment it overrides). ``<<linked_run>>`` in a filter stands for the new run's id.
 
@@ -22,6 +23,7 @@ check both systems were given the same data.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -102,6 +104,9 @@ def main() -> None:
 
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
+    # Span costs from MLflow's bundled model catalog, the prices tracestream ships: not the newer
+    # catalog MLflow would first download from GitHub (nor litellm's, not installed).
+    os.environ["MLFLOW_MODEL_CATALOG_URI"] = ""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     payload = json.load(sys.stdin)

@@ -23,7 +23,7 @@ from mlflow_oracle import mlflow_python, run_in_mlflow
 from opensearchpy import OpenSearch
 
 from dsl_differential.cases import ALL, CASES, Case, all_case_keys, substitute
-from dsl_differential.dataset import EXPERIMENTS, LOCATIONS, default_order
+from dsl_differential.dataset import EXPERIMENTS, LOCATIONS, build_dataset, default_order
 from tracestream.indexer.document import _dumps_mlflow
 from tracestream.schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
 from tracestream.schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
@@ -501,6 +501,9 @@ def mlflow_run(dataset: list[CompletedTrace], tmp_path_factory: pytest.TempPathF
     """The dataset loaded into MLflow's SQL store, and every query answered: one subprocess."""
     mlflow_python()  # skips here (fails under CI=true) when MLflow's environment is missing
     queries = _queries(dataset)
+    # MLflow gets the traces as the client sent them, and prices the spans itself (issue 21, item 4).
+    sent = build_dataset(priced=False)
+    assert [t["trace_id"] for t in sent] == [t["trace_id"] for t in dataset]
     payload = {
         "experiments": list(EXPERIMENTS),
         "traces": [
@@ -509,7 +512,7 @@ def mlflow_run(dataset: list[CompletedTrace], tmp_path_factory: pytest.TempPathF
                 "spans": [mlflow_span_dict(span) for span in trace["spans"]],
                 "assessments": [mlflow_assessment_dict(a) for a in trace["assessments"]],
             }
-            for trace in dataset
+            for trace in sent
         ],
         "link_to_run": linked_trace_ids(dataset),
         "queries": [
