@@ -32,6 +32,7 @@ def benchmarks(search_sizes: str) -> dict[str, list[str]]:
         # The same pipeline at a rate this 2-core machine sustains with everything colocated.
         "e2e_2k": ["e2e.py", "--spans-per-s", "2000", "--seconds", "60", "--mlflow-traces", "0"],
         "predicate": ["predicate.py"],
+        "session_assessments": ["session_assessments.py"],
         "alerts": ["alerts.py"],
         "alerts_e2e": ["alerts_e2e.py"],
     }
