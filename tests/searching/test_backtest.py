@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -100,6 +101,13 @@ def _nth_error_end(burst: int, n: int) -> int:
     return BURSTS[burst] + (n - 1) * 10_000
 
 
+def _since(minutes: int) -> str:
+    """``--since`` reaching ``minutes`` before NOW (the data's clock, read when the module was
+    imported): the suite may reach this module a quarter of an hour after collecting it."""
+    elapsed = math.ceil((time.time() * 1000 - NOW) / MINUTE)
+    return f"{minutes + elapsed}m"
+
+
 @pytest.fixture(scope="module")
 def api(opensearch: OpenSearch, settings: Settings) -> Iterator[ApiProcess]:
     write_traces(opensearch, settings, TRACES)
@@ -134,7 +142,7 @@ def _transitions(alerts: list[dict[str, Any]]) -> list[tuple[str, int]]:
 def test_a_burst_of_errors_fires_the_count_rule_at_its_fifth_error_and_resolves_once_the_window_slid_past(
     api: ApiProcess, rules_file: Path
 ) -> None:
-    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", "3h")
+    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", _since(180))
 
     states = [a["state"] for a in alerts]
     assert states == ["FIRING", "RESOLVED", "FIRING", "RESOLVED"]
@@ -150,7 +158,7 @@ def test_a_burst_of_errors_fires_the_count_rule_at_its_fifth_error_and_resolves_
 
 
 def test_cooldown_keeps_the_second_burst_from_firing_again(api: ApiProcess, rules_file: Path) -> None:
-    alerts, summary = _backtest(api, rules_file, "error-burst-quiet", "--since", "3h")
+    alerts, summary = _backtest(api, rules_file, "error-burst-quiet", "--since", _since(180))
 
     # The second burst, 40 minutes after the first fired, is inside the rule's 2 h cooldown.
     assert _transitions(alerts)[0] == ("FIRING", _nth_error_end(0, 5))
@@ -161,7 +169,7 @@ def test_cooldown_keeps_the_second_burst_from_firing_again(api: ApiProcess, rule
 def test_a_ratio_rule_counts_every_trace_of_its_group_not_only_the_failed_ones(
     api: ApiProcess, rules_file: Path
 ) -> None:
-    alerts, summary = _backtest(api, rules_file, "refund-error-rate", "--since", "3h")
+    alerts, summary = _backtest(api, rules_file, "refund-error-rate", "--since", _since(180))
 
     firing = [a for a in alerts if a["state"] == "FIRING"]
     # Four successful calls precede each burst: 50 % is reached at the fourth error (4 of 8),
@@ -177,11 +185,11 @@ def test_a_ratio_rule_counts_every_trace_of_its_group_not_only_the_failed_ones(
 
 def test_since_leaves_out_the_traces_that_ended_before_it(api: ApiProcess, rules_file: Path) -> None:
     # 80 minutes back: the first burst (100 minutes ago) is out, the second (60) in.
-    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", "80m")
+    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", _since(80))
     assert _transitions(alerts)[0] == ("FIRING", _nth_error_end(1, 5))
     assert summary["fired"] == 1 and summary["scanned"] == BURST_SIZE
 
-    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", "30m")
+    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", _since(30))
     assert alerts == []
     assert (summary["scanned"], summary["fired"]) == (0, 0)
 
@@ -189,13 +197,15 @@ def test_since_leaves_out_the_traces_that_ended_before_it(api: ApiProcess, rules
 def test_a_rule_that_never_breaches_reports_the_traces_it_scanned_and_no_transition(
     api: ApiProcess, rules_file: Path
 ) -> None:
-    alerts, summary = _backtest(api, rules_file, "slow-agent", "--since", "3h")
+    alerts, summary = _backtest(api, rules_file, "slow-agent", "--since", _since(180))
     assert alerts == []
     assert summary["scanned"] == summary["matched"] == 34
 
 
 def test_the_table_shows_each_transition_and_a_summary(api: ApiProcess, rules_file: Path) -> None:
-    code, out, err = _cli("error-burst", "--rules", str(rules_file), "--url", api.base_url, "--since", "3h")
+    code, out, err = _cli(
+        "error-burst", "--rules", str(rules_file), "--url", api.base_url, "--since", _since(180)
+    )
 
     assert code == 0, err
     assert "Backtest of 'error-burst': count >= 5 over 10m" in out
@@ -210,7 +220,7 @@ def test_the_table_shows_each_transition_and_a_summary(api: ApiProcess, rules_fi
 def test_max_traces_replays_the_newest_traces_and_says_it_truncated(
     api: ApiProcess, rules_file: Path
 ) -> None:
-    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", "3h", "--max-traces", "6")
+    alerts, summary = _backtest(api, rules_file, "error-burst", "--since", _since(180), "--max-traces", "6")
     # The newest six matching traces: the second burst only.
     assert summary["truncated"] is True
     assert (summary["in_range"], summary["scanned"]) == (2 * BURST_SIZE, BURST_SIZE)
@@ -218,7 +228,15 @@ def test_max_traces_replays_the_newest_traces_and_says_it_truncated(
     assert _transitions(alerts)[0] == ("FIRING", _nth_error_end(1, 5))
 
     code, out, _ = _cli(
-        "error-burst", "--rules", str(rules_file), "--url", api.base_url, "--since", "3h", "--max-traces", "6"
+        "error-burst",
+        "--rules",
+        str(rules_file),
+        "--url",
+        api.base_url,
+        "--since",
+        _since(180),
+        "--max-traces",
+        "6",
     )
     assert code == 0
     assert "TRUNCATED: the range holds 12 traces matching the filter; only the newest 6" in out
