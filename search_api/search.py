@@ -168,13 +168,7 @@ class TraceSearch:
                     "track_total_hits": False,
                     "aggs": {"s": {"composite": composite}},
                 }
-                response = self._call(
-                    self.client.search,
-                    index=self.names.read_alias,
-                    body=body,
-                    ignore_unavailable=True,
-                    allow_no_indices=True,
-                )
+                response = self._search_traces(body)
                 page = response.get("aggregations", {}).get("s", {})
                 sessions.update(bucket["key"]["session"] for bucket in page.get("buckets", []))
                 if len(sessions) > MAX_SESSIONS:
@@ -229,6 +223,16 @@ class TraceSearch:
 
     # ------------------------------------------------------------ OpenSearch
 
+    def _search_traces(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One search of the trace indices (none yet is no error: no hits)."""
+        return self._call(
+            self.client.search,
+            index=self.names.read_alias,
+            body=body,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+
     def _call(self, method: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             return method(**kwargs)
@@ -276,13 +280,7 @@ class TraceSearch:
         }
         if page_token:
             body["search_after"] = self._search_after(request, page_token)
-        response = self._call(
-            self.client.search,
-            index=self.names.read_alias,
-            body=body,
-            ignore_unavailable=True,
-            allow_no_indices=True,
-        )
+        response = self._search_traces(body)
         hits = response["hits"]["hits"]
         token = self._token(request, hits[max_results - 1]["sort"]) if len(hits) > max_results else None
         return SearchPage([trace_from_hit(hit, include_spans) for hit in hits[:max_results]], token)
