@@ -68,7 +68,10 @@ def test_a_worker_killed_mid_stream_loses_no_trace(kafka_settings: Settings, tmp
         sender.flush()
 
         wanted = {trace_id for trace_id, _, _ in traces}
-        records = completed.wait_for(lambda rs: wanted <= {r["trace_id"] for r in rs}, timeout_s=180)
+        try:
+            records = completed.wait_for(lambda rs: wanted <= {r["trace_id"] for r in rs}, timeout_s=180)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n--- survivor's log ---\n{survivor.log_tail()}") from None
     finally:
         survivor.stop()
         if doomed.process.poll() is None:

@@ -209,6 +209,9 @@ def test_opensearch_stopped_for_a_minute_mid_run_loses_nothing(
         infra("down", "--purge", env=server)
 
 
+# 60 s of traffic around a 15 s outage, then up to 300 s for the rest: the wait below ends
+# first, with the processes' logs, when something is stuck.
+@pytest.mark.timeout(600)
 def test_kafka_restarted_mid_run_loses_nothing_the_sdk_delivered(
     opensearch: OpenSearch, pipeline_dir: Path
 ) -> None:
@@ -231,12 +234,18 @@ def test_kafka_restarted_mid_run_loses_nothing_the_sdk_delivered(
         undelivered = produced.stats["dropped"] + produced.stats["failed"]
         expected = {t["trace_id"] for t in produced.traces}
 
-        wait_until(
-            lambda: pipeline.count(opensearch) >= len(expected) - undelivered,
-            300,
-            "the delivered traces indexed",
-            2,
-        )
+        try:
+            wait_until(
+                lambda: pipeline.count(opensearch) >= len(expected) - undelivered,
+                300,
+                "the delivered traces indexed",
+                2,
+            )
+        except AssertionError as timeout:
+            logs = "\n".join(f"--- {name}\n{pipeline.log(name)}" for name in ("stream-0", "indexer"))
+            raise AssertionError(
+                f"{timeout}: {pipeline.count(opensearch)} of {len(expected) - undelivered} indexed\n{logs}"
+            ) from None
         time.sleep(3)
         documents = pipeline.documents(opensearch)
         missing = expected - set(documents)
