@@ -29,7 +29,9 @@ from tracestream.schemas.records import ASSESSMENT_LOGGED as ASSESSMENT_LOGGED
 from tracestream.schemas.records import EVENT_BATCH as EVENT_BATCH
 from tracestream.schemas.records import FIRST_SEEN_HEADER as FIRST_SEEN_HEADER
 from tracestream.schemas.records import SPAN_ENDED as SPAN_ENDED
+from tracestream.schemas.records import TRACE_DELETED as TRACE_DELETED
 from tracestream.schemas.records import TRACE_ENDED as TRACE_ENDED
+from tracestream.schemas.records import TRACE_LINKED as TRACE_LINKED
 from tracestream.schemas.records import TRACE_TAGS_CHANGED as TRACE_TAGS_CHANGED
 from tracestream.schemas.records import events_of as events_of
 

@@ -19,6 +19,8 @@ SPAN_ENDED = "io.tracestream.SpanEnded"
 TRACE_ENDED = "io.tracestream.TraceEnded"
 TRACE_TAGS_CHANGED = "io.tracestream.TraceTagsChanged"
 ASSESSMENT_LOGGED = "io.tracestream.AssessmentLogged"
+TRACE_LINKED = "io.tracestream.TraceLinked"  # v4
+TRACE_DELETED = "io.tracestream.TraceDeleted"  # v4
 # Several events of one trace in one record (TraceEvent v2).
 EVENT_BATCH = "io.tracestream.EventBatch"
 

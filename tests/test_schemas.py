@@ -17,7 +17,9 @@ from tracestream.schemas import (
     ASSESSMENT_LOGGED,
     EVENT_BATCH,
     SPAN_ENDED,
+    TRACE_DELETED,
     TRACE_ENDED,
+    TRACE_LINKED,
     TRACE_TAGS_CHANGED,
     DecodeError,
     DecodeReason,
@@ -113,6 +115,16 @@ EVERY_EVENT_KIND = [
     (TRACE_ENDED, TRACE_END),
     (TRACE_TAGS_CHANGED, TAGS_CHANGED),
     (ASSESSMENT_LOGGED, FEEDBACK),
+    (
+        TRACE_LINKED,
+        {
+            "trace_id": TRACE_ID,
+            "run_ids": ["5f1c0a7e9b2d4c3a8e6f1b0d2c4a6e8f"],
+            "prompt_versions": ["qa-system-prompt/3", "rewrite-query/12"],
+            "time_ms": 1_763_784_400_000,
+        },
+    ),
+    (TRACE_DELETED, {"trace_id": TRACE_ID, "time_ms": 1_763_784_500_000, "reason": "DeleteTraces"}),
 ]
 
 
@@ -138,6 +150,8 @@ def completed_trace() -> dict:
         "info": info,
         "spans": [LLM_SPAN],
         "assessments": [FEEDBACK],
+        "linked_run_ids": ["5f1c0a7e9b2d4c3a8e6f1b0d2c4a6e8f"],
+        "linked_prompts": ["qa-system-prompt/3"],
         "completed_time_ms": 1_763_784_300_000,
     }
 
@@ -311,14 +325,27 @@ def _readers_used(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
 
 def test_a_record_of_the_newest_schema_is_read_without_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    # TraceEvent v2 and v3 have the same canonical form, so the same fingerprint; resolving the
-    # writer against the reader anyway made each decode about three times slower.
-    codec = schemas.events_codec()
-    shipped = [v.fingerprint for v in codec._schemas.versions["TraceEvent"]]
+    # TraceEvent v2 and v3 had the same canonical form, so the same fingerprint; resolving the
+    # writer against the reader anyway made each decode about three times slower. TraceAlert
+    # is the same in every version.
+    codec = schemas.alerts_codec()
+    shipped = [v.fingerprint for v in codec._schemas.versions["TraceAlert"]]
     assert shipped.count(codec.writer_schema.fingerprint) > 1
+    alert = {
+        "trace_id": TRACE_ID,
+        "revision": 1,
+        "trace_name": "support_agent",
+        "location": {"type": "MLFLOW_EXPERIMENT", "experiment_id": "0"},
+        "request_time_ms": 1_763_784_000_000,
+        "execution_duration_ms": 2_300,
+        "failed_spans": [],
+        "tags": {},
+        "metadata": {},
+        "alert_time_ms": 1_763_784_003_000,
+    }
     used = _readers_used(monkeypatch)
 
-    assert codec.decode(codec.encode({"event": (SPAN_ENDED, LLM_SPAN)})) == {"event": (SPAN_ENDED, LLM_SPAN)}
+    assert codec.decode(codec.encode(alert)) == alert
     assert used == [None]
 
 
