@@ -169,6 +169,13 @@ def _size_bytes(metadata: dict[str, str]) -> int | None:
     return int(raw) if raw is not None and raw.isdigit() else None
 
 
+def _linked(trace: CompletedTrace, field: str) -> list[str]:
+    """A v4 link list of ``trace`` (runs, or prompt versions as ``name/version``); a trace
+    decoded from an older record, or built without links, has none."""
+    links: list[str] = trace.get(field, [])  # type: ignore[misc]  # v4 fields, default []
+    return list(links)
+
+
 def _flag_skew(info: TraceInfo, skewed: bool) -> TraceInfo:
     if not skewed:
         return info
@@ -195,6 +202,8 @@ def _searched_fields(
         "state": info["state"],
         "name": tags.get(TraceTagKey.TRACE_NAME),
         "run_id": metadata.get(TraceMetadataKey.SOURCE_RUN),
+        "linked_run_ids": _linked(trace, "linked_run_ids"),
+        "linked_prompts": _linked(trace, "linked_prompts"),
         "session_id": metadata.get(TraceMetadataKey.TRACE_SESSION),
         "user": metadata.get(TraceMetadataKey.TRACE_USER),
         "request_preview": info["request_preview"],

@@ -14,7 +14,7 @@ from tracestream.settings import IndexerSettings, Settings
 
 # Bumped whenever the mapping changes; stored in the template's _meta so an operator can see
 # which mapping an index was created with.
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3
 
 DEFAULT_MAX_CLOCK_SKEW_MS: int = IndexerSettings.model_fields["max_clock_skew_s"].default * 1000
 
@@ -52,6 +52,10 @@ class F:
     STATE = "state"
     NAME = "name"
     RUN_ID = "run_id"
+    # Runs and prompt versions ("name/version") linked to the trace (MLflow's entity
+    # associations): ``run_id =`` matches a linked run too, ``prompt =`` a linked version.
+    LINKED_RUN_IDS = "linked_run_ids"
+    LINKED_PROMPTS = "linked_prompts"
     SESSION_ID = "session_id"
     USER = "user"
     REQUEST_PREVIEW = "request_preview"
@@ -141,6 +145,8 @@ MAPPINGS: dict[str, Any] = {
         F.STATE: _KEYWORD_CI,
         F.NAME: _KEYWORD_CI,
         F.RUN_ID: _KEYWORD_CI,
+        F.LINKED_RUN_IDS: _KEYWORD,
+        F.LINKED_PROMPTS: _KEYWORD,
         F.SESSION_ID: _KEYWORD,
         F.USER: _KEYWORD,
         F.REQUEST_PREVIEW: _STORED_ONLY,
@@ -230,6 +236,14 @@ class IndexNames:
             return None
 
 
+# How long an index remembers a deleted trace's version. Revisions reach the indexer in their
+# partition's order, so one older than the delete only comes late from a previous owner's bulk
+# request still in flight across a rebalance (its timeout and retries: well under a minute).
+# Five minutes instead of OpenSearch's 60 s is margin for that, at the cost of one version-map
+# entry per deleted trace for that long; later events of a deleted trace the stream drops.
+GC_DELETES = "5m"
+
+
 def index_template(settings: Settings) -> dict[str, Any]:
     """The composable index template every daily traces index is created from."""
     names = IndexNames.from_settings(settings)
@@ -245,6 +259,7 @@ def index_template(settings: Settings) -> dict[str, Any]:
                     # Spans, tags, metadata and assessments are nested documents; a large agent
                     # trace has thousands of spans.
                     "mapping.nested_objects.limit": 100_000,
+                    "gc_deletes": GC_DELETES,
                 },
                 "analysis": {
                     # Built only from the core "lowercase" filter, so it works on the minimal

@@ -42,6 +42,7 @@ from tracestream.indexer.query import (
     ATTRIBUTE_KEYWORDS,
     LINKED_PROMPTS_TAG,
     NUMERIC_ATTRIBUTES,
+    RUN_ID,
     SPAN_KEYWORDS,
     SPAN_NUMERIC,
     TOKEN_FIELDS,
@@ -418,19 +419,38 @@ def _some(path: str, test: Callable[[Mapping[str, Any]], bool]) -> Predicate:
 # ---------------------------------------------------------------- fields
 
 
+def _linked(path: str, value: Any) -> Predicate:
+    """A ``term`` on a list of links: ``value`` is one of them (none stored: no match)."""
+    return lambda d: value in (d.get(path) or ())
+
+
 def _prompt(c: Comparison) -> Predicate:
+    """As the generator's ``_prompt``: a linked prompt version, or one in the linked-prompts tag."""
     needles = prompt_needles(c.value)
 
-    def linked(entry: Mapping[str, Any]) -> bool:
+    def tagged(entry: Mapping[str, Any]) -> bool:
         value = entry[F.ENTRY_VALUE]
         return entry[F.ENTRY_KEY] == LINKED_PROMPTS_TAG and any(n in value for n in needles)
 
-    return _some(F.TAGS, linked)
+    linked = _linked(F.LINKED_PROMPTS, str(c.value))
+    in_tag = _some(F.TAGS, tagged)
+    return lambda d: linked(d) or in_tag(d)
+
+
+def _run_id(c: Comparison) -> Predicate:
+    """As the generator's ``_run_id``: the source run, or for ``=`` also a linked run."""
+    source_run = _on_field(RUN_ID.field, _keyword_test(RUN_ID, c))
+    if c.op is not Op.EQ:
+        return source_run
+    linked = _linked(F.LINKED_RUN_IDS, c.value)
+    return lambda d: source_run(d) or linked(d)
 
 
 def _attribute(c: Comparison) -> Predicate:
     assert isinstance(c.field, Attribute)
     name = c.field.name
+    if name == "run_id":
+        return _run_id(c)
     if name in ATTRIBUTE_KEYWORDS:
         keyword = ATTRIBUTE_KEYWORDS[name]
         return _on_field(keyword.field, _keyword_test(keyword, c))

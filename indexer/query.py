@@ -338,6 +338,10 @@ def _all(*queries: Query) -> Query:
     return queries[0] if len(queries) == 1 else {"bool": {"filter": list(queries)}}
 
 
+def _any(*queries: Query) -> Query:
+    return {"bool": {"should": list(queries), "minimum_should_match": 1}}
+
+
 def _exists(field: str) -> Query:
     return {"exists": {"field": field}}
 
@@ -517,19 +521,36 @@ def prompt_needles(value: Any) -> list[str]:
 
 
 def _prompt(c: Comparison) -> Query:
-    """``prompt = 'name/version'``: the trace's linked prompts (tag ``mlflow.linkedPrompts``, a
-    JSON list of ``{"name", "version"}``) contain that version."""
+    """``prompt = 'name/version'``: a prompt version linked to the trace (MLflow's
+    LinkPromptsToTrace, all MLflow's store searches), or listed in the trace's tag
+    ``mlflow.linkedPrompts`` (a JSON list of ``{"name", "version"}``; MLflow's client writes the
+    tag and the link together, and traces logged before links existed here have only the tag)."""
     matches = [
         _wildcard(f"{F.TAGS}.{F.ENTRY_VALUE}", "*" + escape_wildcard(needle) + "*")
         for needle in prompt_needles(c.value)
     ]
-    linked = _term(f"{F.TAGS}.{F.ENTRY_KEY}", LINKED_PROMPTS_TAG)
-    return _nested(F.TAGS, {"bool": {"filter": [linked], "should": matches, "minimum_should_match": 1}})
+    tagged = _term(f"{F.TAGS}.{F.ENTRY_KEY}", LINKED_PROMPTS_TAG)
+    in_tag = _nested(F.TAGS, {"bool": {"filter": [tagged], "should": matches, "minimum_should_match": 1}})
+    return _any(_term(F.LINKED_PROMPTS, str(c.value)), in_tag)
+
+
+RUN_ID = ATTRIBUTE_KEYWORDS["run_id"]
+
+
+def _run_id(c: Comparison) -> Query:
+    """``run_id``: the trace's source run (metadata ``mlflow.sourceRun``); for ``=`` alone, as
+    MLflow's store does, also a run linked to the trace (LinkTracesToRun). Every other
+    comparator looks at the source run only, as MLflow's."""
+    source_run = _keyword_op(RUN_ID, c)
+    if c.op is not Op.EQ:
+        return source_run
+    return _any(source_run, _term(F.LINKED_RUN_IDS, c.value))
 
 
 ATTRIBUTE_TRANSFORMS: dict[str, Callable[[Comparison], Query]] = {
     **{name: _keyword_field(keyword) for name, keyword in ATTRIBUTE_KEYWORDS.items()},
     **{name: _numeric_field(field) for name, field in NUMERIC_ATTRIBUTES.items()},
+    "run_id": _run_id,
     "prompt": _prompt,
 }
 

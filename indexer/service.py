@@ -38,6 +38,9 @@ class IndexerStats:
     bulk_retries: int = 0
     # Revisions of a trace superseded by a later one in the same batch: never sent.
     superseded: int = 0
+    # Tombstones (deleted traces): documents deleted, and deleted traces that had none.
+    deleted: int = 0
+    deleted_absent: int = 0
     # Records whose request time was too far from when the stream first saw the trace: put in
     # the first-seen day's index and flagged (see IndexNames.for_trace).
     clock_skewed: int = 0
@@ -164,8 +167,12 @@ class Indexer:
     def _process(self, batch: list[Message]) -> None:
         self._revoked = False
         latest: dict[str, tuple[TraceDocument, Message]] = {}
+        deleted: dict[str, Message] = {}
         skewed: list[TraceDocument] = []
         for message in batch:
+            if message.value() is None:
+                self._tombstone(message, deleted)
+                continue
             document = self._document(message)
             if document is None:
                 continue
@@ -190,15 +197,21 @@ class Indexer:
                 skewed[0].index,
                 TraceMetadataKey.CLOCK_SKEWED,
             )
+        # A deletion is final: a revision of the trace in the same batch, before or after its
+        # tombstone, is not written.
+        for trace_id in deleted:
+            if latest.pop(trace_id, None) is not None:
+                self.stats.superseded += 1
         documents = [document for document, _ in latest.values()]
         try:
-            report = self.writer.write(documents, self._wait)
+            report = self.writer.write(documents, self._wait, list(deleted))
         except WriteInterrupted:
             self._resume()
             return
         self._resume()
         for rejection in report.rejected or ():
-            message = latest[rejection.document.trace_id][1]
+            trace_id = rejection.item.trace_id
+            message = deleted[trace_id] if trace_id in deleted else latest[trace_id][1]
             self._dead_letter(
                 message, "rejected_by_opensearch", f"HTTP {rejection.status}: {rejection.reason}"
             )
@@ -209,9 +222,30 @@ class Indexer:
         self.stats.records += len(batch)
         self.stats.written += report.written
         self.stats.stale += report.stale
+        self.stats.deleted += report.deleted
+        self.stats.deleted_absent += report.deleted_absent
+        if deleted:
+            logger.info(
+                "deleted %d traces: %d documents removed, %d traces had none",
+                len(deleted),
+                report.deleted,
+                report.deleted_absent,
+            )
         self.stats.bulk_retries += report.retries
         if not self._revoked:
             self._commit(batch)
+
+    def _tombstone(self, message: Message, deleted: dict[str, Message]) -> None:
+        """A record without a value: the stream deleted the trace its key names."""
+        key = message.key()
+        try:
+            trace_id = key.decode() if key else ""
+        except UnicodeDecodeError:
+            trace_id = ""
+        if not trace_id:
+            self._dead_letter(message, "unindexable", "a tombstone without a trace id as its key")
+            return
+        deleted[trace_id] = message
 
     def _document(self, message: Message) -> TraceDocument | None:
         value = message.value()

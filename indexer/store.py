@@ -1,21 +1,21 @@
-"""The traces index in OpenSearch: the template, bulk writes with their retry rules, reads by
-trace id, and retention by whole daily indices."""
+"""The traces index in OpenSearch: the template, bulk writes and deletes with their retry rules,
+reads by trace id, and retention by whole daily indices."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 from opensearchpy import OpenSearch, helpers
-from opensearchpy.exceptions import NotFoundError, SerializationError
+from opensearchpy.exceptions import NotFoundError, SerializationError, TransportError
 from opensearchpy.serializer import JSONSerializer
 
 from tracestream.indexer.document import TraceDocument, trace_from_source
-from tracestream.indexer.mapping import F, IndexNames, index_template
+from tracestream.indexer.mapping import GC_DELETES, MAPPINGS, F, IndexNames, index_template
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,20 +45,52 @@ def opensearch_client(settings: Settings) -> OpenSearch:
 
 
 def ensure_index_template(client: OpenSearch, settings: Settings) -> None:
-    """Create or update the traces index template. Idempotent; existing indices keep their mapping."""
+    """Create or update the traces index template, and bring the existing daily indices up to
+    it. Idempotent."""
     names = IndexNames.from_settings(settings)
     client.indices.put_index_template(name=names.template, body=index_template(settings))
+    existing = client.indices.get(index=names.pattern, ignore_unavailable=True, allow_no_indices=True)
+    daily = ",".join(sorted(index for index in existing if names.day_of(index) is not None))
+    if not daily:
+        return
+    # The mapping is strict, so an index made from an older template would refuse documents
+    # with the fields added since. Fields are only ever added, so merging the current ones in
+    # changes nothing that is there; other indices matching the pattern are left alone.
+    client.indices.put_mapping(index=daily, body={"properties": MAPPINGS["properties"]})
+    client.indices.put_settings(index=daily, body={"index": {"gc_deletes": GC_DELETES}})
 
 
 # ---------------------------------------------------------------- writes
 
 
+# The external version of a trace's delete: above any revision a trace can reach, so a revision
+# still in flight cannot index the trace again once the delete is applied (while the index
+# remembers the delete: ``GC_DELETES``). external_gte: the same delete again is not a conflict.
+DELETED_VERSION = 1 << 62
+
+# Trace ids looked up with one search: each trace has one document (a few if its index ever
+# moved), so their documents fit in one page of OpenSearch's default 10,000 hits.
+LOOKUP_MAX_TRACES = 5_000
+LOOKUP_MAX_HITS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDeletion:
+    """One bulk delete action: a deleted trace's document in one index."""
+
+    index: str
+    trace_id: str
+
+
+BulkItem = TraceDocument | TraceDeletion
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A document OpenSearch refused for what it is (a mapping or validation error): retrying
-    cannot help, so it goes to the dead-letter topic."""
+    """An action OpenSearch refused for what it is (a mapping or validation error): retrying
+    cannot help, so its record goes to the dead-letter topic."""
 
-    document: TraceDocument
+    item: BulkItem
     status: int
     reason: str
 
@@ -68,6 +100,10 @@ class WriteReport:
     written: int = 0
     # A revision at or below the stored one: already done (a replay or a duplicate delivery).
     stale: int = 0
+    # Documents of deleted traces removed.
+    deleted: int = 0
+    # Deleted traces with no document (never indexed, already deleted, or their index expired).
+    deleted_absent: int = 0
     retries: int = 0
     rejected: list[Rejection] | None = None
 
@@ -88,44 +124,79 @@ def _error_reason(item: dict[str, Any]) -> str:
     return str(error)
 
 
-def _actions(documents: list[TraceDocument]) -> Iterator[dict[str, Any]]:
-    for document in documents:
-        yield {
-            "_index": document.index,
-            "_id": document.trace_id,
-            "version": document.revision,
-            "version_type": "external",
-            "_source": document.source,  # already JSON: the serializer passes strings through
+def _action(item: BulkItem) -> dict[str, Any]:
+    if isinstance(item, TraceDeletion):
+        return {
+            "_op_type": "delete",
+            "_index": item.index,
+            "_id": item.trace_id,
+            "version": DELETED_VERSION,
+            "version_type": "external_gte",
         }
+    return {
+        "_index": item.index,
+        "_id": item.trace_id,
+        "version": item.revision,
+        "version_type": "external",
+        "_source": item.source,  # already JSON: the serializer passes strings through
+    }
+
+
+def find_trace_indices(client: OpenSearch, names: IndexNames, trace_ids: list[str]) -> list[TraceDeletion]:
+    """Where the documents of ``trace_ids`` are: one search per LOOKUP_MAX_TRACES ids. A trace's
+    index follows from its start time, which a deletion does not carry, so it is looked up."""
+    # A search sees what was refreshed; a revision indexed a moment ago must be found too.
+    client.indices.refresh(index=names.pattern, ignore_unavailable=True, allow_no_indices=True)
+    found: list[TraceDeletion] = []
+    for start in range(0, len(trace_ids), LOOKUP_MAX_TRACES):
+        response = client.search(
+            index=names.pattern,
+            body={
+                "query": {"terms": {F.TRACE_ID: trace_ids[start : start + LOOKUP_MAX_TRACES]}},
+                "_source": False,
+                "size": LOOKUP_MAX_HITS,
+            },
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+        found += [TraceDeletion(hit["_index"], hit["_id"]) for hit in response["hits"]["hits"]]
+    return found
 
 
 class TraceWriter:
-    """Writes documents with ``_bulk`` until each is durable, stale or rejected.
+    """Writes documents and deletes deleted traces' documents with ``_bulk`` until each action
+    is durable, stale or rejected.
 
     Idempotent by construction: ``_id`` is the trace id and the revision is an external version,
     so duplicates and replays are 409s and the order of revisions within a batch does not matter.
+    A delete's version is above every revision (``DELETED_VERSION``), so it wins over them.
     """
 
     def __init__(self, client: OpenSearch, settings: Settings) -> None:
         self._client = client
+        self._names = IndexNames.from_settings(settings)
         self._config = settings.indexer
 
     def write(
         self,
         documents: list[TraceDocument],
         wait: Callable[[float], bool],
+        deleted_trace_ids: list[str] | None = None,
     ) -> WriteReport:
-        """Write ``documents``. Between retries of failed items it calls ``wait(seconds)``, which
-        returns False to give up (the indexer is stopping or lost the partitions); then the
-        report is incomplete and the caller must not commit."""
+        """Write ``documents`` and delete the documents of ``deleted_trace_ids`` (which must not
+        be among ``documents``' traces), in the same bulk requests. Between retries of failed
+        items it calls ``wait(seconds)``, which returns False to give up (the indexer is stopping
+        or lost the partitions); then the report is incomplete and the caller must not commit."""
         report = WriteReport(rejected=[])
-        pending = documents
+        deletions = self._locate(deleted_trace_ids or [], wait, report)
+        report.deleted_absent = len(set(deleted_trace_ids or ()) - {d.trace_id for d in deletions})
+        pending: list[BulkItem] = [*documents, *deletions]
         backoff = self._config.retry_initial_backoff_s
         while pending:
-            retry = []
+            retry: list[BulkItem] = []
             results = helpers.streaming_bulk(
                 self._client,
-                _actions(pending),
+                map(_action, pending),
                 chunk_size=self._config.batch_max_docs,
                 max_chunk_bytes=self._config.batch_max_bytes,
                 raise_on_error=False,
@@ -133,23 +204,28 @@ class TraceWriter:
                 max_retries=0,
             )
             last_reason = ""
-            for document, (ok, result) in zip(pending, results, strict=True):
-                item = result["index"]
+            for bulk_item, (ok, result) in zip(pending, results, strict=True):
+                item = result["delete"] if isinstance(bulk_item, TraceDeletion) else result["index"]
                 status = item.get("status")
                 if ok:
-                    report.written += 1
+                    if isinstance(bulk_item, TraceDeletion):
+                        report.deleted += 1
+                    else:
+                        report.written += 1
+                elif status == 404 and isinstance(bulk_item, TraceDeletion):
+                    report.deleted_absent += 1  # gone since the lookup (its index expired)
                 elif status == 409:
                     report.stale += 1
                 elif _retryable(status):
-                    retry.append(document)
+                    retry.append(bulk_item)
                     last_reason = _error_reason(item)
                 else:
-                    report.rejected.append(Rejection(document, status, _error_reason(item)))
+                    report.rejected.append(Rejection(bulk_item, status, _error_reason(item)))
             if not retry:
                 break
             report.retries += 1
             logger.warning(
-                "%d of %d documents not written (%s); retrying in %.1f s",
+                "%d of %d actions not done (%s); retrying in %.1f s",
                 len(retry),
                 len(pending),
                 last_reason[:300],
@@ -160,6 +236,24 @@ class TraceWriter:
             backoff = min(backoff * 2, self._config.retry_max_backoff_s)
             pending = retry
         return report
+
+    def _locate(
+        self, trace_ids: list[str], wait: Callable[[float], bool], report: WriteReport
+    ) -> list[TraceDeletion]:
+        """``find_trace_indices``, retried while OpenSearch is unreachable or overloaded."""
+        backoff = self._config.retry_initial_backoff_s
+        while trace_ids:
+            try:
+                return find_trace_indices(self._client, self._names, trace_ids)
+            except TransportError as exc:  # ConnectionError too; its status is "N/A"
+                if not _retryable(exc.status_code):
+                    raise
+                report.retries += 1
+                logger.warning("cannot look up deleted traces (%s); retrying in %.1f s", exc, backoff)
+                if not wait(backoff):
+                    raise WriteInterrupted(report) from exc
+                backoff = min(backoff * 2, self._config.retry_max_backoff_s)
+        return []
 
 
 class WriteInterrupted(Exception):

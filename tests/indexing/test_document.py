@@ -114,6 +114,24 @@ def test_trace_fields_mlflow_searches_are_top_level() -> None:
     assert source["token_usage"] == usage
 
 
+def test_linked_runs_and_prompt_versions_are_fields_of_their_own_beside_the_source_run() -> None:
+    trace = completed_trace(random.Random(5))
+    trace["info"]["metadata"]["mlflow.sourceRun"] = "run-42"
+    linked = {**trace, "linked_run_ids": ["run-eval-7", "run-eval-8"], "linked_prompts": ["qa-prompt/3"]}
+
+    source = _source(linked)
+
+    assert source["run_id"] == "run-42"
+    assert source["linked_run_ids"] == ["run-eval-7", "run-eval-8"]
+    assert source["linked_prompts"] == ["qa-prompt/3"]
+
+
+def test_a_trace_from_a_record_before_links_existed_has_no_links() -> None:
+    source = _source(completed_trace(random.Random(6)))
+
+    assert (source["linked_run_ids"], source["linked_prompts"]) == ([], [])
+
+
 def test_span_attributes_are_key_value_entries_with_json_strings_decoded() -> None:
     trace = completed_trace(random.Random(3))
     chat = next(s for s in trace["spans"] if s["name"] == "chat")
