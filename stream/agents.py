@@ -29,7 +29,9 @@ from tracestream.stream.assembler import (
     DeadLetterRecord,
     DropChunks,
     EmitRevision,
+    EmitTombstone,
     Event,
+    IgnoreDeleted,
     InvalidRecord,
     Output,
     Received,
@@ -50,7 +52,7 @@ from tracestream.stream.prices import PriceTable
 from tracestream.stream.rules import RuleEngine, RuleSet, facts_of, load_rules
 from tracestream.stream.sinks import Sinks
 from tracestream.stream.stall import stall_report
-from tracestream.stream.state import Purged, TraceState
+from tracestream.stream.state import Deleted, Purged, TraceState
 from tracestream.stream.tables import RuleTables, TraceTables
 from tracestream.stream.topics import declare_topics
 
@@ -97,6 +99,7 @@ class TraceAssembler:
             idle_timeout_ms=int(stream.idle_timeout_s * 1000),
             late_window_ms=int(stream.late_window_s * 1000),
             marker_retention_ms=int(stream.marker_retention_s * 1000),
+            deleted_retention_ms=int(stream.deleted_marker_retention_s * 1000),
         )
         self.app = build_app(settings)
         self.topics = declare_topics(self.app, settings)
@@ -121,6 +124,8 @@ class TraceAssembler:
             self.rules = RuleEngine(self.rule_set.rules)
             self.rule_tables = RuleTables(self.app, settings.topics.events_partitions)
         self.processed = 0
+        # Events of deleted traces, ignored (one log line per trace, at its first).
+        self.events_after_delete = 0
         self.ticks_sent = 0
         self.ticks_handled = 0
         # When a record or tick last reached an agent (monotonic), to notice a stalled worker.
@@ -261,6 +266,16 @@ class TraceAssembler:
                     self.timers[trace_id] = output
             elif isinstance(output, DropChunks):
                 self.tables.drop_chunks(trace_id, output.count)
+            elif isinstance(output, EmitTombstone):
+                await self.sinks.send_tombstone(trace_id, output.first_seen_ms)
+            elif isinstance(output, IgnoreDeleted):
+                self.events_after_delete += output.events
+                if output.first:
+                    logger.info(
+                        "stream: ignoring events of deleted trace %s (%s[%d]@%d; later ones only counted)",
+                        trace_id,
+                        *source.where,
+                    )
             elif isinstance(output, DeadLetterRecord):
                 await self._dead_letter(output.reason.value, output.detail, source)
             elif isinstance(output, DeadLetterEvent):
@@ -433,7 +448,15 @@ class TraceAssembler:
     def _log_status(self) -> None:
         now = time.monotonic()
         dead = self.sinks.dead_lettered
-        counts = (self.processed, self.emitted, len(self.cache), self.offset_guard.gaps_closed, dead.total())
+        counts = (
+            self.processed,
+            self.emitted,
+            len(self.cache),
+            self.offset_guard.gaps_closed,
+            dead.total(),
+            self.sinks.tombstones,
+            self.events_after_delete,
+        )
         every_s = STATUS_EVERY_S if counts != self._reported_counts else STATUS_IDLE_S
         if now - self._reported_at < every_s:
             return
@@ -442,13 +465,16 @@ class TraceAssembler:
         # The rebalancing and flow flags say why a worker that stops making progress waits.
         logger.info(
             "stream: %d records processed, %d traces emitted, %d traces in memory, "
-            "%d gaps read again, %d dead-lettered%s (rebalancing: %s, flow active: %s)",
+            "%d gaps read again, %d dead-lettered%s, %d traces deleted, %d events after delete "
+            "(rebalancing: %s, flow active: %s)",
             self.processed,
             self.emitted,
             len(self.cache),
             self.offset_guard.gaps_closed,
             dead.total(),
             f" ({', '.join(f'{reason} {n}' for reason, n in sorted(dead.items()))})" if dead else "",
+            self.sinks.tombstones,
+            self.events_after_delete,
             self.app.rebalancing,
             self.app.flow_control.is_active(),
         )
@@ -492,9 +518,10 @@ class TraceAssembler:
 
     async def _sync_cache_from_tables(self) -> None:
         """After a restart or rebalance: traces known to the tables but not in memory, and purge
-        markers old enough to forget."""
+        and delete markers old enough to forget."""
         now_ms = _now_ms()
         forget_before_ms = now_ms - self.config.marker_retention_ms
+        forget_deleted_before_ms = now_ms - self.config.deleted_retention_ms
         events = self.topics.events.get_topic_name()
         # The memory store keeps the keys of partitions that moved to another worker: only
         # this worker's partitions are its to time out.
@@ -505,6 +532,9 @@ class TraceAssembler:
                     continue
                 if isinstance(state, Purged):
                     if state.purged_ms < forget_before_ms:
+                        await self._tick(trace_id, state.partition, TickAction.FORGET)
+                elif isinstance(state, Deleted):
+                    if state.deleted_ms < forget_deleted_before_ms:
                         await self._tick(trace_id, state.partition, TickAction.FORGET)
                 elif trace_id not in self.cache:
                     self._state_of(trace_id, now_ms)

@@ -4,6 +4,10 @@
 No clock, Faust or Kafka in here: the time comes with the call, and the worker
 (stream/agents.py) reads and writes the tables and topics as the outputs say. Timers are outputs
 too (:class:`Timer`: when the trace wants its next tick), and the ticks come back as inputs.
+
+A deleted trace (TraceDeleted) is final: its state becomes a :class:`Deleted` marker, a
+tombstone goes to the completed topic, and the trace's later events are ignored while the
+marker lives (``Config.deleted_retention_ms``).
 """
 
 from __future__ import annotations
@@ -13,14 +17,23 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED
+from tracestream.schemas import (
+    ASSESSMENT_LOGGED,
+    SPAN_ENDED,
+    TRACE_DELETED,
+    TRACE_ENDED,
+    TRACE_LINKED,
+    TRACE_TAGS_CHANGED,
+)
 from tracestream.schemas.records import AssessmentLogged, CompletedTrace, EventRecord, SpanEnded, TraceEnded
 from tracestream.stream.derive import assemble, failed_spans
 from tracestream.stream.prices import PriceTable
-from tracestream.stream.state import Emitted, HeldRecord, Purged, TraceState
+from tracestream.stream.state import Deleted, Emitted, HeldRecord, Purged, TraceState
 
 Event = tuple[str, EventRecord]
-State = TraceState | Purged | None
+State = TraceState | Purged | Deleted | None
+
+DELETED_RETENTION_MS = 7 * 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +41,8 @@ class Config:
     idle_timeout_ms: int
     late_window_ms: int
     marker_retention_ms: int
+    # How long a deleted trace's marker is kept (its later events ignored meanwhile).
+    deleted_retention_ms: int = DELETED_RETENTION_MS
 
 
 # ---------------------------------------------------------------- inputs
@@ -47,7 +62,7 @@ class Received:
 class TickAction(Enum):
     EXPIRE = b"expire"  # emit an idle trace incomplete, or dead-letter what was held for it
     PURGE = b"purge"  # the late window is over: drop the trace, keep a marker
-    FORGET = b"forget"  # the marker is old enough to forget
+    FORGET = b"forget"  # the marker (purged or deleted) is old enough to forget
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,24 @@ class EmitRevision:
     alert: bool
     # The revision already out, sent once more (see the replay rule in _after_record).
     again: bool = False
+    linked_run_ids: tuple[str, ...] = ()
+    linked_prompts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EmitTombstone:
+    """Send the trace's tombstone (its id with no value) to the completed topic: it was deleted.
+    ``first_seen_ms``: the header the indexer finds the trace's document by, when known."""
+
+    first_seen_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoreDeleted:
+    """Events of a deleted trace, ignored: count them, and log when ``first`` (once per trace)."""
+
+    events: int
+    first: bool
 
 
 class DeadLetterReason(Enum):
@@ -150,6 +183,8 @@ Output = (
     | DropChunks
     | WriteState
     | EmitRevision
+    | EmitTombstone
+    | IgnoreDeleted
     | DeadLetterRecord
     | DeadLetterEvent
     | DeadLetterHeld
@@ -199,6 +234,12 @@ class _Applied:
 
 
 def _received(state: State, record: Received, now_ms: int, config: Config) -> tuple[State, list[Output]]:
+    kinds = [kind for kind, _ in record.events]
+    if TRACE_DELETED in kinds:
+        # Events before the deletion in the same record are deleted with the trace.
+        return _delete(state, record, len(kinds) - 1 - kinds.index(TRACE_DELETED), now_ms)
+    if isinstance(state, Deleted):
+        return _ignore(state, len(kinds))
     if isinstance(state, Purged):
         detail = f"{record.events[0][0]} for {record.trace_id}, whose state was purged after the late window"
         return state, [DeadLetterRecord(DeadLetterReason.LATE_AFTER_RETENTION, detail)]
@@ -247,12 +288,50 @@ def _apply(applied: _Applied, kind: str, fact: Any) -> None:
         if tags != state.tags_set or deleted != set(state.tags_deleted):  # else a replay
             applied.state = replace(state, tags_set=tags, tags_deleted=tuple(sorted(deleted)))
             applied.changed = True
+    elif kind == TRACE_LINKED:
+        run_ids = _merged(state.linked_run_ids, fact["run_ids"])
+        prompts = _merged(state.linked_prompts, fact["prompt_versions"])
+        if run_ids != state.linked_run_ids or prompts != state.linked_prompts:  # else a replay
+            applied.state = replace(state, linked_run_ids=run_ids, linked_prompts=prompts)
+            applied.changed = True
     elif kind == ASSESSMENT_LOGGED and all(
         a["assessment_id"] != fact["assessment_id"] for a in state.assessments
     ):
         # Assessments are few and small: they live in the state, deduplicated by id.
         applied.state = replace(state, assessments=(*state.assessments, fact))
         applied.changed = True
+
+
+def _merged(linked: tuple[str, ...], more: Sequence[str]) -> tuple[str, ...]:
+    """Links only add: the new ones after the old, each once."""
+    return tuple(dict.fromkeys((*linked, *more)))
+
+
+def _delete(state: State, record: Received, after: int, now_ms: int) -> tuple[State, list[Output]]:
+    """The trace goes, whatever its stage: its chunks and state (held records included) are
+    dropped for a marker, and a tombstone tells the indexer. ``after``: events that followed
+    the deletion in its record, ignored as later events are."""
+    if isinstance(state, Deleted):
+        # Deleted again (a retried request): the tombstone again, harmless downstream.
+        outputs: list[Output] = [EmitTombstone(state.first_ms or None)]
+    else:
+        first_ms = state.first_ms if isinstance(state, TraceState | Purged) else 0
+        outputs = [DropChunks(state.chunks)] if isinstance(state, TraceState) and state.chunks else []
+        outputs.append(EmitTombstone(first_ms or None))
+        partition = state.partition if state is not None else record.partition
+        state = Deleted(partition=partition, deleted_ms=now_ms, first_ms=first_ms)
+        outputs += [WriteState(), Timer(None)]
+    if after:
+        state, ignored = _ignore(state, after)
+        outputs.extend(ignored)
+    return state, outputs
+
+
+def _ignore(marker: Deleted, events: int) -> tuple[Deleted, list[Output]]:
+    if marker.reported:
+        return marker, [IgnoreDeleted(events, first=False)]
+    # Recorded, so a restarted worker does not log the trace again.
+    return replace(marker, reported=True), [IgnoreDeleted(events, first=True), WriteState()]
 
 
 def _end(applied: _Applied, trace_id: str, ended: TraceEnded) -> list[Output]:
@@ -322,6 +401,8 @@ def _emit(state: TraceState, now_ms: int, again: bool = False) -> tuple[TraceSta
         first_seen_ms=state.first_ms,
         alert=alert,
         again=again,
+        linked_run_ids=state.linked_run_ids,
+        linked_prompts=state.linked_prompts,
     )
     if again:
         return replace(state, alerted=state.alerted or alert), [emission]
@@ -336,6 +417,11 @@ def _emit(state: TraceState, now_ms: int, again: bool = False) -> tuple[TraceSta
 
 def _ticked(state: State, tick: Tick, now_ms: int, config: Config) -> tuple[State, list[Output]]:
     action = tick.action
+    if isinstance(state, Deleted):
+        # A timer of the trace before its deletion has no effect.
+        if action is TickAction.FORGET and state.deleted_ms < now_ms - config.deleted_retention_ms:
+            return None, [WriteState()]
+        return state, [Timer(None)]
     if isinstance(state, Purged):
         if action is TickAction.FORGET and state.purged_ms < now_ms - config.marker_retention_ms:
             return None, [WriteState()]
@@ -354,7 +440,9 @@ def _ticked(state: State, tick: Tick, now_ms: int, config: Config) -> tuple[Stat
         and state.emitted is not None
         and now_ms - state.emitted.at_ms >= config.late_window_ms
     ):
-        purged = Purged(partition=state.partition, revision=state.revision, purged_ms=now_ms)
+        purged = Purged(
+            partition=state.partition, revision=state.revision, purged_ms=now_ms, first_ms=state.first_ms
+        )
         return purged, [DropChunks(state.chunks), WriteState(), Timer(None)]
     return state, [timer_of(state, config)]
 
@@ -396,6 +484,8 @@ def completed_trace(
         incomplete=emission.incomplete,
         now_ms=now_ms,
         prices=prices,
+        linked_run_ids=emission.linked_run_ids,
+        linked_prompts=emission.linked_prompts,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tracestream.schemas import SpanAttributeKey, TraceMetadataKey, TraceTagKey
@@ -228,6 +228,8 @@ def assemble(
     incomplete: bool = False,
     now_ms: int = 0,
     prices: PriceTable | None = None,
+    linked_run_ids: Sequence[str] = (),
+    linked_prompts: Sequence[str] = (),
 ) -> CompletedTrace:
     """The completed trace, with MLflow's trace-level fields derived from its spans, and the
     cost of spans that have a model and token usage but no cost, priced from ``prices`` (the
@@ -296,6 +298,8 @@ def assemble(
         "spans": spans,
         "assessments": resolve_assessments(assessments),
         "completed_time_ms": now_ms,
+        "linked_run_ids": list(linked_run_ids),
+        "linked_prompts": list(linked_prompts),
     }
 
 

@@ -1,5 +1,5 @@
-"""Sending what the assembler decided: completed traces, alerts and dead letters, encoded for their
-topics. Counts what it sent, for the worker's status line."""
+"""Sending what the assembler decided: completed traces and the tombstones of deleted ones, alerts
+and dead letters, encoded for their topics. Counts what it sent, for the worker's status line."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Sinks:
         self.rule_alerts = 0
         self._topics = topics
         self.emitted = 0
+        self.tombstones = 0
         self.dead_lettered: Counter[str] = Counter()
 
     async def send_completed(self, trace: CompletedTrace, first_seen_ms: int) -> int | None:
@@ -39,6 +40,13 @@ class Sinks:
         headers = {schemas.FIRST_SEEN_HEADER: b"%d" % first_seen_ms}
         await self._topics.completed.send(key=trace["trace_id"].encode(), value=value, headers=headers)
         return None
+
+    async def send_tombstone(self, trace_id: str, first_seen_ms: int | None) -> None:
+        """The deleted trace's tombstone: its key with no value, which compaction keeps until
+        ``delete.retention.ms`` and then removes with every revision before it."""
+        headers = {} if first_seen_ms is None else {schemas.FIRST_SEEN_HEADER: b"%d" % first_seen_ms}
+        await self._topics.completed.send(key=trace_id.encode(), value=None, headers=headers)
+        self.tombstones += 1
 
     async def send_alert(self, alert: dict[str, Any]) -> None:
         await self._topics.alerts.send(key=alert["trace_id"].encode(), value=self._alerts_codec.encode(alert))

@@ -10,8 +10,12 @@ restarts on an existing changelog as is: ``first_ms``, ``partition``, ``revision
 (the TraceEnded; base64 Avro in records written before TraceEvent v2), ``tags_set``,
 ``tags_deleted``, ``assessments``, ``held`` (records of a trace not seen yet, as
 ``{"offset", "value": base64}``), and once emitted ``finalized``, ``finalized_ms``,
-``incomplete``, ``emitted_spans``, ``alerted``. A purged trace's record is a marker:
-``{"purged": true, "revision", "purged_ms", "partition"}``.
+``incomplete``, ``emitted_spans``, ``alerted``; since TraceEvent v4 ``linked_run_ids`` and
+``linked_prompts`` when the trace has links. A purged trace's record is a marker:
+``{"purged": true, "revision", "purged_ms", "partition"}`` (and ``first_ms`` since v4); a deleted
+trace's is ``{"deleted": true, "deleted_ms", "partition", "first_ms"}`` (``first_ms`` when known,
+``reported`` once a later event of the trace was logged). Keys added later have defaults, so
+records written before them load as they were.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ class TraceState:
     held: tuple[HeldRecord, ...] = ()
     emitted: Emitted | None = None
     alerted: bool = False
+    # Runs and prompt versions (name/version) linked to the trace, in first-linked order.
+    linked_run_ids: tuple[str, ...] = ()
+    linked_prompts: tuple[str, ...] = ()
     # In memory only, rebuilt after a restart: the distinct spans received, the records stored
     # in the spans table (each brought at least one new span), and when a record last came.
     span_ids: frozenset[str] = frozenset()
@@ -114,6 +121,10 @@ class TraceState:
             )
         if self.alerted:
             record["alerted"] = True
+        if self.linked_run_ids:
+            record["linked_run_ids"] = list(self.linked_run_ids)
+        if self.linked_prompts:
+            record["linked_prompts"] = list(self.linked_prompts)
         return record
 
     @classmethod
@@ -139,6 +150,8 @@ class TraceState:
             held=tuple(HeldRecord(h["offset"], base64.b64decode(h["value"])) for h in record.get("held", ())),
             emitted=emitted,
             alerted=bool(record.get("alerted")),
+            linked_run_ids=tuple(record.get("linked_run_ids", ())),
+            linked_prompts=tuple(record.get("linked_prompts", ())),
         )
 
 
@@ -150,20 +163,63 @@ class Purged:
     partition: int
     revision: int
     purged_ms: int
+    # When the stream first saw the trace (0: a marker written before v4), for the tombstone's
+    # header if the trace is deleted later.
+    first_ms: int = 0
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "purged": True,
             "revision": self.revision,
             "purged_ms": self.purged_ms,
             "partition": self.partition,
         }
+        if self.first_ms:
+            record["first_ms"] = self.first_ms
+        return record
 
 
-def state_from_record(record: Mapping[str, Any] | None) -> TraceState | Purged | None:
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """What is left of a deleted trace: its later events are ignored (a deletion is final, so
+    they are not dead-lettered for a replay either) until the marker is forgotten."""
+
+    partition: int
+    deleted_ms: int
+    # When the stream first saw the trace (0: unknown), the header of the tombstone sent again
+    # when the trace is deleted again.
+    first_ms: int = 0
+    # A later event of the trace was logged: the next ones are only counted.
+    reported: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"deleted": True, "deleted_ms": self.deleted_ms, "partition": self.partition}
+        if self.first_ms:
+            record["first_ms"] = self.first_ms
+        if self.reported:
+            record["reported"] = True
+        return record
+
+
+Marker = Purged | Deleted
+
+
+def state_from_record(record: Mapping[str, Any] | None) -> TraceState | Marker | None:
     """The state a ``traces`` table record holds (None: no record)."""
     if not record:
         return None
+    if record.get("deleted"):
+        return Deleted(
+            record.get("partition", 0),
+            record.get("deleted_ms", 0),
+            record.get("first_ms", 0),
+            bool(record.get("reported")),
+        )
     if record.get("purged"):
-        return Purged(record.get("partition", 0), record.get("revision", 0), record.get("purged_ms", 0))
+        return Purged(
+            record.get("partition", 0),
+            record.get("revision", 0),
+            record.get("purged_ms", 0),
+            record.get("first_ms", 0),
+        )
     return TraceState.from_record(record)

@@ -12,7 +12,15 @@ import pytest
 from stream_harness import rag_trace, span
 
 from tracestream import schemas
-from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
+from tracestream.schemas import (
+    ASSESSMENT_LOGGED,
+    SPAN_ENDED,
+    TRACE_DELETED,
+    TRACE_ENDED,
+    TRACE_LINKED,
+    TRACE_TAGS_CHANGED,
+    new_trace_id,
+)
 from tracestream.stream.assembler import (
     Config,
     DeadLetterEvent,
@@ -21,6 +29,8 @@ from tracestream.stream.assembler import (
     DeadLetterRecord,
     DropChunks,
     EmitRevision,
+    EmitTombstone,
+    IgnoreDeleted,
     InvalidRecord,
     Output,
     Received,
@@ -34,7 +44,7 @@ from tracestream.stream.assembler import (
     step,
     trace_id_of,
 )
-from tracestream.stream.state import Purged, TraceState
+from tracestream.stream.state import Deleted, Purged, TraceState
 
 CONFIG = Config(idle_timeout_ms=30_000, late_window_ms=600_000, marker_retention_ms=86_400_000)
 START_MS = 1_760_000_000_000
@@ -96,6 +106,19 @@ def feedback(trace_id: str, name: str = "helpfulness") -> dict[str, Any]:
 
 def tag_change(trace_id: str, deleted: Sequence[str] = (), **tags: str) -> dict[str, Any]:
     return {"trace_id": trace_id, "set": tags, "deleted": list(deleted), "time_ms": int(time.time() * 1000)}
+
+
+def link(trace_id: str, run_ids: Sequence[str] = (), prompts: Sequence[str] = ()) -> dict[str, Any]:
+    return {
+        "trace_id": trace_id,
+        "run_ids": list(run_ids),
+        "prompt_versions": list(prompts),
+        "time_ms": int(time.time() * 1000),
+    }
+
+
+def deletion(trace_id: str) -> dict[str, Any]:
+    return {"trace_id": trace_id, "time_ms": int(time.time() * 1000), "reason": "DeleteTraces by u-77"}
 
 
 @pytest.fixture
@@ -446,7 +469,7 @@ def test_the_late_window_over_drops_the_chunks_and_keeps_a_marker(completed: tup
 
     outputs = trace.tick(START_MS + 600_000, TickAction.PURGE)
 
-    assert trace.state == Purged(partition=2, revision=1, purged_ms=START_MS + 600_000)
+    assert trace.state == Purged(partition=2, revision=1, purged_ms=START_MS + 600_000, first_ms=START_MS)
     assert outputs == [DropChunks(1), WriteState(), Timer(None)]
 
 
@@ -472,6 +495,238 @@ def test_a_purge_marker_is_forgotten_after_the_marker_retention(completed: tuple
     kept = trace.tick(START_MS + 600_000 + 86_400_000, TickAction.FORGET)
     assert isinstance(trace.state, Purged) and WriteState() not in kept
     forgotten = trace.tick(START_MS + 600_001 + 86_400_000, TickAction.FORGET)
+
+    assert trace.state is None
+    assert forgotten == [WriteState()]
+
+
+# ---------------------------------------------------------------- run and prompt links
+
+
+def test_runs_and_prompts_linked_before_the_end_show_on_the_first_revision() -> None:
+    trace_id, (root, retriever, llm), ended = rag_trace()
+    trace = Trace(trace_id)
+    trace.receive(START_MS, (SPAN_ENDED, retriever))
+    trace.receive(START_MS + 100, (TRACE_LINKED, link(trace_id, ["run-eval-1"], ["support-prompt/3"])))
+
+    [emission] = emissions(
+        trace.receive(START_MS + 900, (SPAN_ENDED, llm), (SPAN_ENDED, root), (TRACE_ENDED, ended))
+    )
+
+    assert emission.revision == 1
+    built = completed_trace(trace_id, emission, [root, retriever, llm], START_MS + 900)  # type: ignore[list-item]
+    assert built["linked_run_ids"] == ["run-eval-1"]  # type: ignore[typeddict-item]
+    assert built["linked_prompts"] == ["support-prompt/3"]  # type: ignore[typeddict-item]
+
+
+def test_a_link_after_completion_makes_a_revision_with_every_link_in_first_linked_order(
+    completed: tuple[Trace, Any, Any],
+) -> None:
+    trace, spans, _ = completed
+    trace.receive(START_MS + 5_000, (TRACE_LINKED, link(trace.trace_id, ["run-b"], ["support-prompt/3"])))
+
+    outputs = trace.receive(
+        START_MS + 6_000, (TRACE_LINKED, link(trace.trace_id, ["run-a", "run-b"], ["support-prompt/4"]))
+    )
+
+    [emission] = emissions(outputs)
+    assert emission.revision == 3
+    built = completed_trace(trace.trace_id, emission, spans, START_MS + 6_000)
+    assert built["linked_run_ids"] == ["run-b", "run-a"]  # type: ignore[typeddict-item]
+    assert built["linked_prompts"] == ["support-prompt/3", "support-prompt/4"]  # type: ignore[typeddict-item]
+    assert WriteState() in outputs  # kept in the trace's record, for a restarted worker
+
+
+def test_a_link_that_adds_nothing_makes_no_revision(completed: tuple[Trace, Any, Any]) -> None:
+    trace, _, _ = completed
+    trace.receive(START_MS + 5_000, (TRACE_LINKED, link(trace.trace_id, ["run-a"], ["support-prompt/3"])))
+
+    outputs = trace.receive(
+        START_MS + 6_000, (TRACE_LINKED, link(trace.trace_id, ["run-a"], ["support-prompt/3"]))
+    )
+
+    assert emissions(outputs) == [] and WriteState() not in outputs
+    assert trace.assembled.revision == 2
+
+
+def test_a_revision_for_another_reason_keeps_the_links(completed: tuple[Trace, Any, Any]) -> None:
+    trace, _, _ = completed
+    trace.receive(START_MS + 5_000, (TRACE_LINKED, link(trace.trace_id, ["run-a"])))
+
+    [emission] = emissions(trace.receive(START_MS + 6_000, (ASSESSMENT_LOGGED, feedback(trace.trace_id))))
+
+    assert emission.linked_run_ids == ("run-a",)
+
+
+def test_a_link_after_the_late_window_is_dead_lettered_as_a_late_tag_is(
+    completed: tuple[Trace, Any, Any],
+) -> None:
+    trace, _, _ = completed
+    trace.tick(START_MS + 600_000, TickAction.PURGE)
+
+    outputs = trace.receive(START_MS + 700_000, (TRACE_LINKED, link(trace.trace_id, ["run-a"])))
+
+    [dead] = of_type(outputs, DeadLetterRecord)
+    assert dead.reason is DeadLetterReason.LATE_AFTER_RETENTION
+    assert emissions(outputs) == []
+
+
+def test_a_link_for_a_trace_never_seen_is_held_then_dead_lettered_as_an_unknown_trace() -> None:
+    trace = Trace(new_trace_id())
+    held = trace.receive(START_MS, (TRACE_LINKED, link(trace.trace_id, ["run-a"])))
+    assert emissions(held) == [] and len(trace.assembled.held) == 1
+
+    [dead] = of_type(trace.tick(START_MS + 600_000, TickAction.EXPIRE), DeadLetterHeld)
+
+    assert dead.reason is DeadLetterReason.UNKNOWN_TRACE
+
+
+# ---------------------------------------------------------------- deletion
+
+
+def test_deleting_a_trace_in_progress_drops_its_chunks_for_a_marker_and_sends_a_tombstone() -> None:
+    trace_id, (_, retriever, llm), _ = rag_trace()
+    trace = Trace(trace_id)
+    trace.receive(START_MS, (SPAN_ENDED, retriever))
+    trace.receive(START_MS + 100, (SPAN_ENDED, llm))
+
+    outputs = trace.receive(START_MS + 200, (TRACE_DELETED, deletion(trace_id)))
+
+    assert outputs == [DropChunks(2), EmitTombstone(first_seen_ms=START_MS), WriteState(), Timer(None)]
+    assert trace.state == Deleted(partition=2, deleted_ms=START_MS + 200, first_ms=START_MS)
+
+
+def test_deleting_an_emitted_trace_sends_a_tombstone_with_its_first_seen_time(
+    completed: tuple[Trace, Any, Any],
+) -> None:
+    trace, _, _ = completed
+
+    outputs = trace.receive(START_MS + 5_000, (TRACE_DELETED, deletion(trace.trace_id)))
+
+    assert outputs == [DropChunks(1), EmitTombstone(first_seen_ms=START_MS), WriteState(), Timer(None)]
+    assert isinstance(trace.state, Deleted)
+
+
+def test_deleting_a_trace_never_seen_sends_a_tombstone_without_a_first_seen_time_and_keeps_a_marker() -> None:
+    trace = Trace(new_trace_id())
+
+    outputs = trace.receive(START_MS, (TRACE_DELETED, deletion(trace.trace_id)))
+
+    # The indexer may hold a document from before this stream's state (a purge marker forgotten).
+    assert outputs == [EmitTombstone(first_seen_ms=None), WriteState(), Timer(None)]
+    assert trace.state == Deleted(partition=2, deleted_ms=START_MS)
+
+
+def test_deleting_a_purged_trace_sends_a_tombstone_with_the_first_seen_time_the_marker_kept(
+    completed: tuple[Trace, Any, Any],
+) -> None:
+    trace, _, _ = completed
+    trace.tick(START_MS + 600_000, TickAction.PURGE)
+
+    outputs = trace.receive(START_MS + 700_000, (TRACE_DELETED, deletion(trace.trace_id)))
+
+    assert outputs == [EmitTombstone(first_seen_ms=START_MS), WriteState(), Timer(None)]
+    assert of_type(outputs, DeadLetterRecord) == []
+
+
+def test_deleting_a_trace_whose_tags_were_held_drops_them_without_dead_letters() -> None:
+    trace = Trace(new_trace_id())
+    trace.receive(START_MS, (TRACE_TAGS_CHANGED, tag_change(trace.trace_id, reviewed="yes")))
+
+    trace.receive(START_MS + 1_000, (TRACE_DELETED, deletion(trace.trace_id)))
+    expired = trace.tick(START_MS + 600_000, TickAction.EXPIRE)
+
+    assert expired == [Timer(None)]
+    assert isinstance(trace.state, Deleted)
+
+
+@pytest.mark.parametrize(
+    "kind", [SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, ASSESSMENT_LOGGED, TRACE_LINKED]
+)
+def test_an_event_after_the_delete_is_ignored(completed: tuple[Trace, Any, Any], kind: str) -> None:
+    trace, (root, _, _), ended = completed
+    trace.receive(START_MS + 5_000, (TRACE_DELETED, deletion(trace.trace_id)))
+    late = {
+        SPAN_ENDED: span(
+            trace.trace_id, "background_summary", root["span_id"], START_MS + 950, START_MS + 6_000
+        ),
+        TRACE_ENDED: ended,
+        TRACE_TAGS_CHANGED: tag_change(trace.trace_id, reviewed="yes"),
+        ASSESSMENT_LOGGED: feedback(trace.trace_id),
+        TRACE_LINKED: link(trace.trace_id, ["run-a"]),
+    }[kind]
+
+    outputs = trace.receive(START_MS + 6_000, (kind, late))
+
+    assert outputs == [IgnoreDeleted(events=1, first=True), WriteState()]
+    assert isinstance(trace.state, Deleted)
+
+
+def test_events_after_the_delete_are_logged_once_then_only_counted(completed: tuple[Trace, Any, Any]) -> None:
+    trace, _, _ = completed
+    trace.receive(START_MS + 5_000, (TRACE_DELETED, deletion(trace.trace_id)))
+    trace.receive(START_MS + 6_000, (TRACE_TAGS_CHANGED, tag_change(trace.trace_id, reviewed="yes")))
+
+    outputs = trace.receive(
+        START_MS + 7_000,
+        (ASSESSMENT_LOGGED, feedback(trace.trace_id)),
+        (TRACE_LINKED, link(trace.trace_id, ["r"])),
+    )
+
+    assert outputs == [IgnoreDeleted(events=2, first=False)]
+
+
+def test_events_after_the_deletion_in_its_own_batch_are_ignored(completed: tuple[Trace, Any, Any]) -> None:
+    trace, _, _ = completed
+
+    outputs = trace.receive(
+        START_MS + 5_000,
+        (TRACE_DELETED, deletion(trace.trace_id)),
+        (TRACE_TAGS_CHANGED, tag_change(trace.trace_id, reviewed="yes")),
+    )
+
+    assert emissions(outputs) == []
+    assert IgnoreDeleted(events=1, first=True) in outputs
+    assert of_type(outputs, EmitTombstone) == [EmitTombstone(first_seen_ms=START_MS)]
+
+
+def test_a_timer_set_before_the_delete_does_nothing() -> None:
+    trace_id, (_, retriever, _), _ = rag_trace()
+    trace = Trace(trace_id)
+    trace.receive(START_MS, (SPAN_ENDED, retriever))
+    trace.receive(START_MS + 100, (TRACE_DELETED, deletion(trace_id)))
+
+    # The idle timeout that would have emitted the trace incomplete.
+    outputs = trace.tick(START_MS + 60_000, TickAction.EXPIRE)
+
+    assert outputs == [Timer(None)]
+    assert isinstance(trace.state, Deleted)
+
+
+def test_deleting_a_trace_again_sends_the_tombstone_again_and_keeps_the_marker(
+    completed: tuple[Trace, Any, Any],
+) -> None:
+    trace, _, _ = completed
+    trace.receive(START_MS + 5_000, (TRACE_DELETED, deletion(trace.trace_id)))
+    marker = trace.state
+
+    outputs = trace.receive(START_MS + 9_000, (TRACE_DELETED, deletion(trace.trace_id)))
+
+    assert outputs == [EmitTombstone(first_seen_ms=START_MS)]
+    assert trace.state == marker
+
+
+def test_a_delete_marker_is_forgotten_after_its_retention_of_seven_days(
+    completed: tuple[Trace, Any, Any],
+) -> None:
+    trace, _, _ = completed
+    trace.receive(START_MS + 5_000, (TRACE_DELETED, deletion(trace.trace_id)))
+    seven_days_ms = 7 * 86_400_000
+
+    # The purge marker's retention (one day) does not apply.
+    assert trace.tick(START_MS + 5_001 + 86_400_000, TickAction.FORGET) == [Timer(None)]
+    assert trace.tick(START_MS + 5_000 + seven_days_ms, TickAction.FORGET) == [Timer(None)]
+    forgotten = trace.tick(START_MS + 5_001 + seven_days_ms, TickAction.FORGET)
 
     assert trace.state is None
     assert forgotten == [WriteState()]

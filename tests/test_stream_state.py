@@ -13,7 +13,7 @@ from stream_harness import rag_trace
 
 from tracestream import schemas
 from tracestream.schemas import TRACE_ENDED
-from tracestream.stream.state import Emitted, HeldRecord, Purged, TraceState, state_from_record
+from tracestream.stream.state import Deleted, Emitted, HeldRecord, Purged, TraceState, state_from_record
 
 
 def feedback(trace_id: str) -> dict[str, Any]:
@@ -119,6 +119,56 @@ def test_a_purge_marker_round_trips() -> None:
 
     assert record == {"purged": True, "revision": 3, "purged_ms": 1_760_000_600_000, "partition": 2}
     assert state_from_record(record) == marker
+
+
+def test_a_purge_marker_written_before_v4_loads_without_a_first_seen_time() -> None:
+    record = {"purged": True, "revision": 3, "purged_ms": 1_760_000_600_000, "partition": 2}
+
+    assert state_from_record(record) == Purged(
+        partition=2, revision=3, purged_ms=1_760_000_600_000, first_ms=0
+    )
+
+
+def test_a_purge_marker_keeps_the_first_seen_time_for_a_later_tombstone() -> None:
+    marker = Purged(partition=2, revision=3, purged_ms=1_760_000_600_000, first_ms=1_760_000_000_000)
+
+    assert state_from_record(json.loads(json.dumps(marker.to_record()))) == marker
+
+
+def test_links_round_trip_in_first_linked_order() -> None:
+    state = TraceState(
+        partition=1,
+        first_ms=1_760_000_000_000,
+        linked_run_ids=("run-b", "run-a"),
+        linked_prompts=("support-prompt/3",),
+    )
+
+    record = json.loads(json.dumps(state.to_record()))
+
+    assert record["linked_run_ids"] == ["run-b", "run-a"]
+    assert TraceState.from_record(record) == state
+
+
+def test_a_delete_marker_round_trips() -> None:
+    marker = Deleted(partition=2, deleted_ms=1_760_000_900_000, first_ms=1_760_000_000_000, reported=True)
+
+    record = json.loads(json.dumps(marker.to_record()))
+
+    assert record == {
+        "deleted": True,
+        "deleted_ms": 1_760_000_900_000,
+        "partition": 2,
+        "first_ms": 1_760_000_000_000,
+        "reported": True,
+    }
+    assert state_from_record(record) == marker
+
+
+def test_a_delete_marker_of_a_trace_never_seen_has_no_first_seen_time() -> None:
+    marker = Deleted(partition=0, deleted_ms=1_760_000_900_000)
+
+    assert marker.to_record() == {"deleted": True, "deleted_ms": 1_760_000_900_000, "partition": 0}
+    assert state_from_record(marker.to_record()) == marker
 
 
 def test_no_record_is_no_state() -> None:

@@ -185,6 +185,14 @@ class StreamSettings(BaseModel):
     # How long a small marker of a purged trace is kept, so that later events for it are
     # dead-lettered instead of starting a second, partial trace.
     marker_retention_s: float = Field(default=86_400.0, gt=0)
+    # How long the marker of a deleted trace (TraceDeleted) is kept: while it lives, every later
+    # event of the trace (span, end, tag, assessment, link) is ignored and counted, so a deleted
+    # trace never comes back; after it, such an event would start the trace anew.
+    deleted_marker_retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="How long a deleted trace's marker is kept (s); its later events are ignored meanwhile",
+    )
     # "auto": RocksDB (rocksdict) when installed, else memory. Both are backed by changelog topics.
     store: Literal["auto", "rocksdb", "memory"] = "auto"
     data_dir: str = ".tracestream-stream"
