@@ -23,11 +23,11 @@ def settings(kafka_settings: Settings, opensearch: OpenSearch, unique_name: str)
 
 
 @pytest.fixture
-def start_indexer() -> Iterator[Callable[[Settings], RunningIndexer]]:
+def start_indexer() -> Iterator[Callable[..., RunningIndexer]]:
     started: list[RunningIndexer] = []
 
-    def start(settings: Settings) -> RunningIndexer:
-        running = RunningIndexer(settings)
+    def start(settings: Settings, client: OpenSearch | None = None) -> RunningIndexer:
+        running = RunningIndexer(settings, client)
         started.append(running)
         return running
 

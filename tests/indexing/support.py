@@ -48,8 +48,8 @@ def drop_indices(client: OpenSearch, settings: Settings) -> None:
 
 
 class RunningIndexer:
-    def __init__(self, settings: Settings) -> None:
-        self.indexer = Indexer(settings)
+    def __init__(self, settings: Settings, client: OpenSearch | None = None) -> None:
+        self.indexer = Indexer(settings, client)
         self.thread = threading.Thread(target=self.indexer.run, name="indexer", daemon=True)
         self.thread.start()
 
@@ -75,6 +75,14 @@ def produce(
         producer.produce(settings.topics.completed, key=key, value=value, headers=headers)
     for value in raw or ():
         producer.produce(settings.topics.completed, key=b"raw", value=value)
+    assert producer.flush(30) == 0
+
+
+def produce_tombstones(settings: Settings, trace_ids: list[str]) -> None:
+    """Publish the stream's deletion of each trace: its id as the key, no value."""
+    producer = Producer(settings.kafka.confluent_config({"acks": "all"}))
+    for trace_id in trace_ids:
+        producer.produce(settings.topics.completed, key=trace_id.encode(), value=None)
     assert producer.flush(30) == 0
 
 
