@@ -38,6 +38,12 @@ from tracestream.settings import Settings
 logger = logging.getLogger(__name__)
 
 EXPORT_PAGE_SIZE = 500
+# A scan of trace ids (deletes) fetches only the id per hit: pages can be larger.
+ID_SCAN_PAGE_SIZE = 5_000
+# OpenSearch's index.max_terms_count: the most trace ids one ``terms`` query may hold.
+MAX_TRACE_IDS = 65_536
+# Oldest first, as MLflow's store picks the traces of DeleteTraces (max_traces keeps the oldest).
+OLDEST_FIRST = ["timestamp_ms ASC", "request_id ASC"]
 # Session-scoped assessments: the sessions one assessment comparison covers are looked up first,
 # a page of session ids at a time, and searched as one ``terms`` query (OpenSearch's
 # index.max_terms_count is 65,536 by default).
@@ -96,6 +102,18 @@ class TraceExport:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self.traces
+
+
+@dataclass(frozen=True)
+class TraceIdScan:
+    """The ids of the traces a selection matches, oldest first: how many match (exact), and the
+    ids, streamed a page at a time from one point-in-time view of the index."""
+
+    total: int
+    trace_ids: Iterator[str]
+
+    def __iter__(self) -> Iterator[str]:
+        return self.trace_ids
 
 
 @dataclass(frozen=True)
@@ -346,6 +364,63 @@ class TraceSearch:
         return TraceExport(
             first["total"]["value"], self._export_pages(body, first["hits"], pit_id, include_spans, page_size)
         )
+
+    def scan_trace_ids(
+        self,
+        filter_string: str | None = None,
+        locations: list[str] | None = None,
+        trace_ids: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> TraceIdScan:
+        """The ids of every trace matching ``filter_string`` in ``locations`` (and, when given,
+        among ``trace_ids``), oldest first (``timestamp_ms``, then the id, as MLflow's store
+        orders the traces it deletes). Only the id is fetched per hit; the total is exact."""
+        page_size = page_size or ID_SCAN_PAGE_SIZE
+        request = self._request(filter_string, OLDEST_FIRST, locations)
+        query = request.query
+        if trace_ids is not None:
+            if len(trace_ids) > MAX_TRACE_IDS:
+                raise invalid(f"Too many trace ids ({len(trace_ids)}); at most {MAX_TRACE_IDS} a request")
+            query = {"bool": {"filter": [query, {"terms": {F.TRACE_ID: trace_ids}}]}}
+        try:
+            pit = self._call(
+                self.client.create_pit, index=self.names.read_alias, params={"keep_alive": PIT_KEEP_ALIVE}
+            )
+        except SearchError as exc:
+            if exc.status == 404:  # nothing indexed yet
+                return TraceIdScan(0, iter(()))
+            raise
+        pit_id = pit["pit_id"]
+        body: dict[str, Any] = {
+            "query": query,
+            "sort": request.sort,
+            "size": page_size,
+            "track_total_hits": True,
+            "_source": False,
+            "docvalue_fields": [F.TRACE_ID],
+            "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
+        }
+        try:
+            first = self._call(self.client.search, body=body)["hits"]
+        except BaseException:
+            self._delete_pit(pit_id)
+            raise
+        body["track_total_hits"] = False
+        return TraceIdScan(first["total"]["value"], self._id_pages(body, first["hits"], pit_id, page_size))
+
+    def _id_pages(
+        self, body: dict[str, Any], hits: list[dict[str, Any]], pit_id: str, page_size: int
+    ) -> Iterator[str]:
+        try:
+            while True:
+                for hit in hits:
+                    yield hit["fields"][F.TRACE_ID][0]
+                if len(hits) < page_size:
+                    return
+                body["search_after"] = hits[-1]["sort"]
+                hits = self._call(self.client.search, body=body)["hits"]["hits"]
+        finally:
+            self._delete_pit(pit_id)
 
     def _export_pages(
         self,

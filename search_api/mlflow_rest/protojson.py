@@ -43,15 +43,21 @@ def invalid_parameter(message: str) -> SearchError:
     return SearchError(400, "INVALID_PARAMETER_VALUE", message)
 
 
+def wrong_type(name: str, value: Any) -> SearchError:
+    """MLflow's handlers' answer to a parameter of the wrong JSON type (its ``invalid_value``)."""
+    shown = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return invalid_parameter(
+        f"Invalid value {shown} for parameter '{name}' supplied:  Hint: Value was of "
+        f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
+    )
+
+
 def int_parameter(value: Any, name: str) -> int:
     """An integer request parameter, refused with MLflow's message when it is not one."""
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
-        raise invalid_parameter(
-            f"Invalid value {json.dumps(value)} for parameter '{name}' supplied:  Hint: Value was of "
-            f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
-        ) from exc
+        raise wrong_type(name, value) from exc
 
 
 def not_found(message: str) -> SearchError:

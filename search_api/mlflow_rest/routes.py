@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tracestream.schemas import ASSESSMENT_LOGGED, is_trace_id
 from tracestream.schemas.mlflow_format import mlflow_assessment_dict
+from tracestream.search_api.deletion import Selection, delete_traces
 from tracestream.search_api.limits import TOO_LARGE_ERROR_CODE
 from tracestream.search_api.mlflow_rest.experiments import ExperimentStore
 from tracestream.search_api.mlflow_rest.ingest import (
@@ -33,6 +34,13 @@ from tracestream.search_api.mlflow_rest.ingest import (
     tag_event,
     trace_info_events,
 )
+from tracestream.search_api.mlflow_rest.links import (
+    prompt_link_events,
+    prompt_versions,
+    required_string,
+    run_link_events,
+    string_list,
+)
 from tracestream.search_api.mlflow_rest.protojson import (
     current_versions,
     field,
@@ -44,6 +52,7 @@ from tracestream.search_api.mlflow_rest.protojson import (
     trace_info_json,
     trace_json,
     visible_assessments,
+    wrong_type,
 )
 from tracestream.search_api.mlflow_rest.publisher import EventPublisher
 from tracestream.search_api.search import SearchError, TraceSearch
@@ -159,18 +168,10 @@ def _search_page_size(body: dict[str, Any]) -> int:
     return size
 
 
-def _wrong_type(name: str, value: Any) -> SearchError:
-    """MLflow's handlers' answer to a parameter of the wrong JSON type."""
-    return invalid_parameter(
-        f"Invalid value {json.dumps(value)} for parameter '{name}' supplied:  Hint: Value was of "
-        f"type '{type(value).__name__}'. See the API docs for more information about request parameters."
-    )
-
-
 def _string_param(body: dict[str, Any], name: str) -> str | None:
     value = field(body, name)
     if value is not None and not isinstance(value, str):
-        raise _wrong_type(name, value)
+        raise wrong_type(name, value)
     return value
 
 
@@ -250,7 +251,7 @@ def _experiments_page(
     backend: MlflowBackend, view_type: Any, max_results: Any, filter: Any, order_by: Any, page_token: Any
 ) -> Response:
     if order_by is not None and not isinstance(order_by, list):
-        raise _wrong_type("order_by", order_by)
+        raise wrong_type("order_by", order_by)
     experiments, token = backend.experiments.search(
         view_type, max_results, filter or None, order_by or None, page_token or None
     )
@@ -362,6 +363,65 @@ def delete_assessment(trace_id: str, assessment_id: str, backend: BackendDep) ->
     record = assessment_deletion(trace_id, assessment_id, version_id)
     backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
     return _json({})
+
+
+# ------------------------------------------------------------ links and deletion
+
+
+@router.post(f"{V2}/traces/link-to-run")
+def link_traces_to_run(body: Body, backend: BackendDep) -> Response:
+    """LinkTracesToRun: at most 100 traces, any run id (there are no runs here; MLflow's store
+    does not check the run either); ``run_id = …`` then finds them."""
+    backend.publisher.publish(run_link_events(body))
+    return _json({})
+
+
+@router.post(f"{V2}/traces/link-prompts")
+def link_prompts_to_trace(body: Body, backend: BackendDep) -> Response:
+    """LinkPromptsToTrace: ``prompt = 'name/version'`` then finds the trace. The trace must exist,
+    as in MLflow (its client reads the trace before it links)."""
+    trace_id = required_string(body, "trace_id")
+    versions = prompt_versions(body)
+    if not versions:
+        return _json({})  # MLflow's store returns before it looks the trace up
+    backend.trace(trace_id)  # RESOURCE_DOES_NOT_EXIST "Trace with ID '…' not found."
+    backend.publisher.publish(prompt_link_events(trace_id, versions))
+    return _json({})
+
+
+def _delete_selection(body: dict[str, Any]) -> Selection:
+    """DeleteTraces checked as MLflow's handler (types, required fields) and its store (which of
+    the bounds go together)."""
+    experiment_id = required_string(body, "experiment_id")
+    max_timestamp = field(body, "max_timestamp_millis")
+    max_traces = field(body, "max_traces")
+    max_timestamp = None if max_timestamp is None else int_parameter(max_timestamp, "max_timestamp_millis")
+    max_traces = None if max_traces is None else int_parameter(max_traces, "max_traces")
+    trace_ids = string_list(body, "request_ids", required=False)
+    if max_timestamp is None and not trace_ids:
+        raise invalid_parameter("Either `max_timestamp_millis` or `trace_ids` must be specified.")
+    if max_timestamp is not None and trace_ids:
+        raise invalid_parameter("Only one of `max_timestamp_millis` and `trace_ids` can be specified.")
+    if trace_ids and max_traces is not None:
+        raise invalid_parameter("`max_traces` can't be specified if `trace_ids` is specified.")
+    if max_traces is not None and max_traces <= 0:
+        raise invalid_parameter(f"`max_traces` must be a positive integer, received {max_traces}.")
+    if trace_ids:
+        return Selection(locations=[experiment_id], trace_ids=list(dict.fromkeys(trace_ids)))
+    # Inclusive, as MLflow's store: traces at or before the bound.
+    return Selection(f"timestamp_ms <= {max_timestamp}", [experiment_id], max_traces=max_traces)
+
+
+@router.post(f"{V2}/traces/delete-traces")
+@router.post(f"{V3_TRACES}/delete-traces")
+def delete_traces_of_experiment(body: Body, backend: BackendDep) -> Response:
+    """DeleteTraces (and DeleteTracesV3, the same request): the experiment's traces at or before
+    ``max_timestamp_millis`` (the oldest ``max_traces`` of them when given), or those of
+    ``request_ids`` that exist in it; ``traces_deleted`` counts them exactly. Every match is
+    deleted, a page at a time (see ``search_api.deletion``)."""
+    selection = _delete_selection(body)
+    deletion = delete_traces(backend.search, backend.publisher, selection, "MLflow DeleteTraces")
+    return _json({"traces_deleted": deletion.deleted})
 
 
 # ------------------------------------------------------------ reads (before /{trace_id})

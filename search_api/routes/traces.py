@@ -1,4 +1,4 @@
-"""``/api/v1/traces``: search a page at a time, export as NDJSON, get one trace."""
+"""``/api/v1/traces``: search a page at a time, export as NDJSON, get one trace, delete by filter."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from tracestream.search_api.deps import SearchDep
+from tracestream.search_api.deletion import LISTED_TRACE_IDS, Selection, delete_traces
+from tracestream.search_api.deps import PublisherDep, SearchDep
 from tracestream.search_api.errors import error_body
 from tracestream.search_api.search import SearchError
 
@@ -71,6 +72,62 @@ def export_traces(
     return StreamingResponse(
         lines(), media_type="application/x-ndjson", headers={TOTAL_COUNT_HEADER: str(export.total)}
     )
+
+
+# The most traces one delete request deletes: a larger delete is several requests, each a bounded
+# amount of work (one id per trace read, one event per trace published).
+MAX_TRACES_PER_DELETE = 100_000
+
+
+class DeleteRequest(BaseModel):
+    filter: str | None = Field(default=None, description="An MLflow search_traces filter string")
+    locations: list[str] | None = Field(default=None, description="Experiment ids; all when absent")
+    max_traces: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TRACES_PER_DELETE,
+        description=f"Delete at most this many, oldest first (default and limit: {MAX_TRACES_PER_DELETE:,})",
+    )
+    dry_run: bool = Field(default=False, description="Only say what would be deleted; delete nothing")
+
+
+class DeleteResponse(BaseModel):
+    traces_deleted: int = Field(description="Traces deleted (in a dry run: that would be deleted)")
+    traces_matched: int = Field(description="Traces matching; more than traces_deleted when max_traces cut")
+    trace_ids: list[str] = Field(
+        description=f"The deleted traces' ids, oldest first, the first {LISTED_TRACE_IDS:,}"
+    )
+    trace_ids_truncated: bool
+    dry_run: bool
+
+
+@router.post("/delete", response_model=DeleteResponse)
+def delete_traces_by_filter(body: DeleteRequest, searcher: SearchDep, publisher: PublisherDep) -> Response:
+    """Delete the traces matching a filter, oldest first, for good: a late span or tag does not
+    bring them back. Searches stop returning them within seconds. A dry run deletes nothing."""
+    if not (body.filter or "").strip() and not body.locations:
+        raise SearchError(
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "A delete needs a filter or locations (it would delete every trace); "
+            'e.g. "timestamp_ms < 1700000000000"',
+        )
+    selection = Selection(body.filter, body.locations, max_traces=body.max_traces or MAX_TRACES_PER_DELETE)
+    deletion = delete_traces(
+        searcher,
+        None if body.dry_run else publisher(),
+        selection,
+        f"delete by filter: {body.filter or ''}",
+        dry_run=body.dry_run,
+    )
+    answer = DeleteResponse(
+        traces_deleted=deletion.deleted,
+        traces_matched=deletion.matched,
+        trace_ids=deletion.trace_ids,
+        trace_ids_truncated=deletion.trace_ids_truncated,
+        dry_run=deletion.dry_run,
+    )
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 # :path, so that an id holding "/" is answered as the id it is (not found), not as a route miss.
