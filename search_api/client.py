@@ -23,7 +23,15 @@ from tracestream.search_api.entities import Trace
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["ExportStream", "PagedList", "TraceClient", "TraceSearchError", "get_trace", "search_traces"]
+__all__ = [
+    "ExportStream",
+    "PagedList",
+    "TraceClient",
+    "TraceDeletion",
+    "TraceSearchError",
+    "get_trace",
+    "search_traces",
+]
 
 T = TypeVar("T")
 
@@ -89,6 +97,19 @@ class ExportStream:
 
     total: int | None
     lines: Iterator[bytes]
+
+
+@dataclass(frozen=True)
+class TraceDeletion:
+    """What a delete by filter did, or in a dry run would do: ``traces_deleted`` of the
+    ``traces_matched`` matching traces (fewer when ``max_traces`` or the server's limit per request
+    cut them, oldest first) and the first of their ids (``trace_ids_truncated`` when not all)."""
+
+    traces_deleted: int
+    traces_matched: int
+    trace_ids: list[str]
+    trace_ids_truncated: bool
+    dry_run: bool
 
 
 class PagedList(list[T]):
@@ -296,6 +317,31 @@ class TraceClient:
         with self.open_export(filter_string, order_by, locations, include_spans) as export:
             for line in export.lines:
                 yield _parse_trace(json.loads(line))
+
+    def delete_traces(
+        self,
+        filter_string: str,
+        locations: list[str] | None = None,
+        max_traces: int | None = None,
+        dry_run: bool = False,
+    ) -> TraceDeletion:
+        """Delete the traces matching ``filter_string`` in ``locations`` (experiment ids; None:
+        all), oldest first, at most ``max_traces`` (and the server's limit per request). For good:
+        searches stop returning them within seconds. A dry run only says what would go."""
+        _validate_list("locations", locations)
+        body = {"filter": filter_string, "locations": locations, "max_traces": max_traces, "dry_run": dry_run}
+        response = self._send("POST", f"{API_PREFIX}/delete", json=body)
+        try:
+            payload = response.json()
+            return TraceDeletion(
+                traces_deleted=int(payload["traces_deleted"]),
+                traces_matched=int(payload["traces_matched"]),
+                trace_ids=list(payload["trace_ids"]),
+                trace_ids_truncated=bool(payload["trace_ids_truncated"]),
+                dry_run=bool(payload["dry_run"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise TraceSearchError(f"Malformed delete response: {error!r}", INTERNAL_ERROR) from error
 
     @contextmanager
     def open_export(

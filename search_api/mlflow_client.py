@@ -247,6 +247,7 @@ class MlflowClient:
         try:
             answer = self._call("POST", f"{MLFLOW_V2}/traces/delete-traces", json=body)
         except TraceSearchError as error:
+            # An API older than the delete (or a proxy that does not pass it on).
             if error.status_code == 404 and error.error_code == ENDPOINT_NOT_FOUND:
                 raise MlflowException(
                     f"The server at {self.tracking_uri} does not support deleting traces "
@@ -256,6 +257,22 @@ class MlflowClient:
                 ) from error
             raise
         return int(answer.get("traces_deleted") or 0)
+
+    @_as_mlflow_errors
+    def link_traces_to_run(self, trace_ids: list[str], run_id: str) -> None:
+        """Link traces (at most 100) to a run: ``run_id = …`` then finds them too. Any run id is
+        accepted (there are no runs here)."""
+        _validate_list_param("trace_ids", trace_ids)
+        self._call("POST", f"{MLFLOW_V2}/traces/link-to-run", json={"trace_ids": trace_ids, "run_id": run_id})
+
+    @_as_mlflow_errors
+    def link_prompt_versions_to_trace(self, prompt_versions: list[Any], trace_id: str) -> None:
+        """Link prompt versions (objects with ``.name`` and ``.version``, as MLflow's
+        ``PromptVersion``) to a trace: ``prompt = 'name/version'`` then finds it."""
+        refs = [{"name": pv.name, "version": str(pv.version)} for pv in prompt_versions]
+        self._call(
+            "POST", f"{MLFLOW_V2}/traces/link-prompts", json={"trace_id": trace_id, "prompt_versions": refs}
+        )
 
     # ------------------------------------------------------------ experiments
 

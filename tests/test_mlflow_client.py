@@ -161,6 +161,47 @@ def test_delete_traces_on_a_server_without_the_endpoint_is_an_mlflow_error() -> 
     assert (caught.value.error_code, caught.value.status_code) == ("ENDPOINT_NOT_FOUND", 404)
 
 
+class PromptVersion:
+    """What MLflow's client passes: an object with ``name`` and an int ``version``."""
+
+    def __init__(self, name: str, version: int) -> None:
+        self.name, self.version = name, version
+
+
+def test_links_send_mlflows_link_to_run_and_link_prompts_bodies() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, json.loads(request.content)))
+        return httpx.Response(200, json={})
+
+    client = client_for(handler)
+    client.link_traces_to_run(["tr-1", "tr-2"], run_id="run-7")
+    client.link_prompt_versions_to_trace(
+        [PromptVersion("qa", 3), PromptVersion("summarize", 1)], trace_id="tr-1"
+    )
+    assert seen == [
+        ("/api/2.0/mlflow/traces/link-to-run", {"trace_ids": ["tr-1", "tr-2"], "run_id": "run-7"}),
+        (
+            "/api/2.0/mlflow/traces/link-prompts",
+            {
+                "trace_id": "tr-1",
+                "prompt_versions": [{"name": "qa", "version": "3"}, {"name": "summarize", "version": "1"}],
+            },
+        ),
+    ]
+
+
+def test_linking_prompts_to_an_unknown_trace_raises_mlflows_not_found() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        message = "Trace with ID 'tr-9' not found."
+        return httpx.Response(404, json={"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+
+    with pytest.raises(MlflowException, match="Trace with ID 'tr-9' not found") as caught:
+        client_for(handler).link_prompt_versions_to_trace([PromptVersion("qa", 3)], trace_id="tr-9")
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
 def test_experiments_are_searched_and_got_by_name_as_mlflow_entities() -> None:
     experiment = {
         "experiment_id": "3",
