@@ -121,10 +121,19 @@ class EventSender:
         self.codec = schemas.events_codec()
         config = producer_config(ProducerConfig(settings.kafka.connection(), settings.topics.events))
         config.pop("logger", None)
+        config["delivery.report.only.error"] = False  # the SDK's choice; here, every partition is noted
         self.producer = Producer(config)
+        # The partition each trace id's records went to, as the broker acknowledged them.
+        self.partitions: dict[str, int] = {}
 
     def send(self, kind: str, record: dict[str, Any]) -> None:
-        self.producer.produce(self.topic, self.codec.encode_union(kind, record), record["trace_id"])
+        self.producer.produce(
+            self.topic, self.codec.encode_union(kind, record), record["trace_id"], on_delivery=self._delivered
+        )
+
+    def _delivered(self, error: Any, message: Any) -> None:
+        if error is None:
+            self.partitions[message.key().decode()] = message.partition()
 
     def send_batch(self, trace_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Several events of one trace as one record, as the SDK sends them."""
@@ -242,7 +251,9 @@ def send_trace(sender: EventSender, spans: Iterable[dict], ended: dict | None) -
 
 
 class TopicReader:
-    """Reads a topic from the start, decoding with ``codec``; remembers what it read."""
+    """Reads a topic from the start, decoding with ``codec``; remembers what it read. Tombstones
+    (a key with no value: a deleted trace on the completed topic) are kept apart, with their
+    headers, so the records stay decoded values."""
 
     def __init__(self, settings: Settings, topic: str, codec: schemas.AvroCodec, group: str) -> None:
         self.codec = codec
@@ -259,6 +270,7 @@ class TopicReader:
         partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
         self.records: list[tuple[bytes | None, dict[str, Any]]] = []
+        self.tombstones: list[tuple[bytes | None, dict[str, bytes]]] = []
 
     def wait_for(
         self, condition: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60
@@ -268,10 +280,29 @@ class TopicReader:
             values = [value for _, value in self.records]
             if condition(values):
                 return values
-            for message in self.consumer.consume(num_messages=1000, timeout=0.5):
-                if message.error() is None:
-                    self.records.append((message.key(), self.codec.decode(message.value())))
+            self._read()
         raise AssertionError(f"condition not met within {timeout_s}s; read {len(self.records)} records")
+
+    def wait_for_tombstone(self, key: bytes, timeout_s: float = 60) -> dict[str, bytes]:
+        """The headers of the first tombstone of ``key``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for tombstone_key, headers in self.tombstones:
+                if tombstone_key == key:
+                    return headers
+            self._read()
+        raise AssertionError(
+            f"no tombstone of {key!r} within {timeout_s}s; read {len(self.tombstones)} tombstones"
+        )
+
+    def _read(self) -> None:
+        for message in self.consumer.consume(num_messages=1000, timeout=0.5):
+            if message.error() is not None:
+                continue
+            if message.value() is None:
+                self.tombstones.append((message.key(), dict(message.headers() or [])))
+            else:
+                self.records.append((message.key(), self.codec.decode(message.value())))
 
     def close(self) -> None:
         self.consumer.close()

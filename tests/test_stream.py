@@ -14,6 +14,7 @@ import json
 import re
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -36,7 +37,15 @@ from tracestream import producers as mlflow
 from tracestream import schemas
 from tracestream.cli import app
 from tracestream.producers.config import ProducerConfig, SdkOptions
-from tracestream.schemas import ASSESSMENT_LOGGED, SPAN_ENDED, TRACE_ENDED, TRACE_TAGS_CHANGED, new_trace_id
+from tracestream.schemas import (
+    ASSESSMENT_LOGGED,
+    SPAN_ENDED,
+    TRACE_DELETED,
+    TRACE_ENDED,
+    TRACE_LINKED,
+    TRACE_TAGS_CHANGED,
+    new_trace_id,
+)
 from tracestream.settings import Settings
 
 pytestmark = pytest.mark.stream_worker
@@ -559,3 +568,63 @@ def test_a_second_root_under_the_same_trace_id_is_dead_lettered_not_dropped(pipe
     latest = pipeline.trace(trace_id, revision=2)
     assert latest["info"]["tags"]["team"] == "care"
     assert latest["info"]["execution_duration_ms"] == 900
+
+
+def test_runs_and_prompts_linked_after_completion_make_a_revision_with_the_links(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+    pipeline.trace(trace_id)
+    now_ms = int(time.time() * 1000)
+
+    pipeline.sender.send(
+        TRACE_LINKED,
+        {
+            "trace_id": trace_id,
+            "run_ids": ["run-eval-7"],
+            "prompt_versions": ["support-prompt/3"],
+            "time_ms": now_ms,
+        },
+    )
+    pipeline.sender.flush()
+    second = pipeline.trace(trace_id, revision=2)
+
+    assert (second["linked_run_ids"], second["linked_prompts"]) == (["run-eval-7"], ["support-prompt/3"])
+
+
+def test_a_deleted_trace_is_a_tombstone_and_its_late_events_bring_it_back_nowhere(pipeline: Pipeline) -> None:
+    trace_id, spans, ended = rag_trace()
+    send_trace(pipeline.sender, spans, ended)
+    pipeline.sender.flush()
+    first = pipeline.trace(trace_id)
+
+    now_ms = int(time.time() * 1000)
+    pipeline.sender.send(TRACE_DELETED, {"trace_id": trace_id, "time_ms": now_ms, "reason": "DeleteTraces"})
+    pipeline.sender.flush()
+    headers = pipeline.completed.wait_for_tombstone(trace_id.encode())
+
+    # The header the indexer found the trace's document by (its first-seen day).
+    assert int(headers[schemas.FIRST_SEEN_HEADER]) <= first["completed_time_ms"]
+    late = span(trace_id, "post_process", spans[0]["span_id"], now_ms, now_ms + 40, span_type="PARSER")
+    pipeline.sender.send(SPAN_ENDED, late)
+    pipeline.sender.send(
+        TRACE_TAGS_CHANGED,
+        {"trace_id": trace_id, "set": {"reviewed": "yes"}, "deleted": [], "time_ms": now_ms},
+    )
+    # A trace sent after the late events to their partition (the producer's default partitioner,
+    # CRC32 of the key): once it is out, the worker has read them.
+    partitions = pipeline.settings.topics.events_partitions
+    after_id, after_spans, after_ended = rag_trace()
+    while zlib.crc32(after_id.encode()) % partitions != zlib.crc32(trace_id.encode()) % partitions:
+        after_id, after_spans, after_ended = rag_trace()
+    send_trace(pipeline.sender, after_spans, after_ended)
+    pipeline.sender.flush()
+    assert pipeline.sender.partitions[after_id] == pipeline.sender.partitions[trace_id]
+    pipeline.trace(after_id)
+
+    assert pipeline.settled_revisions(trace_id, seconds=3) == [1]
+    wait_until(
+        lambda: f"ignoring events of deleted trace {trace_id}" in pipeline.worker.log_path.read_text(),
+        10,
+        "the late events logged",
+    )
