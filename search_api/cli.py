@@ -1,4 +1,5 @@
-"""`tracestream traces …`: MLflow's `mlflow traces search|get` at the terminal, plus an export.
+"""`tracestream traces …`: MLflow's `mlflow traces search|get` at the terminal, plus an export and
+a delete by filter.
 
 The commands speak the HTTP API through :class:`TraceClient`, so they work from any machine that
 reaches the API, with the same errors a program would get.
@@ -7,6 +8,7 @@ reaches the API, with the same errors a program would get.
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +20,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tracestream.search_api.client import TraceClient, TraceSearchError
+from tracestream.search_api.client import TraceClient, TraceDeletion, TraceSearchError
 from tracestream.search_api.console import output_console
 from tracestream.search_api.entities import Trace
 
-traces_app = typer.Typer(help="Search, read and export traces through the search API.")
+traces_app = typer.Typer(help="Search, read, export and delete traces through the search API.")
 
 # Errors go to stderr so that `--output json` stays parseable.
 err_console = Console(stderr=True)
@@ -43,6 +45,9 @@ ORDER_BY_OPTION = typer.Option(
 )
 EXPERIMENT_OPTION = typer.Option(
     None, "--experiment-id", "--location", help="Search only these experiments (repeatable; default: all)."
+)
+DELETE_EXPERIMENT_OPTION = typer.Option(
+    None, "--experiment-id", "--location", help="Delete only in these experiments (repeatable; default: all)."
 )
 PREVIEW_CHARS = 60
 
@@ -219,3 +224,81 @@ def export(
         raise _fail(error) from error
     if not to_stdout:
         err_console.print(f"{written} traces written to {output_path}")
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _print_deletion(deletion: TraceDeletion, output: str) -> None:
+    if output == "json":
+        typer.echo(json.dumps(deletion.__dict__, indent=2))
+        return
+    console = output_console()
+    verb = "Would delete" if deletion.dry_run else "Deleted"
+    console.print(f"{verb} {deletion.traces_deleted} of {deletion.traces_matched} matching traces")
+    if deletion.dry_run:
+        for trace_id in deletion.trace_ids:
+            console.print(trace_id, soft_wrap=True)
+        if deletion.trace_ids_truncated:
+            console.print(f"… the first {len(deletion.trace_ids)} listed, oldest first")
+    left = deletion.traces_matched - deletion.traces_deleted
+    if not deletion.dry_run and left > 0:
+        # Deleted traces leave the index within seconds; a run before then would find them again.
+        console.print(f"{left} more match: run the command again in a few seconds to delete them")
+
+
+@traces_app.command("delete")
+def delete(
+    filter_string: str = typer.Option(
+        ...,
+        "--filter-string",
+        "--filter",
+        help='MLflow filter of the traces to delete, e.g. "timestamp_ms < 1700000000000".',
+    ),
+    experiment_ids: list[str] | None = DELETE_EXPERIMENT_OPTION,
+    max_traces: int | None = typer.Option(
+        None,
+        "--max-traces",
+        min=1,
+        help="Delete at most this many, oldest first (the API deletes at most 100,000 a request).",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show how many traces and which would go."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
+    output: str = typer.Option("table", "--output", help="table or json."),
+    url: str | None = URL_OPTION,
+    api_key: str | None = API_KEY_OPTION,
+) -> None:
+    """Delete the traces matching a filter, for good, oldest first: searches stop returning them
+    within seconds, and a late span or tag does not bring them back. Without --yes it shows how
+    many would go and asks; when no one can answer (stdin is not a terminal) it refuses (exit 2)."""
+    if output not in ("table", "json"):
+        raise typer.BadParameter("must be 'table' or 'json'", param_hint="--output")
+    if not dry_run and not yes and not _interactive():
+        err_console.print(
+            "[red]Refusing to delete without --yes[/red]: stdin is not a terminal, so no one can confirm. "
+            "See what would go with --dry-run.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    locations = experiment_ids or None
+    try:
+        with TraceClient(url, api_key) as client:
+            if not dry_run and not yes:
+                preview = client.delete_traces(filter_string, locations, max_traces, dry_run=True)
+                if preview.traces_deleted == 0:
+                    _print_deletion(preview, output)
+                    return
+                question = (
+                    f"Delete {preview.traces_deleted} of {preview.traces_matched} matching traces, for good?"
+                )
+                if not typer.confirm(question, err=True):
+                    err_console.print("Nothing deleted")
+                    raise typer.Exit(1)
+                # No more than were shown: the oldest first, as the preview counted them.
+                max_traces = preview.traces_deleted
+            deletion = client.delete_traces(filter_string, locations, max_traces, dry_run=dry_run)
+    except TraceSearchError as error:
+        raise _fail(error) from error
+    _print_deletion(deletion, output)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,3 +32,15 @@ def api_settings(opensearch: OpenSearch) -> Iterator[Settings]:
 def api(api_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(api_settings)) as client:
         yield client
+
+
+@pytest.fixture
+def write_settings(
+    kafka_settings: Settings, opensearch: OpenSearch, unique_topic: Callable[..., str]
+) -> Iterator[Settings]:
+    """A private index and a private one-partition events topic: what the API publishes (links,
+    deletes) is read back alone (``support.published_events``)."""
+    topics = kafka_settings.topics.model_copy(update={"events": unique_topic(partitions=1)})
+    settings = private_settings(kafka_settings.model_copy(update={"topics": topics}))
+    yield settings
+    drop(opensearch, settings)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from confluent_kafka import Consumer, TopicPartition
 from opensearchpy import OpenSearch, helpers
 
 from tracestream.indexer import IndexNames, build_document, ensure_index_template
+from tracestream.schemas import TRACE_DELETED, events_codec, events_of
 from tracestream.schemas.records import CompletedTrace
 from tracestream.schemas.samples import completed_trace
 from tracestream.settings import Settings
@@ -97,11 +99,12 @@ def _free_port() -> int:
 @contextmanager
 def running_api(settings: Settings) -> Iterator[ApiProcess]:
     """``tracestream api serve`` in its own process, on a free loopback port, over the private
-    index of ``settings``; stopped on exit."""
+    index of ``settings``, publishing to its events topic; stopped on exit."""
     port = _free_port()
     env = {
         **os.environ,
         "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": settings.opensearch.index_prefix,
+        "TRACESTREAM_TOPICS__EVENTS": settings.topics.events,
         "TRACESTREAM_API__HOST": "127.0.0.1",
         "TRACESTREAM_API__PORT": str(port),
     }
@@ -129,3 +132,29 @@ def running_api(settings: Settings) -> Iterator[ApiProcess]:
     finally:
         process.terminate()
         process.wait(30)
+
+
+def published_events(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    """Every event on the (one-partition) events topic of ``settings``, in order."""
+    consumer = Consumer(settings.kafka.confluent_config({"group.id": "unused", "enable.auto.commit": False}))
+    codec = events_codec()
+    events: list[tuple[str, dict[str, Any]]] = []
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(settings.topics.events, 0), timeout=10)
+        if high == 0:
+            return []
+        consumer.assign([TopicPartition(settings.topics.events, 0, 0)])
+        while True:
+            message = consumer.poll(10)
+            assert message is not None, "the events topic did not deliver its records"
+            assert message.error() is None, message.error()
+            events += events_of(codec.decode(message.value())["event"])
+            if message.offset() >= high - 1:
+                return events
+    finally:
+        consumer.close()
+
+
+def deleted_trace_ids(settings: Settings) -> list[str]:
+    """The trace ids of the TraceDeleted events published to the events topic, in order."""
+    return [record["trace_id"] for kind, record in published_events(settings) if kind == TRACE_DELETED]

@@ -4,16 +4,14 @@ topic on the real Kafka, and the traces they find in a private index on the real
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 
-from searching.support import drop, private_settings, small_traces, write_traces
-from tracestream.schemas import TRACE_DELETED, TRACE_LINKED, events_codec, events_of
+from searching.support import deleted_trace_ids, published_events, small_traces, write_traces
+from tracestream.schemas import TRACE_LINKED
 from tracestream.schemas.records import CompletedTrace
 from tracestream.search_api import deletion
 from tracestream.search_api.api import create_app
@@ -29,19 +27,6 @@ MISSING = (
 
 
 @pytest.fixture
-def write_settings(
-    kafka_settings: Settings, opensearch: OpenSearch, unique_topic: Callable[..., str]
-) -> Iterator[Settings]:
-    """A private index and a private events topic: what the API publishes is read back alone."""
-    base = kafka_settings.model_copy(
-        update={"topics": kafka_settings.topics.model_copy(update={"events": unique_topic(partitions=1)})}
-    )
-    settings = private_settings(base)
-    yield settings
-    drop(opensearch, settings)
-
-
-@pytest.fixture
 def api(write_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(write_settings)) as client:
         yield client
@@ -54,32 +39,6 @@ def traces(opensearch: OpenSearch, write_settings: Settings) -> list[CompletedTr
     experiment_2 = small_traces(3, seed=2, start_ms=START_MS + 500, experiment_id="2")
     write_traces(opensearch, write_settings, experiment_1 + experiment_2)
     return experiment_1 + experiment_2
-
-
-def published(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    """Every event on the events topic, in order."""
-    consumer = Consumer(settings.kafka.confluent_config({"group.id": "unused", "enable.auto.commit": False}))
-    codec = events_codec()
-    events: list[tuple[str, dict[str, Any]]] = []
-    try:
-        partition = TopicPartition(settings.topics.events, 0)
-        _, high = consumer.get_watermark_offsets(partition, timeout=10)
-        if high == 0:
-            return []
-        consumer.assign([TopicPartition(settings.topics.events, 0, 0)])
-        while True:
-            message = consumer.poll(10)
-            assert message is not None, "the events topic did not deliver its records"
-            assert message.error() is None, message.error()
-            events += events_of(codec.decode(message.value())["event"])
-            if message.offset() >= high - 1:
-                return events
-    finally:
-        consumer.close()
-
-
-def deleted_ids(settings: Settings) -> list[str]:
-    return [record["trace_id"] for kind, record in published(settings) if kind == TRACE_DELETED]
 
 
 def ids(traces: list[CompletedTrace], experiment_id: str) -> list[str]:
@@ -103,7 +62,7 @@ def test_link_to_run_publishes_one_link_per_trace(api: TestClient, write_setting
 
     assert response.status_code == 200, response.text
     assert response.json() == {}
-    events = published(write_settings)
+    events = published_events(write_settings)
     assert [(kind, r["trace_id"], r["run_ids"], r["prompt_versions"]) for kind, r in events] == [
         (TRACE_LINKED, first["trace_id"], ["run-7"], []),
         (TRACE_LINKED, second["trace_id"], ["run-7"], []),
@@ -122,7 +81,7 @@ def test_link_to_run_refuses_more_than_100_traces_as_mlflow(
     assert response.json()["message"] == (
         "Cannot link more than 100 traces to a run in a single request. Provided 101 traces."
     )
-    assert published(write_settings) == []
+    assert published_events(write_settings) == []
 
 
 @pytest.mark.parametrize(
@@ -168,7 +127,7 @@ def test_link_prompts_publishes_the_versions_as_name_slash_version(
 
     assert response.status_code == 200, response.text
     assert response.json() == {}
-    [(kind, record)] = published(write_settings)
+    [(kind, record)] = published_events(write_settings)
     assert kind == TRACE_LINKED
     assert (record["trace_id"], record["run_ids"], record["prompt_versions"]) == (
         trace_id,
@@ -190,7 +149,7 @@ def test_link_prompts_to_an_unknown_trace_is_not_found_as_mlflow(
     assert response.status_code == 404
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert response.json()["message"] == f"Trace with ID '{unknown}' not found."
-    assert published(write_settings) == []
+    assert published_events(write_settings) == []
 
 
 def test_link_prompts_needs_the_prompt_versions(api: TestClient) -> None:
@@ -215,7 +174,7 @@ def test_delete_traces_by_time_deletes_the_experiments_traces_up_to_the_bound_in
 
     assert response.status_code == 200, response.text
     assert response.json() == {"traces_deleted": 3}
-    assert deleted_ids(write_settings) == experiment_1[:3]
+    assert deleted_trace_ids(write_settings) == experiment_1[:3]
 
 
 def test_delete_traces_with_max_traces_deletes_the_oldest_first(
@@ -227,7 +186,7 @@ def test_delete_traces_with_max_traces_deletes_the_oldest_first(
     )
 
     assert response.json() == {"traces_deleted": 2}
-    assert deleted_ids(write_settings) == ids(traces, "1")[:2]
+    assert deleted_trace_ids(write_settings) == ids(traces, "1")[:2]
 
 
 def test_delete_traces_by_ids_counts_only_the_experiments_existing_traces(
@@ -239,7 +198,7 @@ def test_delete_traces_by_ids_counts_only_the_experiments_existing_traces(
     response = api.post(V3_DELETE, json={"experiment_id": "1", "request_ids": asked})
 
     assert response.json() == {"traces_deleted": 2}
-    assert deleted_ids(write_settings) == [experiment_1[1], experiment_1[4]]
+    assert deleted_trace_ids(write_settings) == [experiment_1[1], experiment_1[4]]
 
 
 def test_delete_traces_pages_past_a_page_of_ids(
@@ -254,7 +213,7 @@ def test_delete_traces_pages_past_a_page_of_ids(
     )
 
     assert response.json() == {"traces_deleted": 6}
-    assert deleted_ids(write_settings) == ids(traces, "1")
+    assert deleted_trace_ids(write_settings) == ids(traces, "1")
 
 
 @pytest.mark.parametrize(
@@ -317,7 +276,7 @@ def test_delete_by_filter_dry_run_lists_what_would_go_and_publishes_nothing(
         "trace_ids_truncated": False,
         "dry_run": True,
     }
-    assert published(write_settings) == []
+    assert published_events(write_settings) == []
 
 
 def test_delete_by_filter_deletes_the_matches_in_the_locations_oldest_first_up_to_max_traces(
@@ -336,7 +295,7 @@ def test_delete_by_filter_deletes_the_matches_in_the_locations_oldest_first_up_t
         "trace_ids_truncated": False,
         "dry_run": False,
     }
-    assert deleted_ids(write_settings) == experiment_1[1:4]
+    assert deleted_trace_ids(write_settings) == experiment_1[1:4]
 
 
 def test_delete_by_filter_refuses_to_delete_everything(api: TestClient, write_settings: Settings) -> None:
@@ -344,7 +303,7 @@ def test_delete_by_filter_refuses_to_delete_everything(api: TestClient, write_se
 
     assert response.status_code == 400
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-    assert published(write_settings) == []
+    assert published_events(write_settings) == []
 
 
 def test_delete_by_filter_answers_a_filter_error_with_its_position(api: TestClient) -> None:
