@@ -465,7 +465,7 @@ class TraceAssembler:
         # The rebalancing and flow flags say why a worker that stops making progress waits.
         logger.info(
             "stream: %d records processed, %d traces emitted, %d traces in memory, "
-            "%d gaps read again, %d dead-lettered%s, %d traces deleted, %d events after delete "
+            "%d gaps read again, %d dead-lettered%s, %d tombstones sent, %d events after delete "
             "(rebalancing: %s, flow active: %s)",
             self.processed,
             self.emitted,
