@@ -134,7 +134,13 @@ CASES: list[Case] = [
         "name IS NULL",
         "name IS NOT NULL",
         "name = 'résumé_builder' AND status = 'OK'",
-        # run ids: metadata mlflow.sourceRun
+        # run ids: metadata mlflow.sourceRun, and for = a run linked to the trace
+        "run_id = '<<linked_run>>'",
+        "metadata.mlflow.sourceRun = '<<linked_run>>'",
+        "run_id = '<<linked_run>>' AND status = 'OK'",
+        "run_id != '<<linked_run>>'",
+        "run_id LIKE '<<linked_run>>'",
+        "run_id IN ('<<linked_run>>', 'run1')",
         "run_id = 'run1'",
         "attributes.run_id = 'run2'",
         "metadata.mlflow.sourceRun = 'run0'",
@@ -143,8 +149,14 @@ CASES: list[Case] = [
         "run_id LIKE 'run%'",
         "run_id IS NULL",
         "run_id IS NOT NULL",
-        # prompts and issues: nothing in the dataset links them; the filters must still parse
+        # prompt versions linked to traces (name/version); another version, an unknown prompt
         "prompt = 'qa/1'",
+        "prompt = 'qa/2'",
+        "prompt = 'summarize/1'",
+        "prompt = 'qa/3'",
+        "prompt = 'translate/1'",
+        "prompt = 'qa/1' AND status = 'OK'",
+        # issues: nothing in the dataset links them; the filter must still parse
         "issue.id = 'iss-1'",
     ),
     # ---------------------------------------------------------------- tags

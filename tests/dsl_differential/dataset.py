@@ -434,7 +434,47 @@ def build_dataset(priced: bool = True) -> list[CompletedTrace]:
             }
         )
     _add_session_assessments(traces)
+    _add_links(traces)
     return traces
+
+
+# ---------------------------------------------------------------- run and prompt links
+# (issue 21, item 1.) MLflow's ``run_id =`` also matches a trace linked to the run
+# (LinkTracesToRun), and ``prompt = 'name/version'`` matches the prompt versions linked to a trace
+# (LinkPromptsToTrace). MLflow names the run it creates itself, so the filters say
+# ``<<linked_run>>``: MLflow's side puts its run's id there, ours ``LINKED_RUN``.
+#
+# Traces 0, 7, 14, 28 and 35 (no source run) and 21 (source run run0) are linked to the run;
+# prompt versions are linked as ``LINKED_PROMPTS`` says. Traces 0 and 7 also have the tag
+# ``mlflow.linkedPrompts`` that MLflow's client writes beside each link; 16 and 33 were linked
+# through the API alone, so only the link finds them. Trace 50 has the tag naming ``legacy/1``
+# and no link (a deviation: MLflow searches links only).
+LINKED_RUN = "5e1f0c2d9a8b4c7e8f6a1b2c3d4e5f60"
+LINKED_TO_RUN = (0, 7, 14, 21, 28, 35)
+LINKED_PROMPTS = {0: ["qa/1"], 7: ["qa/2", "summarize/1"], 16: ["qa/1"], 33: ["summarize/1"]}
+TAGGED_PROMPT_LINKS = (0, 7)
+
+
+def linked_trace_ids(traces: list[CompletedTrace]) -> list[str]:
+    """The traces linked to the run (LinkTracesToRun)."""
+    return [traces[n]["trace_id"] for n in LINKED_TO_RUN]
+
+
+def linked_prompts(traces: list[CompletedTrace]) -> dict[str, list[str]]:
+    """The prompt versions (``name/version``) linked to each trace that has some."""
+    return {traces[n]["trace_id"]: versions for n, versions in LINKED_PROMPTS.items()}
+
+
+def _add_links(traces: list[CompletedTrace]) -> None:
+    for n in LINKED_TO_RUN:
+        traces[n]["linked_run_ids"] = [LINKED_RUN]  # type: ignore[typeddict-unknown-key]  # v4
+    for n, versions in LINKED_PROMPTS.items():
+        traces[n]["linked_prompts"] = versions  # type: ignore[typeddict-unknown-key]  # v4
+    for n in TAGGED_PROMPT_LINKS:
+        named = (version.partition("/") for version in LINKED_PROMPTS[n])
+        tag = [{"name": name, "version": number} for name, _, number in named]
+        traces[n]["info"]["tags"][TraceTagKey.LINKED_PROMPTS] = json.dumps(tag)
+    traces[50]["info"]["tags"][TraceTagKey.LINKED_PROMPTS] = json.dumps([{"name": "legacy", "version": "1"}])
 
 
 # ---------------------------------------------------------------- session-scoped assessments

@@ -7,6 +7,7 @@ directory: a fresh ``sqlite:///mlflow.db``. Imports nothing from tracestream. Re
      "traces": [{"info": TraceInfo.to_dict() without assessments,
                  "spans": [Span.to_dict(), ...], "assessments": [Assessment.to_dictionary(), ...]}],
      "link_to_run": [trace id, ...],        # linked to a new run with MlflowClient's LinkTracesToRun
+     "link_prompts": {trace id: ["name/version", ...]},  # linked with LinkPromptsToTrace
      "queries": [{"filter": str | null, "order_by": [str] | null, "locations": [str]}]}
 
 Each trace is stored as MLflow's own server stores an exported trace: the spans (``log_spans``,
@@ -32,6 +33,7 @@ from typing import Any
 
 def load(store: Any, payload: dict[str, Any]) -> tuple[list[str], str]:
     from mlflow.entities import Assessment, Span, TraceInfo
+    from mlflow.entities.model_registry import PromptVersion
 
     experiment_ids = [store.create_experiment(f"differential-{n}") for n in payload["experiments"]]
     for trace in payload["traces"]:
@@ -51,6 +53,10 @@ def load(store: Any, payload: dict[str, Any]) -> tuple[list[str], str]:
     )
     if payload["link_to_run"]:
         store.link_traces_to_run(payload["link_to_run"], run.info.run_id)
+    for trace_id, versions in payload["link_prompts"].items():
+        named = (name_version.rpartition("/") for name_version in versions)
+        prompts = [PromptVersion(name=name, version=int(number), template="") for name, _, number in named]
+        store.link_prompts_to_trace(trace_id, prompts)
     return experiment_ids, run.info.run_id
 
 

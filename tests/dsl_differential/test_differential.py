@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,15 @@ from mlflow_oracle import mlflow_python, run_in_mlflow
 from opensearchpy import OpenSearch
 
 from dsl_differential.cases import ALL, CASES, Case, all_case_keys, substitute
-from dsl_differential.dataset import EXPERIMENTS, LOCATIONS, build_dataset, default_order
+from dsl_differential.dataset import (
+    EXPERIMENTS,
+    LINKED_RUN,
+    LOCATIONS,
+    build_dataset,
+    default_order,
+    linked_prompts,
+    linked_trace_ids,
+)
 from tracestream.indexer.document import _dumps_mlflow
 from tracestream.schemas.mlflow_format import mlflow_assessment_dict, mlflow_info_dict, mlflow_span_dict
 from tracestream.schemas.records import AssessmentLogged, CompletedTrace, SpanEnded
@@ -96,8 +104,6 @@ class Deviation:
     reason: str
     mlflow: Expect
     ours: Expect
-    # MLflow's own answer involves data only MLflow holds (a run link); filled in per side.
-    placeholders: dict[str, str] = field(default_factory=dict)
 
 
 def _dev(
@@ -358,11 +364,11 @@ DEVIATIONS: list[Deviation] = [
         Expect(union=("feedback.conversation = 'escalated'", "feedback.conversation_score > 3")),
     ),
     _dev(
-        "run_id = '<<linked_run>>'",
-        "MLflow's run_id = also matches runs linked with LinkTracesToRun; we match metadata "
-        "mlflow.sourceRun only",
-        Expect(union=("<<linked traces>>",)),
+        "prompt = 'legacy/1'",
+        "MLflow's prompt = searches the prompt versions linked to traces only; we also match the "
+        "tag mlflow.linkedPrompts, which MLflow's client writes beside each link",
         NONE,
+        Expect(where=lambda t: "legacy" in (tag(t, "mlflow.linkedPrompts") or "")),
     ),
     _dev(
         "tags.env RLIKE '(unclosed'",
@@ -469,11 +475,6 @@ DEVIATIONS: list[Deviation] = [
 ]
 
 
-def linked_trace_ids(traces: list[CompletedTrace]) -> list[str]:
-    """Traces linked to a run (LinkTracesToRun) whose metadata does not name it."""
-    return [t["trace_id"] for t in traces[:40:7] if "mlflow.sourceRun" not in t["info"]["metadata"]]
-
-
 # ---------------------------------------------------------------- running both sides
 
 
@@ -515,6 +516,7 @@ def mlflow_run(dataset: list[CompletedTrace], tmp_path_factory: pytest.TempPathF
             for trace in sent
         ],
         "link_to_run": linked_trace_ids(dataset),
+        "link_prompts": linked_prompts(dataset),
         "queries": [
             {"filter": text, "order_by": None if order is None else list(order), "locations": list(where)}
             for text, order, where in queries
@@ -534,10 +536,10 @@ def searcher(opensearch: OpenSearch, search_settings: Settings) -> TraceSearch:
     return TraceSearch(opensearch, search_settings)
 
 
-def ours(searcher: TraceSearch, key: QueryKey, linked_run: str) -> Outcome:
+def ours(searcher: TraceSearch, key: QueryKey) -> Outcome:
     text, order_by, locations = key
     if text is not None:
-        text = text.replace("<<linked_run>>", linked_run)
+        text = text.replace("<<linked_run>>", LINKED_RUN)
     try:
         page = searcher.search(
             text, list(order_by) if order_by is not None else None, 1000, None, list(locations), False
@@ -564,10 +566,7 @@ def resolve(expect: Expect, run: MlflowRun, traces: list[CompletedTrace], case: 
     else:
         chosen = set()
         for text in expect.union:
-            if text == "<<linked traces>>":
-                chosen |= set(linked_trace_ids(traces))
-            else:
-                chosen |= set(run.results[Case(text).key(traces)]["ids"])
+            chosen |= set(run.results[Case(text).key(traces)]["ids"])
         if not expect.union:
             chosen = {t["trace_id"] for t in traces}
         for text in expect.minus:
@@ -669,7 +668,7 @@ def test_same_answer_as_mlflow(
 ) -> None:
     key = case.key(dataset)
     theirs = mlflow_run.results[key]
-    mine = ours(searcher, key, mlflow_run.linked_run)
+    mine = ours(searcher, key)
     if "error" in theirs or "error" in mine:
         assert "error" in mine, f"MLflow rejects it ({theirs['error']}), we answered {mine}"
         assert "error" in theirs, f"we reject it ({mine['error']}), MLflow answered {theirs}"
@@ -697,7 +696,7 @@ def test_deviation(
 ) -> None:
     key = deviation.case.key(dataset)
     theirs = mlflow_run.results[key]
-    mine = ours(searcher, key, mlflow_run.linked_run)
+    mine = ours(searcher, key)
     expected_theirs = resolve(deviation.mlflow, mlflow_run, dataset, deviation.case)
     expected_mine = resolve(deviation.ours, mlflow_run, dataset, deviation.case)
     assert matches(theirs, expected_theirs), f"MLflow no longer behaves as listed: {theirs}"

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 
 from dsl_differential.cases import CASES, Case, substitute
-from dsl_differential.dataset import build_dataset
+from dsl_differential.dataset import LINKED_RUN, build_dataset
 from dsl_differential.test_differential import DEVIATIONS
 from dsl_differential.test_generated_queries import parsed
 from tracestream.indexer import IndexNames
@@ -59,8 +59,6 @@ from tracestream.search_api.search import SearchError, TraceSearch
 from tracestream.settings import Settings
 
 DATASET = build_dataset()
-# MLflow's run id is only known to MLflow's side; any run the dataset names serves here.
-LINKED_RUN = "run1"
 
 
 def _filters() -> list[str]:
