@@ -6,7 +6,7 @@ TypedDicts mirror the Avro schemas in avro/ for type checkers and readers.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 SpanStatusCode = Literal["UNSET", "OK", "ERROR"]
 TraceState = Literal["STATE_UNSPECIFIED", "OK", "ERROR", "IN_PROGRESS"]
@@ -96,7 +96,20 @@ class AssessmentLogged(TypedDict):
     valid: bool
 
 
-EventRecord = SpanEnded | TraceEnded | TraceTagsChanged | AssessmentLogged
+class TraceLinked(TypedDict):  # v4
+    trace_id: str
+    run_ids: list[str]
+    prompt_versions: list[str]  # name/version
+    time_ms: int
+
+
+class TraceDeleted(TypedDict):  # v4
+    trace_id: str
+    time_ms: int
+    reason: str | None
+
+
+EventRecord = SpanEnded | TraceEnded | TraceTagsChanged | AssessmentLogged | TraceLinked | TraceDeleted
 
 
 class EventBatch(TypedDict):
@@ -137,6 +150,8 @@ class CompletedTrace(TypedDict):
     info: TraceInfo
     spans: list[SpanEnded]
     assessments: list[AssessmentLogged]
+    linked_run_ids: NotRequired[list[str]]  # v4
+    linked_prompts: NotRequired[list[str]]  # v4
     completed_time_ms: int
 
 

@@ -515,8 +515,8 @@ def test_runs_and_prompts_linked_before_the_end_show_on_the_first_revision() -> 
 
     assert emission.revision == 1
     built = completed_trace(trace_id, emission, [root, retriever, llm], START_MS + 900)  # type: ignore[list-item]
-    assert built["linked_run_ids"] == ["run-eval-1"]  # type: ignore[typeddict-item]
-    assert built["linked_prompts"] == ["support-prompt/3"]  # type: ignore[typeddict-item]
+    assert built["linked_run_ids"] == ["run-eval-1"]
+    assert built["linked_prompts"] == ["support-prompt/3"]
 
 
 def test_a_link_after_completion_makes_a_revision_with_every_link_in_first_linked_order(
@@ -532,8 +532,8 @@ def test_a_link_after_completion_makes_a_revision_with_every_link_in_first_linke
     [emission] = emissions(outputs)
     assert emission.revision == 3
     built = completed_trace(trace.trace_id, emission, spans, START_MS + 6_000)
-    assert built["linked_run_ids"] == ["run-b", "run-a"]  # type: ignore[typeddict-item]
-    assert built["linked_prompts"] == ["support-prompt/3", "support-prompt/4"]  # type: ignore[typeddict-item]
+    assert built["linked_run_ids"] == ["run-b", "run-a"]
+    assert built["linked_prompts"] == ["support-prompt/3", "support-prompt/4"]
     assert WriteState() in outputs  # kept in the trace's record, for a restarted worker
 
 
