@@ -55,6 +55,7 @@ from tracestream.search_api.mlflow_rest.protojson import (
     wrong_type,
 )
 from tracestream.search_api.mlflow_rest.publisher import EventPublisher
+from tracestream.search_api.mlflow_rest.runs import run_seen_in_traces
 from tracestream.search_api.search import SearchError, TraceSearch
 from tracestream.settings import Settings
 
@@ -422,6 +423,19 @@ def delete_traces_of_experiment(body: Body, backend: BackendDep) -> Response:
     selection = _delete_selection(body)
     deletion = delete_traces(backend.search, backend.publisher, selection, "MLflow DeleteTraces")
     return _json({"traces_deleted": deletion.deleted})
+
+
+# ------------------------------------------------------------ runs
+
+
+@router.get(f"{V2}/runs/get")
+def get_run(backend: BackendDep, run_id: str | None = None, run_uuid: str | None = None) -> Response:
+    """GetRun, for the runs traces name (see ``runs``): MLflow's client reads the run before it
+    searches the run's traces."""
+    wanted = run_id or run_uuid
+    if not wanted:
+        raise missing_parameter("run_id")
+    return _json({"run": run_seen_in_traces(backend.search, wanted)})
 
 
 # ------------------------------------------------------------ reads (before /{trace_id})
