@@ -158,6 +158,35 @@ class ApiSettings(BaseModel):
     # default for both; the checks keep a compression bomb from exhausting the API's memory.
     max_request_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_inflated_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    keys_file: str | None = Field(
+        default=None,
+        description="The scoped API keys (JSON, written by `tracestream keys`), re-read when it changes; "
+        "set, the data endpoints need a key even while it holds none",
+    )
+    keys_check_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often (s) a request may check whether the keys file changed: a revoked key "
+        "is refused this long after `tracestream keys revoke` at the latest",
+    )
+    auth_max_failures: int = Field(
+        default=10,
+        ge=1,
+        description="Invalid keys a client address may send in a minute before it is refused (429)",
+    )
+    auth_lockout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long (s) a client address that sent too many invalid keys is refused",
+    )
+    audit_enabled: bool = Field(
+        default=True,
+        description="Record reads of whole traces, exports, deletions and key changes in the index "
+        "<index prefix>-audit",
+    )
+    audit_max_trace_ids: int = Field(
+        default=100, ge=0, description="Trace ids an audit record lists at most (its count is exact)"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

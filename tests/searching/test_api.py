@@ -281,7 +281,7 @@ def test_the_schema_offers_the_api_key_header_on_data_endpoints_only(api_setting
             "type": "apiKey",
             "in": "header",
             "name": "X-API-Key",
-            "description": "One of the keys of TRACESTREAM_API__API_KEYS",
+            "description": "An API key (`tracestream keys create`, or one of TRACESTREAM_API__API_KEYS)",
         }
     }
     assert paths["/api/v1/traces/search"]["post"]["security"] == [{"ApiKey": []}]
