@@ -87,6 +87,12 @@ def invalid(message: str, position: int | None = None) -> SearchError:
     return SearchError(400, "INVALID_PARAMETER_VALUE", message, position)
 
 
+def experiment_of(trace: dict[str, Any]) -> str | None:
+    """The experiment a trace (MLflow trace JSON) belongs to."""
+    location = trace["info"].get("trace_location") or {}
+    return (location.get("mlflow_experiment") or {}).get("experiment_id")
+
+
 @dataclass(frozen=True)
 class SearchPage:
     traces: list[dict[str, Any]]
@@ -208,12 +214,21 @@ class TraceSearch:
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()[:32]
 
-    def _token(self, request: _Request, sort_values: list[Any]) -> str:
-        payload = json.dumps({"v": 1, "q": request.fingerprint, "after": sort_values}, separators=(",", ":"))
+    @staticmethod
+    def _holder(caller: str | None) -> str:
+        """Who a token is issued to, as it is signed: a digest of the API key's name, so the
+        token does not spell the name out."""
+        return hashlib.sha256((caller or "").encode()).hexdigest()[:16]
+
+    def _token(self, request: _Request, sort_values: list[Any], caller: str | None) -> str:
+        payload = json.dumps(
+            {"v": 1, "q": request.fingerprint, "k": self._holder(caller), "after": sort_values},
+            separators=(",", ":"),
+        )
         encoded = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
         return f"{encoded}.{self._sign(payload.encode())}"
 
-    def _search_after(self, request: _Request, token: Any) -> list[Any]:
+    def _search_after(self, request: _Request, token: Any, caller: str | None) -> list[Any]:
         if not isinstance(token, str):
             # The MLflow drop-in passes the request's JSON value as it came.
             raise invalid(f"Invalid page token, expected a string, got {json.dumps(token)}")
@@ -226,9 +241,12 @@ class TraceSearch:
             raise invalid("Invalid page token: it was not issued by this service or was altered")
         try:
             decoded = json.loads(payload)
-            fingerprint, after = decoded["q"], decoded["after"]
-        except (ValueError, KeyError, TypeError) as exc:
+            fingerprint, holder, after = decoded["q"], decoded.get("k", ""), decoded["after"]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise invalid("Invalid page token, could not parse it") from exc
+        if holder != self._holder(caller):
+            # A token is a capability: another key may not continue a search it did not start.
+            raise invalid("Invalid page token: it was issued to another API key")
         if (
             fingerprint != request.fingerprint
             or not isinstance(after, list)
@@ -281,7 +299,10 @@ class TraceSearch:
         page_token: str | None = None,
         locations: list[str] | None = None,
         include_spans: bool = True,
+        caller: str | None = None,
     ) -> SearchPage:
+        """A page of the traces matching ``filter_string`` in ``locations`` (all when None; none
+        when empty). ``caller`` is the API key the page token is issued to: only it may use it."""
         limit = self.settings.api.max_results_limit
         if not 1 <= max_results <= limit:
             raise invalid(
@@ -297,13 +318,17 @@ class TraceSearch:
             **hit_fetch(include_spans),
         }
         if page_token:
-            body["search_after"] = self._search_after(request, page_token)
+            body["search_after"] = self._search_after(request, page_token, caller)
         response = self._search_traces(body)
         hits = response["hits"]["hits"]
-        token = self._token(request, hits[max_results - 1]["sort"]) if len(hits) > max_results else None
+        token = (
+            self._token(request, hits[max_results - 1]["sort"], caller) if len(hits) > max_results else None
+        )
         return SearchPage([trace_from_hit(hit, include_spans) for hit in hits[:max_results]], token)
 
-    def get(self, trace_id: str) -> dict[str, Any]:
+    def get(self, trace_id: str, locations: list[str] | None = None) -> dict[str, Any]:
+        """One trace; a trace outside ``locations`` (when given) is answered exactly as an unknown
+        id, so a caller learns nothing of experiments it may not read."""
         if not trace_id.strip():
             raise invalid("Invalid value '' for parameter 'trace_id' supplied. It must not be empty")
         if not is_trace_id(trace_id):
@@ -321,9 +346,34 @@ class TraceSearch:
             if busy is None:
                 raise
             raise busy from exc
-        if trace is None:
+        if trace is None or (locations is not None and experiment_of(trace) not in locations):
             raise SearchError(404, "RESOURCE_DOES_NOT_EXIST", f"Trace with ID '{trace_id}' not found.")
         return trace
+
+    def experiments_of(self, trace_ids: list[str]) -> dict[str, str | None]:
+        """The experiment of each indexed trace among ``trace_ids`` (one search, whatever their
+        number up to MAX_TRACE_IDS); an id not indexed is absent from the answer."""
+        wanted = [trace_id for trace_id in dict.fromkeys(trace_ids) if is_trace_id(trace_id)]
+        if not wanted:
+            return {}
+        if len(wanted) > MAX_TRACE_IDS:
+            raise invalid(f"Too many trace ids ({len(wanted)}); at most {MAX_TRACE_IDS} a request")
+        body = {
+            "query": {"terms": {F.TRACE_ID: wanted}},
+            "size": len(wanted),
+            "track_total_hits": False,
+            "_source": False,
+            "docvalue_fields": [F.TRACE_ID, F.EXPERIMENT_ID],
+        }
+        try:
+            hits = self._search_traces(body)["hits"]["hits"]
+        except SearchError as exc:
+            if exc.status == 404:  # nothing indexed yet
+                return {}
+            raise
+        return {
+            hit["fields"][F.TRACE_ID][0]: (hit["fields"].get(F.EXPERIMENT_ID) or [None])[0] for hit in hits
+        }
 
     def export(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Collection
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -180,10 +181,15 @@ class ExperimentStore:
         filter_string: str | None = None,
         order_by: list[str] | None = None,
         page_token: str | None = None,
+        visible: Collection[str] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """MLflow's SearchExperiments: a page of ``Experiment`` JSON and the next page's token."""
+        """MLflow's SearchExperiments: a page of ``Experiment`` JSON and the next page's token,
+        among the experiments ``visible`` (all when None) so pages and tokens count only those."""
+        documents = self.documents()
+        if visible is not None:
+            documents = [d for d in documents if d["experiment_id"] in visible]
         page, token = experiment_search.search(
-            self.documents(), view_type, max_results, filter_string, order_by, page_token
+            documents, view_type, max_results, filter_string, order_by, page_token
         )
         return [experiment_json(source) for source in page], token
 

@@ -5,6 +5,11 @@ Reads go through :class:`~search_api.search.TraceSearch` (the index); writes bec
 the events topic (see ``ingest``); experiments live in OpenSearch (see ``experiments``).
 Errors are MLflow's JSON (``{"error_code", "message"}``) with its HTTP statuses, rendered by
 the app's handler of :class:`~search_api.search.SearchError`.
+
+Every endpoint covers only what its API key may (``search_api.access``): trace reads only the
+experiments it may read (a trace of another is not found, as an unknown id); writes need
+``ingest`` on the trace's experiment and deletes ``delete``, else MLflow's PERMISSION_DENIED;
+experiments are seen only where the key has some right.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from starlette.concurrency import run_in_threadpool
 
 from tracestream.schemas import ASSESSMENT_LOGGED, is_trace_id
 from tracestream.schemas.mlflow_format import mlflow_assessment_dict
+from tracestream.search_api.access import Principal, PrincipalDep, Right, permission_denied
 from tracestream.search_api.deletion import Selection, delete_traces
 from tracestream.search_api.limits import TOO_LARGE_ERROR_CODE
 from tracestream.search_api.mlflow_rest.experiments import ExperimentStore
 from tracestream.search_api.mlflow_rest.ingest import (
+    DEFAULT_EXPERIMENT_ID,
     OtlpError,
     OtlpTooLarge,
     assessment_deletion,
@@ -56,7 +63,7 @@ from tracestream.search_api.mlflow_rest.protojson import (
 )
 from tracestream.search_api.mlflow_rest.publisher import EventPublisher
 from tracestream.search_api.mlflow_rest.runs import run_seen_in_traces
-from tracestream.search_api.search import SearchError, TraceSearch
+from tracestream.search_api.search import SearchError, TraceSearch, experiment_of
 from tracestream.settings import Settings
 
 # The MLflow server version this API answers for: its client sends spans over OTLP only to
@@ -109,26 +116,32 @@ class MlflowBackend:
                 self._publisher = EventPublisher(self.settings)
             return self._publisher
 
-    def trace(self, trace_id: str) -> dict[str, Any]:
-        return self.search.get(trace_id)
+    def trace(self, trace_id: str, readable: list[str] | None = None) -> dict[str, Any]:
+        """A trace in the experiments ``readable`` (all when None); not found otherwise."""
+        return self.search.get(trace_id, readable)
 
-    def traces(self, trace_ids: list[str], experiment_ids: list[str] | None) -> list[dict[str, Any]]:
+    def traces(
+        self, trace_ids: list[str], experiment_ids: list[str] | None, readable: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The traces of ``trace_ids`` in ``experiment_ids`` and ``readable`` (each: all when
+        None); the others are left out, as unknown ids."""
         found = []
         for trace_id in dict.fromkeys(trace_ids):
             try:
-                trace = self.search.get(trace_id)
+                trace = self.search.get(trace_id, readable)
             except SearchError as exc:
                 if exc.status == 404:
                     continue
                 raise
-            experiment = trace["info"]["trace_location"].get("mlflow_experiment", {}).get("experiment_id")
-            if experiment_ids is None or experiment in experiment_ids:
+            if experiment_ids is None or experiment_of(trace) in experiment_ids:
                 found.append(trace)
         return found
 
-    def assessment(self, trace_id: str, assessment_id: str) -> tuple[dict[str, Any], str]:
+    def assessment(
+        self, trace_id: str, assessment_id: str, readable: list[str] | None = None
+    ) -> tuple[dict[str, Any], str]:
         """An assessment as MLflow's client sees it, and the id of its stored current version."""
-        stored = self.trace(trace_id)["info"].get("assessments") or []
+        stored = self.trace(trace_id, readable)["info"].get("assessments") or []
         version = current_versions(stored).get(assessment_id)
         if version is None:
             raise not_found(f"Assessment with ID '{assessment_id}' not found for trace '{trace_id}'")
@@ -150,6 +163,27 @@ def get_backend(request: Request) -> MlflowBackend:
 
 
 BackendDep = Annotated[MlflowBackend, Depends(get_backend)]
+
+
+def require_ingest_on_traces(backend: MlflowBackend, principal: Principal, trace_ids: list[str]) -> None:
+    """PERMISSION_DENIED unless the key may ingest into the experiment of every trace written to,
+    looked up in one search. A key of every experiment needs no lookup (a trace not indexed yet
+    is fine); for a key of some experiments, a trace not indexed yet is refused like one of
+    another experiment, and the message names only the trace, so neither tells it apart."""
+    principal.require(Right.INGEST)
+    if principal.experiments is None:
+        return
+    found = backend.search.experiments_of(trace_ids)
+    for trace_id in dict.fromkeys(trace_ids):
+        experiment = found.get(trace_id)
+        if experiment is None or not principal.may(Right.INGEST, experiment):
+            raise permission_denied(f"API key '{principal.name}' may not ingest into trace '{trace_id}'")
+
+
+def may_see_experiment(principal: Principal, experiment_id: str) -> bool:
+    """An experiment's name and tags are visible to a key with any right on it: MLflow's client
+    looks its experiment up by name before it writes, so an ingest-only key needs this too."""
+    return any(principal.may(right, experiment_id) for right in Right)
 
 
 def _search_page_size(body: dict[str, Any]) -> int:
@@ -210,24 +244,34 @@ def version() -> str:
 
 
 @router.get(f"{V2}/experiments/get-by-name")
-def get_experiment_by_name(backend: BackendDep, experiment_name: str | None = None) -> Response:
+def get_experiment_by_name(
+    backend: BackendDep, principal: PrincipalDep, experiment_name: str | None = None
+) -> Response:
     if not experiment_name:
         raise missing_parameter("experiment_name")
-    return _json({"experiment": backend.experiments.get_by_name(experiment_name)})
+    experiment = backend.experiments.get_by_name(experiment_name)
+    if not may_see_experiment(principal, experiment["experiment_id"]):
+        raise not_found(f"Could not find experiment with name '{experiment_name}'")
+    return _json({"experiment": experiment})
 
 
 @router.get(f"{V2}/experiments/get")
-def get_experiment(backend: BackendDep, experiment_id: str | None = None) -> Response:
+def get_experiment(
+    backend: BackendDep, principal: PrincipalDep, experiment_id: str | None = None
+) -> Response:
     if not experiment_id:
         raise missing_parameter("experiment_id")
+    if not may_see_experiment(principal, experiment_id):
+        raise not_found(f"No Experiment with id={experiment_id} exists")
     return _json({"experiment": backend.experiments.get(experiment_id)})
 
 
 @router.post(f"{V2}/experiments/search")
-def search_experiments(body: Body, backend: BackendDep) -> Response:
+def search_experiments(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     """SearchExperiments, as ``mlflow.search_experiments()`` and ``MlflowClient`` send it."""
     return _experiments_page(
         backend,
+        principal,
         field(body, "view_type"),
         field(body, "max_results"),
         _string_param(body, "filter"),
@@ -239,22 +283,29 @@ def search_experiments(body: Body, backend: BackendDep) -> Response:
 @router.get(f"{V2}/experiments/search")
 def search_experiments_get(
     backend: BackendDep,
+    principal: PrincipalDep,
     view_type: str | None = None,
     max_results: str | None = None,
     filter: str | None = None,
     order_by: Annotated[list[str] | None, Query()] = None,
     page_token: str | None = None,
 ) -> Response:
-    return _experiments_page(backend, view_type, max_results, filter, order_by, page_token)
+    return _experiments_page(backend, principal, view_type, max_results, filter, order_by, page_token)
 
 
 def _experiments_page(
-    backend: MlflowBackend, view_type: Any, max_results: Any, filter: Any, order_by: Any, page_token: Any
+    backend: MlflowBackend,
+    principal: Principal,
+    view_type: Any,
+    max_results: Any,
+    filter: Any,
+    order_by: Any,
+    page_token: Any,
 ) -> Response:
     if order_by is not None and not isinstance(order_by, list):
         raise wrong_type("order_by", order_by)
     experiments, token = backend.experiments.search(
-        view_type, max_results, filter or None, order_by or None, page_token or None
+        view_type, max_results, filter or None, order_by or None, page_token or None, principal.experiments
     )
     answer: dict[str, Any] = {}
     if experiments:
@@ -265,7 +316,11 @@ def _experiments_page(
 
 
 @router.post(f"{V2}/experiments/create")
-def create_experiment(body: Body, backend: BackendDep) -> Response:
+def create_experiment(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+    """CreateExperiment: for an ``admin`` key, or an ``ingest`` key of every experiment (a key of
+    some experiments could not use the one it creates; an operator adds it to its scope)."""
+    if not (principal.may(Right.ADMIN) or (principal.may(Right.INGEST) and principal.experiments is None)):
+        raise permission_denied(f"API key '{principal.name}' may not create experiments")
     tags = {t["key"]: str(t.get("value", "")) for t in field(body, "tags") or [] if "key" in t}
     experiment_id = backend.experiments.create(field(body, "name"), field(body, "artifact_location"), tags)
     return _json({"experiment_id": experiment_id})
@@ -278,13 +333,16 @@ def create_experiment(body: Body, backend: BackendDep) -> Response:
 async def export_spans(
     request: Request,
     backend: BackendDep,
+    principal: PrincipalDep,
     content_type: Annotated[str | None, Header()] = None,
     content_encoding: Annotated[str | None, Header()] = None,
     experiment_id: Annotated[str | None, Header(alias=EXPERIMENT_ID_HEADER)] = None,
 ) -> Response:
     """OTLP/HTTP span export (protobuf or JSON, optionally gzip/deflate), from MLflow's
     client or any OpenTelemetry SDK. Spans go to the experiment named by the
-    ``x-mlflow-experiment-id`` header, else to the default experiment "0"."""
+    ``x-mlflow-experiment-id`` header, else to the default experiment "0"; the API key must
+    have ``ingest`` on it."""
+    principal.require(Right.INGEST, experiment_id or DEFAULT_EXPERIMENT_ID)
     # At most max_request_body_bytes (search_api.limits); inflated at most max_inflated_body_bytes.
     body = await request.body()
     try:
@@ -302,36 +360,43 @@ async def export_spans(
 
 
 @router.post(V3_TRACES)
-def start_trace(body: Body, backend: BackendDep) -> Response:
+def start_trace(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     """StartTraceV3: MLflow's client sends the trace info when the root span ends."""
     events, trace_info = trace_info_events(body)
+    _, (_, ended) = events[0]  # the TraceEnded comes first
+    principal.require(Right.INGEST, ended["location"]["experiment_id"])
     backend.publisher.publish(events)
     return _json({"trace": {"trace_info": trace_info}})
 
 
 @router.patch(f"{V2}/traces/{{trace_id}}/tags")
-def set_trace_tag(trace_id: str, body: Body, backend: BackendDep) -> Response:
+def set_trace_tag(trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     key = field(body, "key")
     if key is None:
         raise missing_parameter("key")
+    require_ingest_on_traces(backend, principal, [trace_id])
     backend.publisher.publish(tag_event(trace_id, set_tags={key: str(field(body, "value") or "")}))
     return _json({})
 
 
 @router.delete(f"{V2}/traces/{{trace_id}}/tags")
-def delete_trace_tag(trace_id: str, body: Body, backend: BackendDep, key: str | None = None) -> Response:
+def delete_trace_tag(
+    trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep, key: str | None = None
+) -> Response:
     key = field(body, "key") or key
     if not key:
         raise missing_parameter("key")
+    require_ingest_on_traces(backend, principal, [trace_id])
     backend.publisher.publish(tag_event(trace_id, deleted=[key]))
     return _json({})
 
 
 @router.post(f"{V3_TRACES}/{{trace_id}}/assessments")
-def create_assessment(trace_id: str, body: Body, backend: BackendDep) -> Response:
+def create_assessment(trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     message = field(body, "assessment")
     if not isinstance(message, dict):
         raise missing_parameter("assessment")
+    require_ingest_on_traces(backend, principal, [_checked_trace_id(trace_id)])
     record = assessment_record({**message, "assessment_id": None}, _checked_trace_id(trace_id))
     shown = mlflow_assessment_dict(record)
     if record["overrides"]:
@@ -343,12 +408,18 @@ def create_assessment(trace_id: str, body: Body, backend: BackendDep) -> Respons
 
 
 @router.get(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
-def get_assessment(trace_id: str, assessment_id: str, backend: BackendDep) -> Response:
-    return _json({"assessment": backend.assessment(trace_id, assessment_id)[0]})
+def get_assessment(
+    trace_id: str, assessment_id: str, backend: BackendDep, principal: PrincipalDep
+) -> Response:
+    readable = principal.scope(Right.READ, None)
+    return _json({"assessment": backend.assessment(trace_id, assessment_id, readable)[0]})
 
 
 @router.patch(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
-def update_assessment(trace_id: str, assessment_id: str, body: Body, backend: BackendDep) -> Response:
+def update_assessment(
+    trace_id: str, assessment_id: str, body: Body, backend: BackendDep, principal: PrincipalDep
+) -> Response:
+    require_ingest_on_traces(backend, principal, [_checked_trace_id(trace_id)])
     shown, version_id = backend.assessment(trace_id, assessment_id)
     record = assessment_update(
         shown, version_id, trace_id, field(body, "assessment") or {}, field(body, "update_mask")
@@ -359,7 +430,10 @@ def update_assessment(trace_id: str, assessment_id: str, body: Body, backend: Ba
 
 
 @router.delete(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
-def delete_assessment(trace_id: str, assessment_id: str, backend: BackendDep) -> Response:
+def delete_assessment(
+    trace_id: str, assessment_id: str, backend: BackendDep, principal: PrincipalDep
+) -> Response:
+    require_ingest_on_traces(backend, principal, [_checked_trace_id(trace_id)])
     version_id = backend.version_of(_checked_trace_id(trace_id), assessment_id)
     record = assessment_deletion(trace_id, assessment_id, version_id)
     backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
@@ -370,21 +444,24 @@ def delete_assessment(trace_id: str, assessment_id: str, backend: BackendDep) ->
 
 
 @router.post(f"{V2}/traces/link-to-run")
-def link_traces_to_run(body: Body, backend: BackendDep) -> Response:
+def link_traces_to_run(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     """LinkTracesToRun: at most 100 traces, any run id (there are no runs here; MLflow's store
     does not check the run either); ``run_id = …`` then finds them."""
-    backend.publisher.publish(run_link_events(body))
+    events = run_link_events(body)
+    require_ingest_on_traces(backend, principal, [trace_id for trace_id, _ in events])
+    backend.publisher.publish(events)
     return _json({})
 
 
 @router.post(f"{V2}/traces/link-prompts")
-def link_prompts_to_trace(body: Body, backend: BackendDep) -> Response:
+def link_prompts_to_trace(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     """LinkPromptsToTrace: ``prompt = 'name/version'`` then finds the trace. The trace must exist,
     as in MLflow (its client reads the trace before it links)."""
     trace_id = required_string(body, "trace_id")
     versions = prompt_versions(body)
     if not versions:
         return _json({})  # MLflow's store returns before it looks the trace up
+    require_ingest_on_traces(backend, principal, [_checked_trace_id(trace_id)])
     backend.trace(trace_id)  # RESOURCE_DOES_NOT_EXIST "Trace with ID '…' not found."
     backend.publisher.publish(prompt_link_events(trace_id, versions))
     return _json({})
@@ -415,12 +492,14 @@ def _delete_selection(body: dict[str, Any]) -> Selection:
 
 @router.post(f"{V2}/traces/delete-traces")
 @router.post(f"{V3_TRACES}/delete-traces")
-def delete_traces_of_experiment(body: Body, backend: BackendDep) -> Response:
+def delete_traces_of_experiment(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     """DeleteTraces (and DeleteTracesV3, the same request): the experiment's traces at or before
     ``max_timestamp_millis`` (the oldest ``max_traces`` of them when given), or those of
     ``request_ids`` that exist in it; ``traces_deleted`` counts them exactly. Every match is
     deleted, a page at a time (see ``search_api.deletion``)."""
     selection = _delete_selection(body)
+    assert selection.locations is not None  # DeleteTraces names its experiment
+    principal.require(Right.DELETE, selection.locations[0])
     deletion = delete_traces(backend.search, backend.publisher, selection, "MLflow DeleteTraces")
     return _json({"traces_deleted": deletion.deleted})
 
@@ -429,21 +508,24 @@ def delete_traces_of_experiment(body: Body, backend: BackendDep) -> Response:
 
 
 @router.get(f"{V2}/runs/get")
-def get_run(backend: BackendDep, run_id: str | None = None, run_uuid: str | None = None) -> Response:
+def get_run(
+    backend: BackendDep, principal: PrincipalDep, run_id: str | None = None, run_uuid: str | None = None
+) -> Response:
     """GetRun, for the runs traces name (see ``runs``): MLflow's client reads the run before it
     searches the run's traces."""
     wanted = run_id or run_uuid
     if not wanted:
         raise missing_parameter("run_id")
-    return _json({"run": run_seen_in_traces(backend.search, wanted)})
+    return _json({"run": run_seen_in_traces(backend.search, wanted, principal.scope(Right.READ, None))})
 
 
 # ------------------------------------------------------------ reads (before /{trace_id})
 
 
 @router.post(f"{V3_TRACES}/search")
-def search_traces(body: Body, backend: BackendDep) -> Response:
-    """SearchTracesV3: trace infos matching MLflow's filter, a page at a time."""
+def search_traces(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+    """SearchTracesV3: trace infos matching MLflow's filter, a page at a time, of the requested
+    experiments the API key may read (none of them: no traces)."""
     experiment_ids = _experiment_ids(field(body, "locations"))
     size = _search_page_size(body)
     if not experiment_ids:
@@ -453,8 +535,9 @@ def search_traces(body: Body, backend: BackendDep) -> Response:
         field(body, "order_by") or None,
         size,
         _string_param(body, "page_token") or None,
-        experiment_ids,
+        principal.scope(Right.READ, experiment_ids),
         include_spans=False,
+        caller=principal.name,
     )
     answer: dict[str, Any] = {}
     if page.traces:
@@ -467,35 +550,46 @@ def search_traces(body: Body, backend: BackendDep) -> Response:
 @router.get(f"{V3_TRACES}/batchGet")
 def batch_get_traces(
     backend: BackendDep,
+    principal: PrincipalDep,
     trace_ids: Annotated[list[str] | None, Query()] = None,
     experiment_ids: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     """Whole traces (info and spans) by id; unknown ids are left out."""
     if not trace_ids:
         raise missing_parameter("trace_ids")
-    traces = backend.traces(trace_ids, experiment_ids)
+    traces = backend.traces(trace_ids, experiment_ids, principal.scope(Right.READ, None))
     return _json({"traces": [trace_json(trace) for trace in traces]} if traces else {})
 
 
 @router.post(f"{V3_TRACES}/batchGetInfos")
-def batch_get_trace_infos(body: Body, backend: BackendDep) -> Response:
+def batch_get_trace_infos(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     trace_ids = field(body, "trace_ids")
     if not trace_ids:
         raise missing_parameter("trace_ids")
     experiment_ids = field(body, "experiment_ids")
-    traces = backend.traces(list(trace_ids), list(experiment_ids) if experiment_ids is not None else None)
+    traces = backend.traces(
+        list(trace_ids),
+        list(experiment_ids) if experiment_ids is not None else None,
+        principal.scope(Right.READ, None),
+    )
     return _json({"trace_infos": [trace_info_json(t["info"]) for t in traces]} if traces else {})
 
 
 @router.get(f"{V3_TRACES}/get")
-def get_trace(backend: BackendDep, trace_id: str | None = None, allow_partial: str | None = None) -> Response:
+def get_trace(
+    backend: BackendDep,
+    principal: PrincipalDep,
+    trace_id: str | None = None,
+    allow_partial: str | None = None,
+) -> Response:
     """GetTrace: one trace with its spans."""
     if not trace_id:
         raise missing_parameter("trace_id")
-    return _json({"trace": trace_json(backend.trace(trace_id))})
+    return _json({"trace": trace_json(backend.trace(trace_id, principal.scope(Right.READ, None)))})
 
 
 @router.get(f"{V3_TRACES}/{{trace_id}}")
-def get_trace_info(trace_id: str, backend: BackendDep) -> Response:
+def get_trace_info(trace_id: str, backend: BackendDep, principal: PrincipalDep) -> Response:
     """GetTraceInfoV3: one trace's info."""
-    return _json({"trace": {"trace_info": trace_info_json(backend.trace(trace_id)["info"])}})
+    trace = backend.trace(trace_id, principal.scope(Right.READ, None))
+    return _json({"trace": {"trace_info": trace_info_json(trace["info"])}})

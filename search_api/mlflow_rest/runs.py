@@ -17,12 +17,16 @@ from tracestream.search_api.mlflow_rest.protojson import not_found
 from tracestream.search_api.search import TraceSearch
 
 
-def run_seen_in_traces(search: TraceSearch, run_id: str) -> dict[str, Any]:
-    """The run as MLflow's ``Run`` protobuf JSON, from the oldest trace that names it; MLflow's
-    RESOURCE_DOES_NOT_EXIST when none does."""
+def run_seen_in_traces(
+    search: TraceSearch, run_id: str, locations: list[str] | None = None
+) -> dict[str, Any]:
+    """The run as MLflow's ``Run`` protobuf JSON, from the oldest trace in ``locations`` (all when
+    None) that names it; MLflow's RESOURCE_DOES_NOT_EXIST when none does."""
     if "'" in run_id or "\\" in run_id:  # no trace can name it in a filter; nor is it a run id
         raise not_found(f"Run with id={run_id} not found")
-    oldest = search.search(f"run_id = '{run_id}'", ["timestamp_ms ASC"], 1, None, None, include_spans=False)
+    oldest = search.search(
+        f"run_id = '{run_id}'", ["timestamp_ms ASC"], 1, None, locations, include_spans=False
+    )
     if not oldest.traces:
         raise not_found(f"Run with id={run_id} not found")
     info = oldest.traces[0]["info"]

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tracestream import schemas
 from tracestream.admin import kafka_client_logger
+from tracestream.search_api.access import PrincipalDep, Right
 from tracestream.search_api.deps import SettingsDep
 from tracestream.search_api.search import SearchError
 from tracestream.settings import Settings
@@ -72,8 +73,10 @@ def open_alerts_consumer(settings: Settings) -> Consumer:
 
 
 @router.get("/alerts")
-async def live_alerts(request: Request, settings: SettingsDep) -> StreamingResponse:
-    """Alerts from the moment of the request on, as server-sent events (`event: alert`)."""
+async def live_alerts(request: Request, settings: SettingsDep, principal: PrincipalDep) -> StreamingResponse:
+    """Alerts from the moment of the request on, as server-sent events (`event: alert`), of the
+    traces of experiments the API key may read."""
+    readable = principal.scope(Right.READ, None)
     consumer = await run_in_threadpool(open_alerts_consumer, settings)
     codec = schemas.alerts_codec(settings.kafka.schema_registry_url, settings.topics.alerts)
 
@@ -91,6 +94,11 @@ async def live_alerts(request: Request, settings: SettingsDep) -> StreamingRespo
                 try:
                     alert = codec.decode(message.value())
                 except schemas.DecodeError:
+                    continue
+                if (
+                    readable is not None
+                    and (alert.get("location") or {}).get("experiment_id") not in readable
+                ):
                     continue
                 quiet_since = time.monotonic()
                 yield b"event: alert\ndata: " + orjson.dumps(alert) + b"\n\n"

@@ -1,4 +1,8 @@
-"""``/api/v1/traces``: search a page at a time, export as NDJSON, get one trace, delete by filter."""
+"""``/api/v1/traces``: search a page at a time, export as NDJSON, get one trace, delete by filter.
+
+Every route covers only the experiments its API key may use (``search_api.access``): reads are
+scoped to those it may read, inside the OpenSearch query; the delete to those it may delete in.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from tracestream.search_api.access import PrincipalDep, Right
 from tracestream.search_api.deletion import LISTED_TRACE_IDS, Selection, delete_traces
 from tracestream.search_api.deps import PublisherDep, SearchDep
 from tracestream.search_api.errors import error_body
@@ -39,10 +44,17 @@ class SearchResponse(BaseModel):
 
 
 @router.post("/search", response_model=SearchResponse)
-def search_traces(body: SearchRequest, searcher: SearchDep) -> Response:
-    """Traces matching a filter, a page at a time; pass `next_page_token` back for the next page."""
+def search_traces(body: SearchRequest, searcher: SearchDep, principal: PrincipalDep) -> Response:
+    """Traces matching a filter, a page at a time; pass `next_page_token` back for the next page
+    (with the same API key: a token is refused for another)."""
     page = searcher.search(
-        body.filter, body.order_by, body.max_results, body.page_token, body.locations, body.include_spans
+        body.filter,
+        body.order_by,
+        body.max_results,
+        body.page_token,
+        principal.scope(Right.READ, body.locations),
+        body.include_spans,
+        caller=principal.name,
     )
     content = orjson.dumps({"traces": page.traces, "next_page_token": page.next_page_token})
     return Response(content, media_type="application/json")
@@ -51,13 +63,14 @@ def search_traces(body: SearchRequest, searcher: SearchDep) -> Response:
 @router.get("/export")
 def export_traces(
     searcher: SearchDep,
+    principal: PrincipalDep,
     filter: str | None = None,
     order_by: Annotated[list[str] | None, Query()] = None,
     locations: Annotated[list[str] | None, Query()] = None,
     include_spans: bool = True,
 ) -> StreamingResponse:
     """Every matching trace as NDJSON, streamed from one point-in-time view of the index."""
-    export = searcher.export(filter, order_by, locations, include_spans)
+    export = searcher.export(filter, order_by, principal.scope(Right.READ, locations), include_spans)
 
     def lines() -> Iterator[bytes]:
         try:
@@ -102,9 +115,12 @@ class DeleteResponse(BaseModel):
 
 
 @router.post("/delete", response_model=DeleteResponse)
-def delete_traces_by_filter(body: DeleteRequest, searcher: SearchDep, publisher: PublisherDep) -> Response:
+def delete_traces_by_filter(
+    body: DeleteRequest, searcher: SearchDep, publisher: PublisherDep, principal: PrincipalDep
+) -> Response:
     """Delete the traces matching a filter, oldest first, for good: a late span or tag does not
-    bring them back. Searches stop returning them within seconds. A dry run deletes nothing."""
+    bring them back. Searches stop returning them within seconds. A dry run deletes nothing.
+    Only traces of experiments the API key may delete in are matched."""
     if not (body.filter or "").strip() and not body.locations:
         raise SearchError(
             400,
@@ -112,7 +128,15 @@ def delete_traces_by_filter(body: DeleteRequest, searcher: SearchDep, publisher:
             "A delete needs a filter or locations (it would delete every trace); "
             'e.g. "timestamp_ms < 1700000000000"',
         )
-    selection = Selection(body.filter, body.locations, max_traces=body.max_traces or MAX_TRACES_PER_DELETE)
+    # Experiments named outright must each be deletable (a refusal says so); without any, the
+    # delete covers the experiments the key may delete in, as a search covers those it may read.
+    for experiment_id in body.locations or []:
+        principal.require(Right.DELETE, experiment_id)
+    selection = Selection(
+        body.filter,
+        principal.scope(Right.DELETE, body.locations),
+        max_traces=body.max_traces or MAX_TRACES_PER_DELETE,
+    )
     deletion = delete_traces(
         searcher,
         None if body.dry_run else publisher(),
@@ -133,6 +157,8 @@ def delete_traces_by_filter(body: DeleteRequest, searcher: SearchDep, publisher:
 # :path, so that an id holding "/" is answered as the id it is (not found), not as a route miss.
 # Declared last: "/search" and "/export" are not ids.
 @router.get("/{trace_id:path}")
-def get_trace(trace_id: str, searcher: SearchDep) -> Response:
-    """One trace with its spans and assessments."""
-    return Response(orjson.dumps(searcher.get(trace_id)), media_type="application/json")
+def get_trace(trace_id: str, searcher: SearchDep, principal: PrincipalDep) -> Response:
+    """One trace with its spans and assessments; a trace of an experiment the API key may not
+    read is not found, as an unknown id."""
+    trace = searcher.get(trace_id, principal.scope(Right.READ, None))
+    return Response(orjson.dumps(trace), media_type="application/json")
