@@ -11,8 +11,11 @@ from rich.table import Table
 from tracestream.admin import TopicReport, ensure_topics
 from tracestream.errors import DEBUG_KEY, ErrorReportingGroup
 from tracestream.health import ServerHealth, check_all
+from tracestream.search_api.access import ALL_EXPERIMENTS, Right
+from tracestream.search_api.audit import AuditAction, audit_document, operator, write_now
 from tracestream.search_api.cli import API_KEY_OPTION, URL_OPTION, traces_app
 from tracestream.search_api.console import output_console
+from tracestream.search_api.keys import ApiKey, KeysFile, KeyStoreError
 from tracestream.settings import get_settings
 
 app = typer.Typer(
@@ -35,6 +38,8 @@ app.add_typer(api_app, name="api")
 app.add_typer(traces_app, name="traces")
 demo_app = typer.Typer(help="The demo workload of the main job.")
 app.add_typer(demo_app, name="demo")
+keys_app = typer.Typer(help="Scoped API keys: the keys file of TRACESTREAM_API__KEYS_FILE.")
+app.add_typer(keys_app, name="keys")
 
 console = output_console()
 
@@ -381,6 +386,109 @@ def demo_agent(
 
     served = run_agent(AgentConfig(agent=agent, traces_per_s=rate, seed=seed), duration or None)
     console.print(f"agent {agent}: {served} requests traced")
+
+
+KEYS_FILE_OPTION = typer.Option(
+    None, "--keys-file", help="The keys file (default: TRACESTREAM_API__KEYS_FILE).", show_default=False
+)
+
+KEY_EXPERIMENT_OPTION = typer.Option(
+    None, "--experiment", "-e", help="An experiment the key applies to (repeat for several)."
+)
+KEY_RIGHT_OPTION = typer.Option(
+    None, "--right", "-r", help="A right of the key: ingest, read, delete, admin (repeat)."
+)
+
+
+def _keys_file(path: str | None) -> KeysFile:
+    path = path or get_settings().api.keys_file
+    if not path:
+        typer.echo("error: no keys file: set TRACESTREAM_API__KEYS_FILE or pass --keys-file", err=True)
+        raise typer.Exit(2)
+    return KeysFile(path)
+
+
+def _audit_key_change(action: AuditAction, key: ApiKey) -> None:
+    """Records a key change in the audit trail; a warning, not a failure, when OpenSearch is not
+    reachable: the change is made either way."""
+    from tracestream.indexer import opensearch_client
+
+    settings = get_settings()
+    document = audit_document(
+        operator(), action, target_key=key.name, rights=key.rights, experiments=key.experiments
+    )
+    try:
+        write_now(opensearch_client(settings), settings, document)
+    except Exception as exc:  # any failure of OpenSearch: the warning says what it was
+        typer.echo(
+            f"warning: the key change is not in the audit trail ({type(exc).__name__}: {exc})", err=True
+        )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="The key's name: who uses it (shown in the audit trail)."),
+    experiments: list[str] | None = KEY_EXPERIMENT_OPTION,
+    all_experiments: bool = typer.Option(
+        False, "--all-experiments", help="Every experiment, present and future."
+    ),
+    rights: list[Right] | None = KEY_RIGHT_OPTION,
+    keys_file: str | None = KEYS_FILE_OPTION,
+) -> None:
+    """Create a key and print its secret, once: the keys file keeps only its hash."""
+    if all_experiments == bool(experiments):
+        typer.echo("error: give --experiment (one or more) or --all-experiments", err=True)
+        raise typer.Exit(2)
+    if not rights:
+        typer.echo("error: give at least one --right (ingest, read, delete, admin)", err=True)
+        raise typer.Exit(2)
+    store = _keys_file(keys_file)
+    try:
+        key, secret = store.create(name, [ALL_EXPERIMENTS] if all_experiments else experiments or [], rights)
+    except KeyStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _audit_key_change(AuditAction.KEY_CREATE, key)
+    console.print(f"created key {key.name!r} in {store.path}: {', '.join(key.rights)} on {_scope(key)}")
+    typer.echo(secret)
+    console.print("This secret is shown only now and cannot be shown again; store it safely.")
+
+
+def _scope(key: ApiKey) -> str:
+    return "all experiments" if ALL_EXPERIMENTS in key.experiments else ", ".join(key.experiments)
+
+
+@keys_app.command("list")
+def keys_list(keys_file: str | None = KEYS_FILE_OPTION) -> None:
+    """List the keys: names, rights, experiments, when created and revoked (never secrets)."""
+    store = _keys_file(keys_file)
+    try:
+        keys = store.keys()
+    except KeyStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    table = Table(title=f"API keys in {store.path}")
+    for column in ("name", "rights", "experiments", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(key.name, ", ".join(key.rights), _scope(key), key.created_at, key.revoked_at or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: str = typer.Argument(..., help="The key's name."),
+    keys_file: str | None = KEYS_FILE_OPTION,
+) -> None:
+    """Revoke a key: the API refuses it within TRACESTREAM_API__KEYS_CHECK_INTERVAL_S, no restart."""
+    store = _keys_file(keys_file)
+    try:
+        key = store.revoke(name)
+    except KeyStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _audit_key_change(AuditAction.KEY_REVOKE, key)
+    console.print(f"revoked key {key.name!r} at {key.revoked_at}")
 
 
 def main() -> None:
