@@ -111,7 +111,7 @@ class KeysFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def keys(self) -> list[ApiKey]:
+    def read(self) -> list[ApiKey]:
         return read_keys(self.path)
 
     def create(self, name: str, experiments: Iterable[str], rights: Iterable[Right]) -> tuple[ApiKey, str]:
@@ -131,7 +131,7 @@ class KeysFile:
         secret = new_secret()
         key = ApiKey(name, hash_secret(secret), experiments, rights, _now())
         with self._locked():
-            keys = self.keys()
+            keys = self.read()
             if any(existing.name == name for existing in keys):
                 raise KeyStoreError(f"a key named {name!r} exists already (names stay taken once revoked)")
             self._write([*keys, key])
@@ -140,7 +140,7 @@ class KeysFile:
     def revoke(self, name: str) -> ApiKey:
         """Marks the key revoked (kept, so its name is not reused and the audit trail stays readable)."""
         with self._locked():
-            keys = self.keys()
+            keys = self.read()
             found = next((key for key in keys if key.name == name), None)
             if found is None:
                 raise KeyStoreError(f"no key named {name!r} in {self.path}")

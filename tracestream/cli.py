@@ -463,7 +463,7 @@ def keys_list(keys_file: str | None = KEYS_FILE_OPTION) -> None:
     """List the keys: names, rights, experiments, when created and revoked (never secrets)."""
     store = _keys_file(keys_file)
     try:
-        keys = store.keys()
+        keys = store.read()
     except KeyStoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
