@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from typing import Annotated, Any
 
 import orjson
@@ -24,7 +25,10 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from tracestream.schemas import ASSESSMENT_LOGGED, is_trace_id
+from tracestream.schemas.event_writer import Event
 from tracestream.schemas.mlflow_format import mlflow_assessment_dict
+from tracestream.schemas.records import SPAN_ENDED, TRACE_ENDED, TRACE_LINKED, TRACE_TAGS_CHANGED
+from tracestream.search_api import audit
 from tracestream.search_api.access import Principal, PrincipalDep, Right, permission_denied
 from tracestream.search_api.deletion import Selection, delete_traces
 from tracestream.search_api.limits import TOO_LARGE_ERROR_CODE
@@ -178,6 +182,35 @@ def require_ingest_on_traces(backend: MlflowBackend, principal: Principal, trace
         experiment = found.get(trace_id)
         if experiment is None or not principal.may(Right.INGEST, experiment):
             raise permission_denied(f"API key '{principal.name}' may not ingest into trace '{trace_id}'")
+
+
+# What ``tracestream_api_ingested_total`` counts each event as, per key.
+INGESTED_KINDS = {
+    SPAN_ENDED: "spans",
+    TRACE_ENDED: "traces",
+    TRACE_TAGS_CHANGED: "tags",
+    ASSESSMENT_LOGGED: "assessments",
+    TRACE_LINKED: "links",
+}
+
+
+def publish_ingested(request: Request, backend: MlflowBackend, events: list[tuple[str, Event]]) -> None:
+    """Publishes what a key ingests and counts it per key (ingest is counted, not audited)."""
+    backend.publisher.publish(events)
+    kinds = Counter(INGESTED_KINDS.get(event_type, "other") for _, (event_type, _) in events)
+    for kind, count in kinds.items():
+        audit.count_ingest(request, kind, count)
+
+
+def audit_trace_reads(request: Request, traces: list[dict[str, Any]]) -> None:
+    """Records a read of whole traces (with their spans); infos alone are not audited."""
+    if traces:
+        audit.record(
+            request,
+            audit.AuditAction.GET_TRACE,
+            experiments={e for e in map(experiment_of, traces) if e is not None},
+            trace_ids=[trace["info"]["trace_id"] for trace in traces],
+        )
 
 
 def may_see_experiment(principal: Principal, experiment_id: str) -> bool:
@@ -353,46 +386,55 @@ async def export_spans(
         raise SearchError(413, TOO_LARGE_ERROR_CODE, str(exc)) from exc
     except OtlpError as exc:
         raise SearchError(400, "BAD_REQUEST", str(exc)) from exc
-    await run_in_threadpool(backend.publisher.publish, events)
+    await run_in_threadpool(publish_ingested, request, backend, events)
     if (content_type or "").startswith("application/json"):
         return _json({})
     return Response(b"", media_type="application/x-protobuf")  # an empty ExportTraceServiceResponse
 
 
 @router.post(V3_TRACES)
-def start_trace(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+def start_trace(request: Request, body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
     """StartTraceV3: MLflow's client sends the trace info when the root span ends."""
     events, trace_info = trace_info_events(body)
     _, (_, ended) = events[0]  # the TraceEnded comes first
     principal.require(Right.INGEST, ended["location"]["experiment_id"])
-    backend.publisher.publish(events)
+    publish_ingested(request, backend, events)
     return _json({"trace": {"trace_info": trace_info}})
 
 
 @router.patch(f"{V2}/traces/{{trace_id}}/tags")
-def set_trace_tag(trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+def set_trace_tag(
+    request: Request, trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep
+) -> Response:
     key = field(body, "key")
     if key is None:
         raise missing_parameter("key")
     require_ingest_on_traces(backend, principal, [trace_id])
-    backend.publisher.publish(tag_event(trace_id, set_tags={key: str(field(body, "value") or "")}))
+    publish_ingested(request, backend, tag_event(trace_id, set_tags={key: str(field(body, "value") or "")}))
     return _json({})
 
 
 @router.delete(f"{V2}/traces/{{trace_id}}/tags")
 def delete_trace_tag(
-    trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep, key: str | None = None
+    request: Request,
+    trace_id: str,
+    body: Body,
+    backend: BackendDep,
+    principal: PrincipalDep,
+    key: str | None = None,
 ) -> Response:
     key = field(body, "key") or key
     if not key:
         raise missing_parameter("key")
     require_ingest_on_traces(backend, principal, [trace_id])
-    backend.publisher.publish(tag_event(trace_id, deleted=[key]))
+    publish_ingested(request, backend, tag_event(trace_id, deleted=[key]))
     return _json({})
 
 
 @router.post(f"{V3_TRACES}/{{trace_id}}/assessments")
-def create_assessment(trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+def create_assessment(
+    request: Request, trace_id: str, body: Body, backend: BackendDep, principal: PrincipalDep
+) -> Response:
     message = field(body, "assessment")
     if not isinstance(message, dict):
         raise missing_parameter("assessment")
@@ -403,7 +445,7 @@ def create_assessment(trace_id: str, body: Body, backend: BackendDep, principal:
         # override_feedback names the id the client knows; what it replaces is that
         # assessment's current version.
         record["overrides"] = backend.version_of(trace_id, record["overrides"]) or record["overrides"]
-    backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+    publish_ingested(request, backend, [(trace_id, (ASSESSMENT_LOGGED, record))])
     return _json({"assessment": shown})
 
 
@@ -417,26 +459,31 @@ def get_assessment(
 
 @router.patch(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
 def update_assessment(
-    trace_id: str, assessment_id: str, body: Body, backend: BackendDep, principal: PrincipalDep
+    request: Request,
+    trace_id: str,
+    assessment_id: str,
+    body: Body,
+    backend: BackendDep,
+    principal: PrincipalDep,
 ) -> Response:
     require_ingest_on_traces(backend, principal, [_checked_trace_id(trace_id)])
     shown, version_id = backend.assessment(trace_id, assessment_id)
     record = assessment_update(
         shown, version_id, trace_id, field(body, "assessment") or {}, field(body, "update_mask")
     )
-    backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+    publish_ingested(request, backend, [(trace_id, (ASSESSMENT_LOGGED, record))])
     shown_update = shown_as(mlflow_assessment_dict(record), assessment_id, shown.get("overrides"))
     return _json({"assessment": shown_update})
 
 
 @router.delete(f"{V3_TRACES}/{{trace_id}}/assessments/{{assessment_id}}")
 def delete_assessment(
-    trace_id: str, assessment_id: str, backend: BackendDep, principal: PrincipalDep
+    request: Request, trace_id: str, assessment_id: str, backend: BackendDep, principal: PrincipalDep
 ) -> Response:
     require_ingest_on_traces(backend, principal, [_checked_trace_id(trace_id)])
     version_id = backend.version_of(_checked_trace_id(trace_id), assessment_id)
     record = assessment_deletion(trace_id, assessment_id, version_id)
-    backend.publisher.publish([(trace_id, (ASSESSMENT_LOGGED, record))])
+    publish_ingested(request, backend, [(trace_id, (ASSESSMENT_LOGGED, record))])
     return _json({})
 
 
@@ -444,17 +491,21 @@ def delete_assessment(
 
 
 @router.post(f"{V2}/traces/link-to-run")
-def link_traces_to_run(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+def link_traces_to_run(
+    request: Request, body: Body, backend: BackendDep, principal: PrincipalDep
+) -> Response:
     """LinkTracesToRun: at most 100 traces, any run id (there are no runs here; MLflow's store
     does not check the run either); ``run_id = …`` then finds them."""
     events = run_link_events(body)
     require_ingest_on_traces(backend, principal, [trace_id for trace_id, _ in events])
-    backend.publisher.publish(events)
+    publish_ingested(request, backend, events)
     return _json({})
 
 
 @router.post(f"{V2}/traces/link-prompts")
-def link_prompts_to_trace(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+def link_prompts_to_trace(
+    request: Request, body: Body, backend: BackendDep, principal: PrincipalDep
+) -> Response:
     """LinkPromptsToTrace: ``prompt = 'name/version'`` then finds the trace. The trace must exist,
     as in MLflow (its client reads the trace before it links)."""
     trace_id = required_string(body, "trace_id")
@@ -463,7 +514,7 @@ def link_prompts_to_trace(body: Body, backend: BackendDep, principal: PrincipalD
         return _json({})  # MLflow's store returns before it looks the trace up
     require_ingest_on_traces(backend, principal, [_checked_trace_id(trace_id)])
     backend.trace(trace_id)  # RESOURCE_DOES_NOT_EXIST "Trace with ID '…' not found."
-    backend.publisher.publish(prompt_link_events(trace_id, versions))
+    publish_ingested(request, backend, prompt_link_events(trace_id, versions))
     return _json({})
 
 
@@ -492,7 +543,9 @@ def _delete_selection(body: dict[str, Any]) -> Selection:
 
 @router.post(f"{V2}/traces/delete-traces")
 @router.post(f"{V3_TRACES}/delete-traces")
-def delete_traces_of_experiment(body: Body, backend: BackendDep, principal: PrincipalDep) -> Response:
+def delete_traces_of_experiment(
+    request: Request, body: Body, backend: BackendDep, principal: PrincipalDep
+) -> Response:
     """DeleteTraces (and DeleteTracesV3, the same request): the experiment's traces at or before
     ``max_timestamp_millis`` (the oldest ``max_traces`` of them when given), or those of
     ``request_ids`` that exist in it; ``traces_deleted`` counts them exactly. Every match is
@@ -501,6 +554,14 @@ def delete_traces_of_experiment(body: Body, backend: BackendDep, principal: Prin
     assert selection.locations is not None  # DeleteTraces names its experiment
     principal.require(Right.DELETE, selection.locations[0])
     deletion = delete_traces(backend.search, backend.publisher, selection, "MLflow DeleteTraces")
+    audit.record(
+        request,
+        audit.AuditAction.DELETE,
+        experiments=selection.locations,
+        filter=selection.filter_string,
+        trace_ids=deletion.trace_ids,
+        count=deletion.deleted,
+    )
     return _json({"traces_deleted": deletion.deleted})
 
 
@@ -549,6 +610,7 @@ def search_traces(body: Body, backend: BackendDep, principal: PrincipalDep) -> R
 
 @router.get(f"{V3_TRACES}/batchGet")
 def batch_get_traces(
+    request: Request,
     backend: BackendDep,
     principal: PrincipalDep,
     trace_ids: Annotated[list[str] | None, Query()] = None,
@@ -558,6 +620,7 @@ def batch_get_traces(
     if not trace_ids:
         raise missing_parameter("trace_ids")
     traces = backend.traces(trace_ids, experiment_ids, principal.scope(Right.READ, None))
+    audit_trace_reads(request, traces)
     return _json({"traces": [trace_json(trace) for trace in traces]} if traces else {})
 
 
@@ -577,6 +640,7 @@ def batch_get_trace_infos(body: Body, backend: BackendDep, principal: PrincipalD
 
 @router.get(f"{V3_TRACES}/get")
 def get_trace(
+    request: Request,
     backend: BackendDep,
     principal: PrincipalDep,
     trace_id: str | None = None,
@@ -585,7 +649,9 @@ def get_trace(
     """GetTrace: one trace with its spans."""
     if not trace_id:
         raise missing_parameter("trace_id")
-    return _json({"trace": trace_json(backend.trace(trace_id, principal.scope(Right.READ, None)))})
+    trace = backend.trace(trace_id, principal.scope(Right.READ, None))
+    audit_trace_reads(request, [trace])
+    return _json({"trace": trace_json(trace)})
 
 
 @router.get(f"{V3_TRACES}/{{trace_id}}")

@@ -11,15 +11,16 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from tracestream.search_api import audit
 from tracestream.search_api.access import PrincipalDep, Right
 from tracestream.search_api.deletion import LISTED_TRACE_IDS, Selection, delete_traces
 from tracestream.search_api.deps import PublisherDep, SearchDep
 from tracestream.search_api.errors import error_body
-from tracestream.search_api.search import SearchError
+from tracestream.search_api.search import SearchError, experiment_of
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def search_traces(body: SearchRequest, searcher: SearchDep, principal: Principal
 
 @router.get("/export")
 def export_traces(
+    request: Request,
     searcher: SearchDep,
     principal: PrincipalDep,
     filter: str | None = None,
@@ -70,17 +72,23 @@ def export_traces(
     include_spans: bool = True,
 ) -> StreamingResponse:
     """Every matching trace as NDJSON, streamed from one point-in-time view of the index."""
-    export = searcher.export(filter, order_by, principal.scope(Right.READ, locations), include_spans)
+    scope = principal.scope(Right.READ, locations)
+    export = searcher.export(filter, order_by, scope, include_spans)
 
     def lines() -> Iterator[bytes]:
+        written = 0
         try:
             for trace in export.traces:
                 yield orjson.dumps(trace) + b"\n"
+                written += 1
         except SearchError as exc:
             # The 200 status is already sent: the failure can only be told in the stream, as a
             # last line the client recognizes (it has error_code and no info).
             logger.warning("export failed after it started: %s", exc.message)
             yield orjson.dumps(error_body(exc)) + b"\n"
+        finally:
+            # After the stream, so the count is what was sent (a client may stop reading early).
+            audit.record(request, audit.AuditAction.EXPORT, experiments=scope, filter=filter, count=written)
 
     return StreamingResponse(
         lines(), media_type="application/x-ndjson", headers={TOTAL_COUNT_HEADER: str(export.total)}
@@ -116,7 +124,11 @@ class DeleteResponse(BaseModel):
 
 @router.post("/delete", response_model=DeleteResponse)
 def delete_traces_by_filter(
-    body: DeleteRequest, searcher: SearchDep, publisher: PublisherDep, principal: PrincipalDep
+    request: Request,
+    body: DeleteRequest,
+    searcher: SearchDep,
+    publisher: PublisherDep,
+    principal: PrincipalDep,
 ) -> Response:
     """Delete the traces matching a filter, oldest first, for good: a late span or tag does not
     bring them back. Searches stop returning them within seconds. A dry run deletes nothing.
@@ -144,6 +156,15 @@ def delete_traces_by_filter(
         f"delete by filter: {body.filter or ''}",
         dry_run=body.dry_run,
     )
+    if not deletion.dry_run:
+        audit.record(
+            request,
+            audit.AuditAction.DELETE,
+            experiments=selection.locations,
+            filter=body.filter,
+            trace_ids=deletion.trace_ids,
+            count=deletion.deleted,
+        )
     answer = DeleteResponse(
         traces_deleted=deletion.deleted,
         traces_matched=deletion.matched,
@@ -157,8 +178,15 @@ def delete_traces_by_filter(
 # :path, so that an id holding "/" is answered as the id it is (not found), not as a route miss.
 # Declared last: "/search" and "/export" are not ids.
 @router.get("/{trace_id:path}")
-def get_trace(trace_id: str, searcher: SearchDep, principal: PrincipalDep) -> Response:
+def get_trace(request: Request, trace_id: str, searcher: SearchDep, principal: PrincipalDep) -> Response:
     """One trace with its spans and assessments; a trace of an experiment the API key may not
     read is not found, as an unknown id."""
     trace = searcher.get(trace_id, principal.scope(Right.READ, None))
+    experiment_id = experiment_of(trace)
+    audit.record(
+        request,
+        audit.AuditAction.GET_TRACE,
+        experiments=[experiment_id] if experiment_id is not None else None,
+        trace_ids=[trace_id],
+    )
     return Response(orjson.dumps(trace), media_type="application/json")
