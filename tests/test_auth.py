@@ -5,20 +5,24 @@ on invalid keys, and the flat TRACESTREAM_API__API_KEYS of earlier releases."""
 from __future__ import annotations
 
 import base64
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from commands import run_tracestream
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 from pydantic import SecretStr
-from searching.support import drop, private_settings
+from searching.support import drop, private_settings, running_api
 
 from tracestream.search_api.access import OPEN, Right, current_principal
 from tracestream.search_api.api import create_app
+from tracestream.search_api.audit import audit_index
 from tracestream.search_api.auth import FailedAttempts, authentication_dependencies
 from tracestream.search_api.keys import KeysFile
 from tracestream.settings import Settings
@@ -31,6 +35,7 @@ def base_settings(opensearch: OpenSearch) -> Iterator[Settings]:
     settings = private_settings(Settings())
     yield settings
     drop(opensearch, settings)
+    opensearch.indices.delete(index=audit_index(settings), ignore_unavailable=True)
 
 
 @pytest.fixture
@@ -185,3 +190,32 @@ def test_missing_keys_do_not_count_as_invalid_ones(base_settings: Settings, keys
 
     assert missing == [401] * 5
     assert answer.status_code == 200
+
+
+def test_keys_made_with_the_command_count_in_a_running_api_within_seconds(
+    base_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys_path = str(tmp_path / "keys.json")
+    monkeypatch.setenv("TRACESTREAM_API__KEYS_FILE", keys_path)
+    env = {**os.environ, "TRACESTREAM_OPENSEARCH__INDEX_PREFIX": base_settings.opensearch.index_prefix}
+    with running_api(base_settings) as api:
+        refused = httpx.post(f"{api.base_url}{SEARCH}", json={}, headers={"X-API-Key": "ts_nothing-yet"})
+        created = run_tracestream("keys", "create", "ci", "-e", "2", "-r", "read", env=env)
+        secret = next(word for word in created.stdout.split() if word.startswith("ts_"))
+        accepted = _within_seconds(api.base_url, secret, until_status=200)
+        run_tracestream("keys", "revoke", "ci", env=env)
+        revoked = _within_seconds(api.base_url, secret, until_status=403)
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert revoked.json()["error_code"] == "PERMISSION_DENIED"
+
+
+def _within_seconds(base_url: str, secret: str, until_status: int) -> httpx.Response:
+    deadline = time.monotonic() + 5
+    while (
+        answer := httpx.post(f"{base_url}{SEARCH}", json={}, headers={"X-API-Key": secret})
+    ).status_code != until_status:
+        assert time.monotonic() < deadline, f"still {answer.status_code} after 5 s: {answer.text}"
+        time.sleep(0.2)
+    return answer
