@@ -34,8 +34,8 @@ def api_process(api_settings: Settings) -> Iterator[tuple[str, int]]:
         yield api.base_url, api.pid
 
 
-# Loading 50,000 traces takes most of the time (about 60 s on a quiet machine, and over 300 s
-# on a loaded one, seen in a run beside other tests); the export itself is bounded below.
+# Loading 50,000 traces takes most of the time (over 300 s once, on a machine loaded by other
+# test runs); the export itself is bounded below.
 @pytest.mark.timeout(600)
 def test_exporting_fifty_thousand_traces_streams_each_once_in_bounded_memory(
     opensearch: OpenSearch, api_settings: Settings, api_process: tuple[str, int]
