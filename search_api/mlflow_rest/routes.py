@@ -184,6 +184,20 @@ def require_ingest_on_traces(backend: MlflowBackend, principal: Principal, trace
             raise permission_denied(f"API key '{principal.name}' may not ingest into trace '{trace_id}'")
 
 
+def refuse_traces_of_other_experiments(
+    backend: MlflowBackend, principal: Principal, trace_ids: list[str]
+) -> None:
+    """PERMISSION_DENIED when a key of some experiments sends spans or a trace info under the id
+    of an indexed trace of an experiment it may not ingest into (the stream would add them to
+    that trace); one search per request, none for a key of every experiment. A trace not indexed
+    yet cannot be checked, and is new as far as the index knows."""
+    if principal.experiments is None or not trace_ids:
+        return
+    for trace_id, experiment in backend.search.experiments_of(list(dict.fromkeys(trace_ids))).items():
+        if not principal.may(Right.INGEST, experiment):
+            raise permission_denied(f"API key '{principal.name}' may not ingest into trace '{trace_id}'")
+
+
 # What ``tracestream_api_ingested_total`` counts each event as, per key.
 INGESTED_KINDS = {
     SPAN_ENDED: "spans",
@@ -386,6 +400,7 @@ async def export_spans(
         raise SearchError(413, TOO_LARGE_ERROR_CODE, str(exc)) from exc
     except OtlpError as exc:
         raise SearchError(400, "BAD_REQUEST", str(exc)) from exc
+    await run_in_threadpool(refuse_traces_of_other_experiments, backend, principal, [t for t, _ in events])
     await run_in_threadpool(publish_ingested, request, backend, events)
     if (content_type or "").startswith("application/json"):
         return _json({})
@@ -398,6 +413,7 @@ def start_trace(request: Request, body: Body, backend: BackendDep, principal: Pr
     events, trace_info = trace_info_events(body)
     _, (_, ended) = events[0]  # the TraceEnded comes first
     principal.require(Right.INGEST, ended["location"]["experiment_id"])
+    refuse_traces_of_other_experiments(backend, principal, [ended["trace_id"]])
     publish_ingested(request, backend, events)
     return _json({"trace": {"trace_info": trace_info}})
 

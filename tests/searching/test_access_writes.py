@@ -115,6 +115,26 @@ def test_the_ingest_key_may_not_start_a_trace_in_another_experiment(
     assert published_events(write_settings) == []
 
 
+def test_the_ingest_key_may_not_add_spans_to_a_trace_of_another_experiment(
+    fleet: tuple[TestClient, Fleet], write_settings: Settings
+) -> None:
+    # The spans name the key's own experiment, but their trace id is an indexed trace of B: the
+    # stream would add them to that trace.
+    api, keys = fleet
+    trace_of_b = keys.traces_b[0]["trace_id"]
+
+    response = api.post(
+        "/v1/traces",
+        content=export_request(*mlflow_spans(trace_of_b.removeprefix("tr-"))).SerializeToString(),
+        headers={**keys.ingest_a, **PROTOBUF, "x-mlflow-experiment-id": EXPERIMENT_A},
+    )
+    started = api.post(V3_TRACES, json=start_trace_body(trace_of_b, EXPERIMENT_A), headers=keys.ingest_a)
+
+    assert_refused(response.json(), response.status_code)
+    assert_refused(started.json(), started.status_code)
+    assert published_events(write_settings) == []
+
+
 def test_the_ingest_key_tags_a_trace_of_its_experiment(
     fleet: tuple[TestClient, Fleet], write_settings: Settings
 ) -> None:
