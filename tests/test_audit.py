@@ -90,6 +90,24 @@ def test_reading_a_whole_trace_records_its_id_and_experiment(
     ]
 
 
+def test_a_search_page_of_whole_traces_is_recorded_and_one_without_spans_is_not(
+    opensearch: OpenSearch, settings: Settings, traces: list[CompletedTrace]
+) -> None:
+    _, secret = KeysFile(settings.api.keys_file or "").create("support-dashboard", ["17"], [Right.READ])
+    with TestClient(create_app(settings)) as client:
+        whole = client.post("/api/v1/traces/search", json={"max_results": 2}, headers={"X-API-Key": secret})
+        infos = client.post(
+            "/api/v1/traces/search", json={"include_spans": False}, headers={"X-API-Key": secret}
+        )
+        records = audit_records(opensearch, client, settings)
+
+    assert whole.status_code == 200 and infos.status_code == 200
+    shown = [trace["info"]["trace_id"] for trace in whole.json()["traces"]]
+    assert [(r["action"], r["experiments"], r["trace_ids"], r["count"]) for r in records] == [
+        ("traces.search", ["17"], shown, 2)
+    ]
+
+
 def test_a_record_lists_a_bounded_number_of_trace_ids_and_the_exact_count() -> None:
     ids = [f"tr-{n:032x}" for n in range(250)]
 

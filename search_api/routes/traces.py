@@ -45,18 +45,30 @@ class SearchResponse(BaseModel):
 
 
 @router.post("/search", response_model=SearchResponse)
-def search_traces(body: SearchRequest, searcher: SearchDep, principal: PrincipalDep) -> Response:
+def search_traces(
+    request: Request, body: SearchRequest, searcher: SearchDep, principal: PrincipalDep
+) -> Response:
     """Traces matching a filter, a page at a time; pass `next_page_token` back for the next page
     (with the same API key: a token is refused for another)."""
+    scope = principal.scope(Right.READ, body.locations)
     page = searcher.search(
         body.filter,
         body.order_by,
         body.max_results,
         body.page_token,
-        principal.scope(Right.READ, body.locations),
+        scope,
         body.include_spans,
         caller=principal.name,
     )
+    if body.include_spans and page.traces:  # a page of whole traces, as a get of each
+        audit.record(
+            request,
+            audit.AuditAction.SEARCH,
+            experiments=scope,
+            filter=body.filter,
+            trace_ids=[trace["info"]["trace_id"] for trace in page.traces],
+            count=len(page.traces),
+        )
     content = orjson.dumps({"traces": page.traces, "next_page_token": page.next_page_token})
     return Response(content, media_type="application/json")
 
