@@ -25,6 +25,10 @@ from tracestream.search_api.dsl import (
     with_default_order,
 )
 
+# The two JSON spellings of prompt version qa/2 in the mlflow.linkedPrompts tag.
+QUOTED_VERSION = '*{"name": "qa", "version": "2"}*'
+NUMBER_VERSION = '*{"name": "qa", "version": 2}*'
+
 
 def validate(filter_string: str, expect: dict[str, Any]) -> None:
     assert to_query(parse_filter(filter_string)) == expect
@@ -73,28 +77,51 @@ def test_no_filter_matches_every_trace() -> None:
         ),
         pytest.param(
             "run_id = 'r1'",
-            {"term": {"run_id": "r1"}},
-            id="run id",
+            {
+                "bool": {
+                    "should": [{"term": {"run_id": "r1"}}, {"term": {"linked_run_ids": "r1"}}],
+                    "minimum_should_match": 1,
+                }
+            },
+            id="run id: the source run or a linked run, as MLflow",
+        ),
+        pytest.param(
+            "run_id != 'r1'",
+            {
+                "bool": {
+                    "filter": [{"exists": {"field": "run_id"}}],
+                    "must_not": [{"term": {"run_id": "r1"}}],
+                }
+            },
+            id="run id !=: the source run only, as MLflow",
         ),
         pytest.param(
             "prompt = 'qa/2'",
             {
-                "nested": {
-                    "path": "tags",
-                    "query": {
-                        "bool": {
-                            "filter": [{"term": {"tags.key": "mlflow.linkedPrompts"}}],
-                            "should": [
-                                {"wildcard": {"tags.value": {"value": '*{"name": "qa", "version": "2"}*'}}},
-                                {"wildcard": {"tags.value": {"value": '*{"name": "qa", "version": 2}*'}}},
-                            ],
-                            "minimum_should_match": 1,
-                        }
-                    },
-                    "score_mode": "none",
+                "bool": {
+                    "should": [
+                        {"term": {"linked_prompts": "qa/2"}},
+                        {
+                            "nested": {
+                                "path": "tags",
+                                "query": {
+                                    "bool": {
+                                        "filter": [{"term": {"tags.key": "mlflow.linkedPrompts"}}],
+                                        "should": [
+                                            {"wildcard": {"tags.value": {"value": QUOTED_VERSION}}},
+                                            {"wildcard": {"tags.value": {"value": NUMBER_VERSION}}},
+                                        ],
+                                        "minimum_should_match": 1,
+                                    }
+                                },
+                                "score_mode": "none",
+                            }
+                        },
+                    ],
+                    "minimum_should_match": 1,
                 }
             },
-            id="linked prompt version, either JSON spelling",
+            id="linked prompt version, or the linkedPrompts tag in either JSON spelling",
         ),
         pytest.param(
             "timestamp_ms > 1700000000000",
