@@ -92,6 +92,8 @@ def history_incompatibilities(schema_set: SchemaSet) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name, history in schema_set.versions.items():
         for previous, current in pairwise(history):
+            if previous.fingerprint == current.fingerprint:
+                continue  # the same canonical form: nothing to check
             problems = incompatibilities(previous.parsed, current.parsed)
             if problems:
                 found[f"{name} v{previous.version} -> v{current.version}"] = problems
