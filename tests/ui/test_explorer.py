@@ -16,6 +16,8 @@ from opensearchpy import OpenSearch
 from searching.support import ApiProcess, drop, private_settings, running_api, small_traces, write_traces
 
 from tracestream.schemas.records import CompletedTrace
+from tracestream.search_api.access import Right
+from tracestream.search_api.keys import KeysFile
 from tracestream.settings import Settings
 from ui.browser import Page
 from ui.traces import HTML_OUTPUT, designed_trace
@@ -396,3 +398,44 @@ def test_with_api_keys_only_the_login_prompt_shows_until_a_key_works(
     browser.wait_for_function("Boolean(document.body.dataset.traceRendered)")
     assert browser.locator(".span-row").count() >= 2
     assert re.search(r"trace=tr-", browser.url)
+
+
+@pytest.fixture(scope="module")
+def scoped_api(
+    opensearch: OpenSearch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ApiProcess, list[CompletedTrace], str]]:
+    """An API whose keys file holds one key that may read experiment "31" only, beside traces of
+    experiments 31 and 32."""
+    settings = private_settings(Settings())
+    written = small_traces(4, seed=31, start_ms=START_MS, experiment_id="31")
+    written += small_traces(4, seed=32, start_ms=START_MS + 500, experiment_id="32")  # newer
+    write_traces(opensearch, settings, written)
+    keys_file = tmp_path_factory.mktemp("keys") / "keys.json"
+    _, secret = KeysFile(keys_file).create("support-dashboard", ["31"], [Right.READ])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRACESTREAM_API__KEYS_FILE", str(keys_file))
+        with running_api(settings) as process:
+            yield process, written, secret
+    drop(opensearch, settings)
+
+
+def test_with_a_scoped_key_the_page_shows_only_its_experiments_traces(
+    new_page: Callable[[str], Page], scoped_api: tuple[ApiProcess, list[CompletedTrace], str]
+) -> None:
+    api, written, secret = scoped_api
+    readable = {t["trace_id"] for t in written if t["info"]["location"]["experiment_id"] == "31"}
+    other = next(t["trace_id"] for t in written if t["info"]["location"]["experiment_id"] == "32")
+    page = new_page(api.base_url)
+    browser = page.open("/")
+    browser.locator("#login").wait_for()
+    browser.fill("#api-key", secret)
+    browser.click("#login-form button")
+    wait_searched(browser)
+
+    assert set(row_ids(browser)) == readable
+    # A deep link to a trace of the other experiment finds nothing, as an unknown id does.
+    browser = page.open(f"/?trace={other}")
+    browser.wait_for_function(
+        "document.querySelector('#trace-error').textContent.includes('RESOURCE_DOES_NOT_EXIST')"
+    )
+    assert browser.locator(".span-row").count() == 0
