@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
@@ -34,6 +34,8 @@ from tracestream.search_api.dsl import (
     with_default_order,
 )
 from tracestream.settings import Settings
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -387,33 +389,14 @@ class TraceSearch:
         memory at a time, however many traces match. The first page is fetched here, so that a
         bad request fails before anything is streamed, and so that the total is known."""
         request = self._request(filter_string, order_by, locations)
-        try:
-            pit = self._call(
-                self.client.create_pit, index=self.names.read_alias, params={"keep_alive": PIT_KEEP_ALIVE}
-            )
-        except SearchError as exc:
-            if exc.status == 404:  # nothing indexed yet
-                return TraceExport(0, iter(()))
-            raise
-        pit_id = pit["pit_id"]
-        body: dict[str, Any] = {
-            "query": request.query,
-            "sort": request.sort,
-            "size": page_size,
-            "track_total_hits": True,
-            **hit_fetch(include_spans),
-            "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
-        }
-        try:
-            first = self._call(self.client.search, body=body)["hits"]
-        except BaseException:
-            self._delete_pit(pit_id)
-            raise
-        # Counting once is enough: the point in time does not change.
-        body["track_total_hits"] = False
-        return TraceExport(
-            first["total"]["value"], self._export_pages(body, first["hits"], pit_id, include_spans, page_size)
+        total, traces = self._scan(
+            request.query,
+            request.sort,
+            hit_fetch(include_spans),
+            page_size,
+            lambda hit: trace_from_hit(hit, include_spans),
         )
+        return TraceExport(total, traces)
 
     def scan_trace_ids(
         self,
@@ -432,22 +415,42 @@ class TraceSearch:
             if len(trace_ids) > MAX_TRACE_IDS:
                 raise invalid(f"Too many trace ids ({len(trace_ids)}); at most {MAX_TRACE_IDS} a request")
             query = {"bool": {"filter": [query, {"terms": {F.TRACE_ID: trace_ids}}]}}
+        total, ids = self._scan(
+            query,
+            request.sort,
+            {"_source": False, "docvalue_fields": [F.TRACE_ID]},
+            page_size,
+            lambda hit: hit["fields"][F.TRACE_ID][0],
+        )
+        return TraceIdScan(total, ids)
+
+    def _scan(
+        self,
+        query: dict[str, Any],
+        sort: list[Any],
+        fetch: dict[str, Any],
+        page_size: int,
+        convert: Callable[[dict[str, Any]], T],
+    ) -> tuple[int, Iterator[T]]:
+        """``convert`` of every hit of ``query`` in ``sort`` order from one point-in-time view of the index, a
+        page in memory at a time, and how many there are (counted once: the view does not
+        change). The first page is fetched here, so a bad request fails before anything is
+        streamed; the point in time is released when the hits are exhausted or closed."""
         try:
             pit = self._call(
                 self.client.create_pit, index=self.names.read_alias, params={"keep_alive": PIT_KEEP_ALIVE}
             )
         except SearchError as exc:
             if exc.status == 404:  # nothing indexed yet
-                return TraceIdScan(0, iter(()))
+                return 0, iter(())
             raise
         pit_id = pit["pit_id"]
         body: dict[str, Any] = {
             "query": query,
-            "sort": request.sort,
+            "sort": sort,
             "size": page_size,
             "track_total_hits": True,
-            "_source": False,
-            "docvalue_fields": [F.TRACE_ID],
+            **fetch,
             "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
         }
         try:
@@ -456,34 +459,20 @@ class TraceSearch:
             self._delete_pit(pit_id)
             raise
         body["track_total_hits"] = False
-        return TraceIdScan(first["total"]["value"], self._id_pages(body, first["hits"], pit_id, page_size))
+        return first["total"]["value"], self._pages(body, first["hits"], pit_id, page_size, convert)
 
-    def _id_pages(
-        self, body: dict[str, Any], hits: list[dict[str, Any]], pit_id: str, page_size: int
-    ) -> Iterator[str]:
-        try:
-            while True:
-                for hit in hits:
-                    yield hit["fields"][F.TRACE_ID][0]
-                if len(hits) < page_size:
-                    return
-                body["search_after"] = hits[-1]["sort"]
-                hits = self._call(self.client.search, body=body)["hits"]["hits"]
-        finally:
-            self._delete_pit(pit_id)
-
-    def _export_pages(
+    def _pages(
         self,
         body: dict[str, Any],
         hits: list[dict[str, Any]],
         pit_id: str,
-        include_spans: bool,
         page_size: int,
-    ) -> Iterator[dict[str, Any]]:
+        convert: Callable[[dict[str, Any]], T],
+    ) -> Iterator[T]:
         try:
             while True:
                 for hit in hits:
-                    yield trace_from_hit(hit, include_spans)
+                    yield convert(hit)
                 if len(hits) < page_size:
                     return
                 body["search_after"] = hits[-1]["sort"]
