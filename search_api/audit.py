@@ -35,6 +35,7 @@ from opensearchpy import OpenSearch, helpers
 from prometheus_client import CollectorRegistry, Counter
 
 from tracestream.search_api.access import current_principal
+from tracestream.search_api.deletion import Deletion, Selection
 from tracestream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,19 @@ def record(request: Request, action: AuditAction | str, **details: Any) -> None:
         **details,
     )
     trail.add(document)
+
+
+def record_deletion(request: Request, selection: Selection, deletion: Deletion) -> None:
+    """Records a delete that was carried out (a dry run is not): its selection and what went."""
+    if not deletion.dry_run:
+        record(
+            request,
+            AuditAction.DELETE,
+            experiments=selection.locations,
+            filter=selection.filter_string,
+            trace_ids=deletion.trace_ids,
+            count=deletion.deleted,
+        )
 
 
 def count_ingest(request: Request, kind: str, count: int = 1) -> None:

@@ -570,14 +570,7 @@ def delete_traces_of_experiment(
     assert selection.locations is not None  # DeleteTraces names its experiment
     principal.require(Right.DELETE, selection.locations[0])
     deletion = delete_traces(backend.search, backend.publisher, selection, "MLflow DeleteTraces")
-    audit.record(
-        request,
-        audit.AuditAction.DELETE,
-        experiments=selection.locations,
-        filter=selection.filter_string,
-        trace_ids=deletion.trace_ids,
-        count=deletion.deleted,
-    )
+    audit.record_deletion(request, selection, deletion)
     return _json({"traces_deleted": deletion.deleted})
 
 

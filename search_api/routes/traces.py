@@ -168,15 +168,7 @@ def delete_traces_by_filter(
         f"delete by filter: {body.filter or ''}",
         dry_run=body.dry_run,
     )
-    if not deletion.dry_run:
-        audit.record(
-            request,
-            audit.AuditAction.DELETE,
-            experiments=selection.locations,
-            filter=body.filter,
-            trace_ids=deletion.trace_ids,
-            count=deletion.deleted,
-        )
+    audit.record_deletion(request, selection, deletion)
     answer = DeleteResponse(
         traces_deleted=deletion.deleted,
         traces_matched=deletion.matched,
